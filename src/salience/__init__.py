@@ -1,0 +1,12 @@
+"""salience: reproducible human-saliency-guided training (CYBORG, Divisive Decisions, SAGE and baselines).
+
+Importing the package installs the torchvision import shim (see `_tvshim`) so that every entry point
+(`python -m salience`, Snakemake rules, DVC stages, tests) can import torchvision on CPU-only torch.
+"""
+
+from salience import _tvshim
+
+_tvshim.install()
+
+__all__ = ["__version__"]
+__version__ = "0.1.0"

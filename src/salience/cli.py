@@ -1,0 +1,181 @@
+"""`python -m salience <command>`: the one entry point for Snakemake rules, DVC stages, tests and
+people. Bad input ends with one line `error: <what and how to fix>` and exit status 2."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from pathlib import Path
+
+from salience.errors import SalienceError
+
+log = logging.getLogger("salience")
+
+# Sub-packages that contribute subcommands through `add_parsers(subparsers)`.
+_PLUGINS = ("salience.data.cli", "salience.reporting.cli")
+
+
+def _config(args: argparse.Namespace) -> dict:
+    from salience.config import load_config
+
+    return load_config(args.config)
+
+
+def _spec(args: argparse.Namespace):
+    from salience.config import RunSpec
+
+    return RunSpec.from_run_id(args.run_id)
+
+
+def _tracker(cfg: dict, enabled: bool):
+    if not enabled:
+        return None
+    from salience.config import tracking_uri
+    from salience.tracking import Tracker
+
+    return Tracker(tracking_uri(cfg))
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    from salience.training.loop import train
+
+    cfg = _config(args)
+    spec = _spec(args)
+    out = train(cfg, spec, stage=args.stage, tracker=_tracker(cfg, not args.no_mlflow))
+    print(f"trained {spec.run_id} ({args.stage}): {out / 'model.pt'}")
+
+
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    from salience.evaluation.evaluate import evaluate_checkpoint, evaluate_run
+
+    if args.run_id:
+        cfg = _config(args)
+        spec = _spec(args)
+        m = evaluate_run(cfg, spec, tracker=_tracker(cfg, not args.no_mlflow))
+        where = f"results for {spec.run_id}"
+    else:
+        if not (args.checkpoint and args.prepared and args.out):
+            raise SalienceError("evaluate: give --config and --run-id, or --checkpoint, --prepared and --out")
+        m = evaluate_checkpoint(Path(args.checkpoint), Path(args.prepared), args.split, Path(args.out),
+                                backbone=args.backbone, method=args.method)
+        where = str(args.out)
+    aur = ", ".join(f"{k}={v:.3f}" for k, v in m["auroc"].items())
+    print(f"AUROC ({where}): {aur}")
+
+
+def cmd_visualize(args: argparse.Namespace) -> None:
+    from salience.visualize import visualize_checkpoint
+
+    if args.run_id:
+        from salience import config as C
+
+        cfg = _config(args)
+        spec = _spec(args)
+        model_path, prepared = C.run_dir(cfg, spec) / "model.pt", C.prepared_dir(cfg, spec.dataset)
+        samples = args.samples or cfg["report"]["visualize_samples"]
+    else:
+        if not (args.checkpoint and args.prepared):
+            raise SalienceError("visualize: give --config and --run-id, or --checkpoint and --prepared")
+        model_path, prepared, samples = Path(args.checkpoint), Path(args.prepared), args.samples or 4
+    out = visualize_checkpoint(model_path, prepared, Path(args.out), samples=samples, split=args.split)
+    print(f"wrote {out}")
+
+
+def cmd_runs(args: argparse.Namespace) -> None:
+    from salience.config import expand_runs, skipped_combinations
+
+    cfg = _config(args)
+    for spec in expand_runs(cfg, args.experiment or None):
+        print(spec.run_id)
+    for s in skipped_combinations(cfg):
+        log.info("skipped: %s", s)
+
+
+def cmd_ui(args: argparse.Namespace) -> None:
+    from salience.config import load_config, validate
+    from salience.ui import serve
+
+    cfg = load_config(args.config) if args.config else validate({"datasets": {"x": {"task": "custom", "source": "manifest", "manifest": "-"}}, "experiments": {}})
+    serve(cfg, host=args.host, port=args.port)
+
+
+def cmd_doctor(args: argparse.Namespace) -> None:
+    from salience.doctor import report
+
+    cfg = _config(args) if args.config else None
+    print("\n".join(report(cfg)))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="salience", description=__doc__)
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="train one run (or one stage of a two-stage method)")
+    t.add_argument("--config", required=True)
+    t.add_argument("--run-id", required=True, help="dataset/fold/backbone/method/variant/seedN")
+    t.add_argument("--stage", default="train", help="train (default) or pretrain (MENTOR stage 1)")
+    t.add_argument("--no-mlflow", action="store_true", help="do not log to MLflow")
+    t.set_defaults(func=cmd_train)
+
+    e = sub.add_parser("evaluate", help="score a run's selected model on its test split, or any checkpoint on any split")
+    e.add_argument("--config")
+    e.add_argument("--run-id")
+    e.add_argument("--checkpoint")
+    e.add_argument("--prepared", help="prepared dataset folder")
+    e.add_argument("--split", default="test")
+    e.add_argument("--out", help="output folder (with --checkpoint)")
+    e.add_argument("--backbone", help="override the checkpoint's backbone metadata")
+    e.add_argument("--method", help="override the checkpoint's method metadata")
+    e.add_argument("--no-mlflow", action="store_true")
+    e.set_defaults(func=cmd_evaluate)
+
+    v = sub.add_parser("visualize", help="DD Fig. 1 panels: true/false CAMs and Difference Salience")
+    v.add_argument("--config")
+    v.add_argument("--run-id")
+    v.add_argument("--checkpoint")
+    v.add_argument("--prepared")
+    v.add_argument("--split", default="test")
+    v.add_argument("--samples", type=int, default=None, help="samples per class")
+    v.add_argument("--out", required=True, help="PNG path")
+    v.set_defaults(func=cmd_visualize)
+
+    r = sub.add_parser("runs", help="list the run ids a config asks for")
+    r.add_argument("--config", required=True)
+    r.add_argument("--experiment", action="append", help="only these experiments (repeatable)")
+    r.set_defaults(func=cmd_runs)
+
+    u = sub.add_parser("ui", help="MLflow UI on the project's tracking store (127.0.0.1 by default)")
+    u.add_argument("--config", help="config whose tracking store to serve (default: results/mlflow)")
+    u.add_argument("--host", default="127.0.0.1")
+    u.add_argument("--port", type=int, default=5000)
+    u.set_defaults(func=cmd_ui)
+
+    d = sub.add_parser("doctor", help="versions, devices, torchvision shim, tracking URI, determinism")
+    d.add_argument("--config")
+    d.set_defaults(func=cmd_doctor)
+
+    for mod in _PLUGINS:
+        try:
+            plugin = importlib.import_module(mod)
+        except ModuleNotFoundError as exc:
+            if exc.name != mod:
+                raise
+            continue
+        plugin.add_parsers(sub)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    for noisy in ("alembic", "mlflow", "matplotlib", "PIL", "urllib3", "git"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    try:
+        args.func(args)
+    except SalienceError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0

@@ -1,0 +1,306 @@
+"""Configuration: one YAML file, validated by workflow/schemas/config.schema.yaml, drives Snakemake,
+DVC and the CLI. This module loads and checks it (schema + registries) and expands the run grid, so
+the list of runs is defined in exactly one place (`expand_runs`).
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from salience.errors import ConfigError
+
+SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
+PACKAGE_SCHEMA = Path(__file__).resolve().parent / "config.schema.yaml"  # fallback for wheels
+VARIANT_BASE = "base"
+VARIANT_FLIPPED = "flipped"
+
+
+@lru_cache(maxsize=1)
+def schema() -> dict:
+    path = SCHEMA_PATH if SCHEMA_PATH.is_file() else PACKAGE_SCHEMA
+    with open(path) as fh:
+        return yaml.safe_load(fh)
+
+
+def _fill_defaults(node: Any, sch: dict, root: dict) -> None:
+    """Fill schema `default:` values into `node` in place (objects only, recursively)."""
+    if "$ref" in sch:
+        sch = root["$defs"][sch["$ref"].split("/")[-1]]
+    if not isinstance(node, dict):
+        return
+    for key, sub in sch.get("properties", {}).items():
+        if key not in node and "default" in sub:
+            node[key] = copy.deepcopy(sub["default"])
+        if key not in node and sub.get("type") == "object" and "properties" in sub:
+            node[key] = {}
+        if key in node:
+            _fill_defaults(node[key], sub, root)
+    extra = sch.get("additionalProperties")
+    if isinstance(extra, dict):
+        for key, value in node.items():
+            if key not in sch.get("properties", {}):
+                _fill_defaults(value, extra, root)
+
+
+def validate(cfg: dict, source: str = "config") -> dict:
+    """Validate against the JSON schema and the registries; return a copy with defaults filled."""
+    import jsonschema
+
+    cfg = copy.deepcopy(cfg) if cfg is not None else {}
+    if not isinstance(cfg, dict):
+        raise ConfigError(f"{source}: top level must be a mapping of keys")
+    sch = schema()
+    validator = jsonschema.Draft202012Validator(sch)
+    errors = sorted(validator.iter_errors(cfg), key=lambda e: list(e.absolute_path))
+    if errors:
+        err = errors[0]
+        where = ".".join(str(p) for p in err.absolute_path) or "(top level)"
+        if err.validator == "additionalProperties":
+            msg = err.message.replace("Additional properties are not allowed", "unknown key")
+            msg += " (remove it or check its spelling against workflow/schemas/config.schema.yaml)"
+        else:
+            msg = err.message
+        raise ConfigError(f"{source}: {where}: {msg}")
+    _fill_defaults(cfg, sch, sch)
+    _check_registries(cfg, source)
+    return cfg
+
+
+def load_config(path: str | os.PathLike) -> dict:
+    """Read, validate and default-fill a config file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    try:
+        with open(path) as fh:
+            raw = yaml.safe_load(fh)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    return validate(raw, str(path))
+
+
+def _check_registries(cfg: dict, source: str) -> None:
+    from salience.methods.base import build_method, method_class
+    from salience.models.base import BACKBONES, _import_all
+
+    _import_all()
+    for name, params in cfg.get("methods", {}).items():
+        try:
+            build_method(name, params)
+        except ConfigError as exc:
+            raise ConfigError(f"{source}: methods.{name}: {exc}") from None
+    for exp, grid in cfg["experiments"].items():
+        for ds in grid["datasets"]:
+            if ds not in cfg["datasets"]:
+                raise ConfigError(
+                    f"{source}: experiments.{exp}.datasets: {ds!r} is not defined under datasets "
+                    f"(defined: {', '.join(cfg['datasets'])})"
+                )
+        for bb in grid["backbones"]:
+            try:
+                BACKBONES.get(bb)
+            except ConfigError as exc:
+                raise ConfigError(f"{source}: experiments.{exp}.backbones: {exc}") from None
+        for m in grid["methods"]:
+            try:
+                method_class(m)
+            except ConfigError as exc:
+                raise ConfigError(f"{source}: experiments.{exp}.methods: {exc}") from None
+        if "key" in grid:
+            _, mname, param = grid["key"].split(".")
+            cls = method_class(mname)
+            if param not in cls.defaults:
+                raise ConfigError(
+                    f"{source}: experiments.{exp}.key: method {mname!r} has no setting {param!r} "
+                    f"(settings: {', '.join(sorted(cls.defaults))})"
+                )
+    for name, ds in cfg["datasets"].items():
+        if ds["source"] == "manifest" and not ds.get("manifest"):
+            raise ConfigError(f"{source}: datasets.{name}.manifest: required when source is 'manifest'")
+        if ds["source"] == "generated" and not ds.get("generator"):
+            raise ConfigError(f"{source}: datasets.{name}.generator: required when source is 'generated'")
+        if ds["folds"] == "leave_one_subset_out" and not ds["holdout_subsets"]:
+            raise ConfigError(
+                f"{source}: datasets.{name}.holdout_subsets: list the subsets to hold out "
+                f"(one fold each) when folds is leave_one_subset_out"
+            )
+
+
+# ------------------------------------------------------------------------------------- run grid
+@dataclass(frozen=True, order=True)
+class RunSpec:
+    dataset: str
+    fold: str
+    backbone: str
+    method: str
+    variant: str
+    seed: int
+
+    @property
+    def run_id(self) -> str:
+        return f"{self.dataset}/{self.fold}/{self.backbone}/{self.method}/{self.variant}/seed{self.seed}"
+
+    @classmethod
+    def from_run_id(cls, run_id: str) -> RunSpec:
+        parts = run_id.strip("/").split("/")
+        if len(parts) != 6 or not parts[5].startswith("seed"):
+            raise ConfigError(f"run id {run_id!r}: expected dataset/fold/backbone/method/variant/seedN")
+        return cls(*parts[:5], seed=int(parts[5][4:]))
+
+
+def folds(cfg: dict, dataset: str) -> list[str]:
+    """Fold names of a dataset: ["all"] or the held-out subsets."""
+    ds = cfg["datasets"][dataset]
+    return list(ds["holdout_subsets"]) if ds["folds"] == "leave_one_subset_out" else ["all"]
+
+
+def sweep_label(grid: dict) -> str:
+    return grid.get("label") or grid["key"].split(".")[-1]
+
+
+def _fmt(v: float) -> str:
+    return str(int(v)) if float(v).is_integer() else str(v)
+
+
+def experiment_variants(cfg: dict, exp: str) -> list[str]:
+    grid = cfg["experiments"][exp]
+    if exp == "sanity":
+        return [VARIANT_BASE, VARIANT_FLIPPED]
+    if "key" in grid:
+        return [f"{sweep_label(grid)}-{_fmt(v)}" for v in grid["values"]]
+    return [VARIANT_BASE]
+
+
+def variant_overrides(cfg: dict, variant: str) -> dict[str, Any]:
+    """Dotted-key overrides that define a variant ("base", "flipped", "<label>-<value>")."""
+    if variant == VARIANT_BASE:
+        return {}
+    if variant == VARIANT_FLIPPED:
+        return {"flip_maps": True}
+    for exp, grid in cfg["experiments"].items():
+        if "key" in grid:
+            for v in grid["values"]:
+                if variant == f"{sweep_label(grid)}-{_fmt(v)}":
+                    return {grid["key"]: v}
+    raise ConfigError(f"variant {variant!r} is not defined by any experiment in the config")
+
+
+def expand_runs(cfg: dict, experiments: list[str] | None = None) -> list[RunSpec]:
+    """Every run the config asks for (deduplicated, sorted). Combinations a method cannot serve
+    (method.supported_backbones) and flipped-map runs of methods that never read maps are skipped."""
+    from salience.methods.base import method_class
+
+    runs: set[RunSpec] = set()
+    for exp, grid in cfg["experiments"].items():
+        if experiments is not None and exp not in experiments:
+            continue
+        for variant in experiment_variants(cfg, exp):
+            for ds in grid["datasets"]:
+                for fold in folds(cfg, ds):
+                    for bb in grid["backbones"]:
+                        for m in grid["methods"]:
+                            cls = method_class(m)
+                            if cls.supported_backbones is not None and bb not in cls.supported_backbones:
+                                continue
+                            if variant == VARIANT_FLIPPED and not cls.uses_maps:
+                                continue
+                            for seed in grid["seeds"]:
+                                runs.add(RunSpec(ds, fold, bb, m, variant, int(seed)))
+    return sorted(runs)
+
+
+def skipped_combinations(cfg: dict) -> list[str]:
+    """Human-readable list of (method, backbone) pairs the grid skips, for logs and docs."""
+    from salience.methods.base import method_class
+
+    out = set()
+    for grid in cfg["experiments"].values():
+        for bb in grid["backbones"]:
+            for m in grid["methods"]:
+                cls = method_class(m)
+                if cls.supported_backbones is not None and bb not in cls.supported_backbones:
+                    out.add(f"{m} on {bb}: {cls.unsupported_reason or 'unsupported'}")
+    return sorted(out)
+
+
+def _set_dotted(d: dict, key: str, value: Any) -> None:
+    parts = key.split(".")
+    for p in parts[:-1]:
+        d = d.setdefault(p, {})
+    d[parts[-1]] = value
+
+
+def resolve_run(cfg: dict, spec: RunSpec) -> dict:
+    """The complete configuration of one run (logged as MLflow params, stored in run.json)."""
+    from salience.methods.base import method_class
+
+    if spec.dataset not in cfg["datasets"]:
+        raise ConfigError(f"dataset {spec.dataset!r} is not defined in the config")
+    if spec.fold not in folds(cfg, spec.dataset):
+        raise ConfigError(
+            f"fold {spec.fold!r} is not a fold of dataset {spec.dataset!r} (folds: {', '.join(folds(cfg, spec.dataset))})"
+        )
+    base = copy.deepcopy(cfg)
+    for key, value in variant_overrides(cfg, spec.variant).items():
+        _set_dotted(base, key, value)
+    cls = method_class(spec.method)
+    params = {**cls.defaults, **base.get("methods", {}).get(spec.method, {})}
+    return {
+        "run_id": spec.run_id,
+        "dataset": spec.dataset,
+        "task": cfg["datasets"][spec.dataset]["task"],
+        "fold": spec.fold,
+        "backbone": spec.backbone,
+        "method": spec.method,
+        "method_params": params,
+        "variant": spec.variant,
+        "seed": spec.seed,
+        "flip_maps": bool(base.get("flip_maps", False)),
+        "train": base["train"],
+        "model": base["model"],
+        "data": {k: v for k, v in cfg["datasets"][spec.dataset].items() if k != "generator"},
+    }
+
+
+def config_hash(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+# ------------------------------------------------------------------------------------- paths
+def raw_dir(cfg: dict, dataset: str) -> Path:
+    return Path(cfg["data_dir"]) / "raw" / dataset
+
+
+def manifest_path(cfg: dict, dataset: str) -> Path:
+    ds = cfg["datasets"][dataset]
+    if ds["source"] == "manifest":
+        return Path(ds["manifest"])
+    return raw_dir(cfg, dataset) / "manifest.csv"
+
+
+def prepared_dir(cfg: dict, dataset: str) -> Path:
+    return Path(cfg["data_dir"]) / "prepared" / dataset
+
+
+def run_dir(cfg: dict, spec: RunSpec) -> Path:
+    return Path(cfg["results_dir"]) / "runs" / spec.run_id
+
+
+def tracking_uri(cfg: dict) -> str:
+    """Explicit URI > $MLFLOW_TRACKING_URI > a SQLite store under results_dir (never MLflow's
+    cwd-relative default, toolchain.md)."""
+    if cfg.get("tracking_uri"):
+        return cfg["tracking_uri"]
+    if os.environ.get("MLFLOW_TRACKING_URI"):
+        return os.environ["MLFLOW_TRACKING_URI"]
+    db = (Path(cfg["results_dir"]) / "mlflow" / "mlflow.db").resolve()
+    return f"sqlite:///{db}"

@@ -1,0 +1,1 @@
+"""Evaluation: per-image scores, AUROC overall and per subset, CAM–human agreement."""

@@ -1,0 +1,58 @@
+"""AUROC overall and per subset, from p1 (softmax) and from σ(logit₁) (CVRL test scripts).
+
+Per subset s (a held-out attack type, a generator): all label-0 test rows (the shared bona fide /
+real images) against the label-1 rows of s, as in DD Tables 3–4 and CYBORG's per-GAN test sets.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import roc_auc_score
+
+from salience.errors import DataError
+
+
+def _auc(labels: np.ndarray, scores: np.ndarray, what: str) -> float:
+    if not np.all(np.isfinite(scores)):
+        raise DataError(f"{what}: scores contain NaN/inf; the model diverged — retrain with a lower train.lr")
+    value = float(roc_auc_score(labels, scores))
+    if not math.isfinite(value):
+        raise DataError(f"{what}: AUROC is {value}")
+    return value
+
+
+def subset_metrics(scores: pd.DataFrame, what: str) -> dict:
+    """`scores` has columns label, subset, p1, p_sigmoid1. Returns the metrics.json core."""
+    out: dict = {"auroc": {}, "auroc_sigmoid": {}, "n": {}}
+    labels = scores["label"].to_numpy()
+    if len(np.unique(labels)) < 2:
+        raise DataError(f"{what}: test split has a single class; AUROC is undefined — the manifest needs both labels in test")
+    groups = {"all": np.ones(len(scores), dtype=bool)}
+    neg = labels == 0
+    for s in sorted(x for x in scores.loc[labels == 1, "subset"].unique() if isinstance(x, str) and x):
+        groups[s] = neg | ((labels == 1) & (scores["subset"].to_numpy() == s))
+    for name, mask in groups.items():
+        sub = scores[mask]
+        lab = sub["label"].to_numpy()
+        if len(np.unique(lab)) < 2:
+            continue
+        out["auroc"][name] = _auc(lab, sub["p1"].to_numpy(), f"{what} [{name}]")
+        out["auroc_sigmoid"][name] = _auc(lab, sub["p_sigmoid1"].to_numpy(), f"{what} [{name}]")
+        out["n"][name] = {"pos": int((lab == 1).sum()), "neg": int((lab == 0).sum())}
+    return out
+
+
+def pearson_agreement(cam: np.ndarray, human: np.ndarray) -> np.ndarray:
+    """Per-image Pearson correlation between two B×H×W maps; NaN where either map is constant."""
+    a = cam.reshape(len(cam), -1).astype(np.float64)
+    b = human.reshape(len(human), -1).astype(np.float64)
+    a = a - a.mean(1, keepdims=True)
+    b = b - b.mean(1, keepdims=True)
+    den = np.sqrt((a * a).sum(1) * (b * b).sum(1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r = (a * b).sum(1) / den
+    r[den == 0] = np.nan
+    return r

@@ -1,0 +1,151 @@
+"""Method base class and registry (pytorch-grad-cam / timm pattern: one small module per method).
+
+A method decides (a) which model it trains (`build_model`, default: `Classifier`), (b) its loss on a
+training batch (`loss`), and (c) how the model scores an evaluation batch (`logits`). Methods with
+two jobs (MENTOR) list `stages`; the training loop runs one stage per invocation, and the workflow
+schedules each stage as its own job (`stage_inputs`).
+
+A batch is a dict (see `salience.data.loader`):
+  image   float32 B×3×S×S, ImageNet-normalised
+  label   int64 B (1 = attack / synthetic / abnormal)
+  map     float32 B×S×S human map at input resolution in [0, 1] (zeros where has_map is False;
+          already 1 − h when the run uses flipped maps)
+  map_cam float32 B×g×g the same map on the CAM grid (antialiased resize, then min-max)
+  has_map bool B
+  row     int64 B (row index in the prepared dataset)
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from salience.errors import ConfigError
+from salience.models.base import Backbone, Classifier
+from salience.registry import Registry
+
+METHODS: Registry = Registry("method")
+
+
+@dataclass
+class LossOutput:
+    """`total` is back-propagated; `parts` (already weighted) are logged per epoch."""
+
+    total: Tensor
+    parts: dict[str, Tensor] = field(default_factory=dict)
+    logits: Tensor | None = None  # clean-image logits, for the running train AUROC
+
+
+class Method:
+    """Base class. Subclasses set the class attributes and override `loss` (and maybe more)."""
+
+    name: ClassVar[str] = ""
+    #: False for methods that never read the human map (xent, mentor stage 2 ...)
+    uses_maps: ClassVar[bool] = True
+    #: True when the model needs the map at evaluation time too (gazegnn)
+    maps_at_test: ClassVar[bool] = False
+    #: None = every registered backbone; else the names that work (others fail with a clear message)
+    supported_backbones: ClassVar[tuple[str, ...] | None] = None
+    #: why the unsupported backbones cannot serve (shown in the error)
+    unsupported_reason: ClassVar[str] = ""
+    #: training stages, in order; each is a separate job
+    stages: ClassVar[tuple[str, ...]] = ("train",)
+    #: hyperparameters and their defaults; config `methods.<name>` may override any of these only
+    defaults: ClassVar[dict[str, Any]] = {}
+
+    def __init__(self, params: dict[str, Any] | None = None) -> None:
+        params = dict(params or {})
+        unknown = sorted(set(params) - set(self.defaults))
+        if unknown:
+            raise ConfigError(
+                f"methods.{self.name}.{unknown[0]}: unknown setting; {self.name} accepts: "
+                f"{', '.join(sorted(self.defaults)) or '(none)'}"
+            )
+        self.params = {**self.defaults, **params}
+
+    # ----------------------------------------------------------------------------- hooks
+    def check_backbone(self, backbone_name: str) -> None:
+        if self.supported_backbones is not None and backbone_name not in self.supported_backbones:
+            why = f" ({self.unsupported_reason})" if self.unsupported_reason else ""
+            raise ConfigError(
+                f"method {self.name!r} does not support backbone {backbone_name!r}{why}; "
+                f"supported: {', '.join(self.supported_backbones)}"
+            )
+
+    def build_model(self, backbone: Backbone, *, cam_layer: str = "pooled", stage: str = "train") -> nn.Module:
+        """The model this method trains in `stage` (default: backbone + GAP + linear)."""
+        return Classifier(backbone, num_classes=2, cam_layer=cam_layer)
+
+    def init_stage(self, model: nn.Module, stage: str, previous: dict[str, Tensor] | None) -> None:
+        """Called once before training `stage`, with the selected state dict of the previous stage."""
+
+    def selection(self, stage: str) -> tuple[str, str]:
+        """Model selection on validation: (metric, "max"|"min"). Never the test split."""
+        return "val_auroc", "max"
+
+    def loss(self, model: nn.Module, batch: dict[str, Tensor], stage: str = "train") -> LossOutput:
+        raise NotImplementedError
+
+    def logits(self, model: nn.Module, batch: dict[str, Tensor]) -> Tensor:
+        """Evaluation scores: B×2 logits (no grad is handled by the caller)."""
+        return model(batch["image"])
+
+
+def cross_entropy(logits: Tensor, labels: Tensor) -> Tensor:
+    return F.cross_entropy(logits, labels)
+
+
+def build_method(name: str, params: dict[str, Any] | None = None) -> Method:
+    """Instantiate a registered method with config overrides (unknown keys are a ConfigError)."""
+    import_all()
+    return METHODS.get(name)(params)
+
+
+def method_class(name: str) -> type[Method]:
+    import_all()
+    return METHODS.get(name)
+
+
+_IMPORTED = False
+
+
+def import_all() -> None:
+    """Import every module in `salience.methods` so their `@METHODS.register` decorators run."""
+    global _IMPORTED
+    if _IMPORTED:
+        return
+    import salience.methods as pkg
+
+    for mod in pkgutil.iter_modules(pkg.__path__):
+        if not mod.name.startswith("_") and mod.name != "base":
+            importlib.import_module(f"salience.methods.{mod.name}")
+    _IMPORTED = True
+
+
+def masked(t: Tensor, has_map: Tensor) -> Tensor:
+    """Rows of `t` whose sample has a human map (saliency terms skip unannotated samples)."""
+    return t[has_map] if not bool(has_map.all()) else t
+
+
+def zero(like: Tensor) -> Tensor:
+    return like.new_zeros(()) + 0.0 * like.sum()
+
+
+__all__ = [
+    "METHODS",
+    "LossOutput",
+    "Method",
+    "build_method",
+    "method_class",
+    "import_all",
+    "cross_entropy",
+    "masked",
+    "zero",
+    "torch",
+]

@@ -1,0 +1,206 @@
+"""MLflow tracking: one experiment per task, one run per (dataset, backbone, method, seed, fold,
+variant) named by its run id. Files in results/ are the artefacts of record; MLflow mirrors them.
+
+Concurrency by design: many training jobs share one SQLite store. Store creation and experiment
+creation happen under an exclusive file lock (fcntl), and every write is retried with backoff when
+SQLite reports a lock, so no metric is lost. A remote server that cannot be reached fails the job at
+start (`preflight`), not after training.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import os
+import random
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+from salience.errors import TrackingError
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+RUN_ID_TAG = "salience.run_id"
+
+# MLflow's own HTTP retries would keep an unreachable server busy for minutes.
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+
+
+def _sqlite_path(uri: str) -> Path | None:
+    return Path(uri[len("sqlite:///") :]) if uri.startswith("sqlite:///") else None
+
+
+def artifact_root(uri: str) -> str | None:
+    """Artifacts of a local SQLite store live beside it (never MLflow's cwd-relative ./mlartifacts)."""
+    db = _sqlite_path(uri)
+    return (db.parent / "artifacts").resolve().as_uri() if db else None
+
+
+@contextlib.contextmanager
+def _store_lock(uri: str) -> Iterator[None]:
+    db = _sqlite_path(uri)
+    if db is None:
+        yield
+        return
+    db.parent.mkdir(parents=True, exist_ok=True)
+    with open(db.parent / ".lock", "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _retry(fn: Callable[[], T], what: str, attempts: int = 12) -> T:
+    """Retry on SQLite lock contention (the only transient error we expect from a local store)."""
+    for i in range(attempts):
+        try:
+            return fn()
+        except Exception as exc:  # noqa: BLE001 - MLflow wraps sqlite errors in several types
+            text = str(exc).lower()
+            if ("locked" not in text and "busy" not in text) or i == attempts - 1:
+                raise
+            time.sleep(min(5.0, 0.1 * 2**i) * (0.5 + random.random()))
+    raise AssertionError("unreachable")
+
+
+def preflight(uri: str) -> None:
+    """Fail fast with one clear line when the tracking store cannot be used."""
+    if uri.startswith(("http://", "https://")):
+        url = uri.rstrip("/") + "/health"
+        try:
+            with urllib.request.urlopen(url, timeout=5) as resp:  # noqa: S310 - user-configured URI
+                if resp.status != 200:
+                    raise TrackingError(f"MLflow server {uri} answered {resp.status} on /health; check tracking_uri")
+        except (urllib.error.URLError, OSError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise TrackingError(
+                f"MLflow tracking server {uri} is unreachable ({reason}); start it, fix tracking_uri / "
+                f"MLFLOW_TRACKING_URI, or unset it to use the local store under results/mlflow"
+            ) from None
+        return
+    db = _sqlite_path(uri)
+    if db is not None:
+        try:
+            db.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise TrackingError(f"tracking store folder {db.parent} cannot be created ({exc}); fix tracking_uri") from None
+
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=False)
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, str]:
+    out: dict[str, str] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(flatten(v, key + "."))
+        else:
+            out[key] = str(v)
+    return out
+
+
+class Tracker:
+    """A thin MLflow client wrapper for one run (no global fluent state)."""
+
+    def __init__(self, uri: str) -> None:
+        from mlflow.tracking import MlflowClient
+
+        preflight(uri)
+        self.uri = uri
+        with _store_lock(uri):
+            self.client = _retry(lambda: MlflowClient(tracking_uri=uri), "open store")
+            # touching the store creates/migrates the SQLite schema while we hold the lock
+            _retry(lambda: self.client.search_experiments(max_results=1), "open store")
+        self.run_id: str | None = None
+
+    def experiment(self, name: str) -> str:
+        with _store_lock(self.uri):
+            exp = _retry(lambda: self.client.get_experiment_by_name(name), "get experiment")
+            if exp is not None:
+                return exp.experiment_id
+            root = artifact_root(self.uri)
+            loc = f"{root}/{name}" if root else None
+            return _retry(lambda: self.client.create_experiment(name, artifact_location=loc), "create experiment")
+
+    def start(self, experiment: str, run_name: str, tags: dict[str, str], resume: str | None = None) -> str:
+        """Start the run, or re-open `resume` (an MLflow run id from an interrupted attempt)."""
+        exp_id = self.experiment(experiment)
+        if resume:
+            try:
+                _retry(lambda: self.client.update_run(resume, status="RUNNING"), "resume run")
+                self.run_id = resume
+                return resume
+            except Exception:  # noqa: BLE001 - store was wiped: start afresh
+                log.warning("MLflow run %s not found in %s; starting a new one", resume, self.uri)
+        run = _retry(
+            lambda: self.client.create_run(exp_id, run_name=run_name, tags={RUN_ID_TAG: run_name, **tags}),
+            "create run",
+        )
+        self.run_id = run.info.run_id
+        return self.run_id
+
+    def find(self, experiment: str, run_name: str) -> str | None:
+        exp = _retry(lambda: self.client.get_experiment_by_name(experiment), "get experiment")
+        if exp is None:
+            return None
+        runs = _retry(
+            lambda: self.client.search_runs(
+                [exp.experiment_id], filter_string=f"tags.`{RUN_ID_TAG}` = '{run_name}'", max_results=5,
+                order_by=["attributes.start_time DESC"],
+            ),
+            "search runs",
+        )
+        return runs[0].info.run_id if runs else None
+
+    def attach(self, run_id: str) -> None:
+        self.run_id = run_id
+
+    def log_params(self, params: dict[str, Any]) -> None:
+        from mlflow.entities import Param
+
+        flat = flatten(params)
+        existing = _retry(lambda: self.client.get_run(self.run_id).data.params, "get params")
+        items = [Param(k, v[:6000]) for k, v in sorted(flat.items()) if k not in existing]
+        for i in range(0, len(items), 100):
+            chunk = items[i : i + 100]
+            _retry(lambda chunk=chunk: self.client.log_batch(self.run_id, params=chunk), "log params")
+
+    def log_metrics(self, metrics: dict[str, float], step: int = 0) -> None:
+        from mlflow.entities import Metric
+
+        ts = int(time.time() * 1000)
+        items = [Metric(k, float(v), ts, step) for k, v in sorted(metrics.items())]
+        for i in range(0, len(items), 500):
+            chunk = items[i : i + 500]
+            _retry(lambda chunk=chunk: self.client.log_batch(self.run_id, metrics=chunk), "log metrics")
+
+    def set_tags(self, tags: dict[str, str]) -> None:
+        from mlflow.entities import RunTag
+
+        items = [RunTag(k, str(v)) for k, v in tags.items()]
+        _retry(lambda: self.client.log_batch(self.run_id, tags=items), "set tags")
+
+    def log_artifact(self, path: str | os.PathLike, subdir: str | None = None) -> None:
+        _retry(lambda: self.client.log_artifact(self.run_id, str(path), subdir), "log artifact")
+
+    def end(self, status: str = "FINISHED") -> None:
+        if self.run_id:
+            _retry(lambda: self.client.set_terminated(self.run_id, status=status), "end run")
+
+
+def experiment_name(task: str) -> str:
+    return f"salience-{task}"

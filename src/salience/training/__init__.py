@@ -1,0 +1,1 @@
+"""Training: seeding, checkpoints, the epoch loop."""

@@ -1,0 +1,39 @@
+"""`python -m salience ui`: the MLflow UI on the project's store, bound to 127.0.0.1 by default.
+
+One worker and no job consumers (MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false): starts in seconds and
+leaves no orphan processes when stopped (toolchain.md).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+from salience import config as C
+from salience.errors import ConfigError
+from salience.tracking import artifact_root
+
+log = logging.getLogger(__name__)
+
+
+def command(cfg: dict, host: str, port: int) -> tuple[list[str], dict[str, str]]:
+    uri = C.tracking_uri(cfg)
+    if uri.startswith(("http://", "https://")):
+        raise ConfigError(f"tracking_uri {uri} is already a server; open it in a browser instead of `salience ui`")
+    if uri.startswith("sqlite:///"):
+        os.makedirs(os.path.dirname(uri[len("sqlite:///") :]), exist_ok=True)
+    cmd = [sys.executable, "-m", "mlflow", "server", "--host", host, "--port", str(port), "--workers", "1", "--backend-store-uri", uri]
+    root = artifact_root(uri)
+    if root:
+        cmd += ["--default-artifact-root", root]
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    return cmd, env
+
+
+def serve(cfg: dict, host: str = "127.0.0.1", port: int = 5000) -> None:
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        log.warning("MLflow UI will listen on %s: reachable from other machines, with no authentication", host)
+    cmd, env = command(cfg, host, port)
+    print(f"MLflow UI on http://{host}:{port}  (store {C.tracking_uri(cfg)}); Ctrl-C stops it", flush=True)
+    os.execve(cmd[0], cmd, env)
