@@ -10,14 +10,14 @@ import math
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import roc_auc_score
-
 from salience.errors import DataError
 
 
 def _auc(labels: np.ndarray, scores: np.ndarray, what: str) -> float:
     if not np.all(np.isfinite(scores)):
         raise DataError(f"{what}: scores contain NaN/inf; the model diverged — retrain with a lower train.lr")
+    from sklearn.metrics import roc_auc_score  # lazy: keeps job start-up short
+
     value = float(roc_auc_score(labels, scores))
     if not math.isfinite(value):
         raise DataError(f"{what}: AUROC is {value}")

@@ -3,7 +3,7 @@ both class CAMs; the subclass says which saliency terms to add and with which we
 
 Total = α·CE + Σ weight_i · term_i (DD §5.3: α = β = 0.5 for cyborg/difference, α = β = γ = 0.3 for
 per-class/contrast). CYBORG's own code writes α·CE + (1 − α)·MSE; with α = β = 0.5 both are equal,
-and the DD form (`loss_form: dd`, docs/decisions.md) is the default.
+set beta = 1 − alpha to get the CYBORG form (docs/decisions.md).
 """
 
 from __future__ import annotations

@@ -1,0 +1,216 @@
+"""Training engine end to end on the generated benchmark (smallcnn, CPU): every method trains and
+evaluates; determinism; kill-and-resume; NaN detection; MLflow store contents."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from salience import config as C
+from salience.errors import CheckpointError, TrainingDiverged
+from salience.evaluation.evaluate import evaluate_run
+from salience.methods.base import METHODS, import_all
+from salience.training.loop import train
+
+from _support import ROOT, prepare_tiny, run_cli, tiny_config, write_config
+
+import_all()
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("data")
+    cfg = tiny_config(tmp)
+    prepare_tiny(cfg)
+    return tmp / "data"
+
+
+def cfg_for(tmp_path, data_dir, **kw):
+    cfg = tiny_config(tmp_path, **kw)
+    cfg["data_dir"] = str(data_dir)
+    return cfg
+
+
+def run_all_stages(cfg, spec, tracker=None):
+    cls = METHODS.get(spec.method)
+    for stage in cls.stages:
+        train(cfg, spec, stage=stage, tracker=tracker)
+    return evaluate_run(cfg, spec, tracker=tracker)
+
+
+@pytest.mark.parametrize("method", METHODS.names())
+def test_every_method_trains_and_evaluates(tmp_path, data_dir, method):
+    torch.set_num_threads(1)
+    cfg = cfg_for(tmp_path, data_dir, methods=[method])
+    spec = C.RunSpec("tiny", "all", "smallcnn", method, "base", 0)
+    metrics = run_all_stages(cfg, spec)
+    rdir = C.run_dir(cfg, spec)
+    for name in ("model.pt", "history.csv", "run.json", "scores.csv", "metrics.json"):
+        assert (rdir / name).is_file(), name
+    assert 0.0 <= metrics["auroc"]["all"] <= 1.0
+    scores = pd.read_csv(rdir / "scores.csv")
+    assert len(scores) == 32 and set(scores.columns) >= {"subset", "label", "logit0", "logit1", "p1", "p_sigmoid1"}
+    np.testing.assert_allclose(scores["p1"], 1 / (1 + np.exp(-(scores["logit1"] - scores["logit0"]))), rtol=1e-5)
+    hist = pd.read_csv(rdir / "history.csv")
+    assert len(hist) == 2 and np.isfinite(hist.select_dtypes("number").to_numpy()).all()
+    obj = torch.load(rdir / "model.pt", weights_only=True)
+    assert obj["meta"]["method"] == method and obj["meta"]["backbone"] == "smallcnn"
+
+
+def test_flipped_maps_variant_trains(tmp_path, data_dir):
+    cfg = cfg_for(tmp_path, data_dir, methods=["cyborg"],
+                  extra={"experiments": {"sanity": {"datasets": ["tiny"], "backbones": ["smallcnn"], "methods": ["cyborg", "xent"], "seeds": [0]}}})
+    runs = C.expand_runs(cfg)
+    assert C.RunSpec("tiny", "all", "smallcnn", "cyborg", "flipped", 0) in runs
+    assert C.RunSpec("tiny", "all", "smallcnn", "xent", "flipped", 0) not in runs  # xent never reads maps
+    spec = C.RunSpec("tiny", "all", "smallcnn", "cyborg", "flipped", 0)
+    assert C.resolve_run(cfg, spec)["flip_maps"] is True
+    base = run_all_stages(cfg, C.RunSpec("tiny", "all", "smallcnn", "cyborg", "base", 0))
+    flipped = run_all_stages(cfg, spec)
+    assert base["auroc"]["all"] != flipped["auroc"]["all"]  # the map changes training
+
+
+def test_same_seed_gives_identical_metrics(tmp_path, data_dir):
+    spec = C.RunSpec("tiny", "all", "smallcnn", "contrast", "base", 3)
+    out = []
+    for sub in ("a", "b"):
+        cfg = cfg_for(tmp_path / sub, data_dir, methods=["contrast"])
+        m = run_all_stages(cfg, spec)
+        out.append((m["auroc"], pd.read_csv(C.run_dir(cfg, spec) / "history.csv")))
+    assert out[0][0] == out[1][0]
+    pd.testing.assert_frame_equal(out[0][1], out[1][1], check_exact=True)
+    other = run_all_stages(cfg_for(tmp_path / "c", data_dir, methods=["contrast"]), C.RunSpec("tiny", "all", "smallcnn", "contrast", "base", 4))
+    assert pd.read_csv(C.run_dir(cfg_for(tmp_path / "c", data_dir), C.RunSpec("tiny", "all", "smallcnn", "contrast", "base", 4)) / "history.csv")["train_loss"].iloc[0] != out[0][1]["train_loss"].iloc[0]
+    assert other["auroc"] is not None
+
+
+def test_kill_and_resume_gives_identical_final_metrics(tmp_path, data_dir):
+    epochs = 30
+    spec = C.RunSpec("tiny", "all", "smallcnn", "cyborg", "base", 1)
+    # uninterrupted reference, in process
+    ref_cfg = cfg_for(tmp_path / "ref", data_dir, methods=["cyborg"], epochs=epochs)
+    train(ref_cfg, spec)
+    ref_hist = pd.read_csv(C.run_dir(ref_cfg, spec) / "history.csv")
+    ref_state = torch.load(C.run_dir(ref_cfg, spec) / "model.pt", weights_only=True)["state_dict"]
+    # killed with SIGKILL once the first checkpoint exists, then rerun with the same command
+    cfg = cfg_for(tmp_path / "killed", data_dir, methods=["cyborg"], epochs=epochs)
+    cfg_path = write_config(cfg)
+    rdir = C.run_dir(cfg, spec)
+    cmd = [sys.executable, "-m", "salience", "train", "--config", str(cfg_path), "--run-id", spec.run_id, "--no-mlflow"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while not (rdir / "checkpoint.pt").exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert (rdir / "checkpoint.pt").exists() and not (rdir / "model.pt").exists(), "kill landed after the run finished"
+    done = torch.load(rdir / "checkpoint.pt", weights_only=True)["epoch"]
+    assert 1 <= done < epochs
+    res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    assert f"resuming {spec.run_id}" in res.stderr
+    pd.testing.assert_frame_equal(pd.read_csv(rdir / "history.csv"), ref_hist, check_exact=True)
+    state = torch.load(rdir / "model.pt", weights_only=True)["state_dict"]
+    for k in ref_state:
+        assert torch.equal(state[k], ref_state[k]), k
+
+
+def test_nan_loss_stops_with_epoch_and_batch(tmp_path, data_dir):
+    cfg = cfg_for(tmp_path, data_dir, methods=["cyborg"], lr=1.0e12)
+    spec = C.RunSpec("tiny", "all", "smallcnn", "cyborg", "base", 0)
+    with pytest.raises(TrainingDiverged, match=r"at epoch \d+, batch \d+; lower train.lr"):
+        train(cfg, spec)
+    assert not (C.run_dir(cfg, spec) / "model.pt").exists()
+
+
+def test_mlflow_store_holds_run_metrics_and_artifacts(tmp_path, data_dir):
+    from mlflow.tracking import MlflowClient
+
+    from salience.tracking import Tracker
+
+    cfg = cfg_for(tmp_path, data_dir, methods=["difference"])
+    uri = C.tracking_uri(cfg)
+    assert uri.startswith("sqlite:///") and str(tmp_path) in uri
+    spec = C.RunSpec("tiny", "all", "smallcnn", "difference", "base", 0)
+    run_all_stages(cfg, spec, tracker=Tracker(uri))
+    client = MlflowClient(uri)
+    exp = client.get_experiment_by_name("salience-chest")
+    runs = client.search_runs([exp.experiment_id])
+    assert [r.info.run_name for r in runs] == [spec.run_id]
+    run = runs[0]
+    assert run.info.status == "FINISHED"
+    assert run.data.params["method"] == "difference" and run.data.params["train.epochs"] == "2"
+    assert run.data.tags["weights_origin"] == "random" and len(run.data.tags["config_hash"]) == 12
+    assert len(client.get_metric_history(run.info.run_id, "val_auroc")) == 2
+    assert {"train_loss", "train_ce", "train_saliency", "lr", "test_auroc_all", "test_auroc_sigmoid_all"} <= set(run.data.metrics)
+    arts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"model.pt", "scores.csv", "metrics.json", "history.csv"} <= arts
+    assert exp.artifact_location.startswith((tmp_path / "results").as_uri())
+
+
+def test_unreachable_tracking_server_fails_at_start(tmp_path, data_dir):
+    cfg = cfg_for(tmp_path, data_dir, methods=["xent"])
+    cfg["tracking_uri"] = "http://127.0.0.1:9"
+    spec = C.RunSpec("tiny", "all", "smallcnn", "xent", "base", 0)
+    t0 = time.time()
+    res = run_cli(["train", "--config", str(write_config(cfg)), "--run-id", spec.run_id], check=False)
+    assert res.returncode == 2
+    assert res.stderr.strip().splitlines()[-1].startswith("error: MLflow tracking server http://127.0.0.1:9 is unreachable")
+    assert not (C.run_dir(cfg, spec) / "checkpoint.pt").exists() and time.time() - t0 < 60
+
+
+def test_evaluate_any_checkpoint_and_wrong_backbone(tmp_path, data_dir):
+    cfg = cfg_for(tmp_path, data_dir, methods=["xent"])
+    spec = C.RunSpec("tiny", "all", "smallcnn", "xent", "base", 0)
+    train(cfg, spec)
+    model = C.run_dir(cfg, spec) / "model.pt"
+    out = tmp_path / "val_eval"
+    res = run_cli(["evaluate", "--checkpoint", str(model), "--prepared", str(data_dir / "prepared" / "tiny"), "--split", "val", "--out", str(out)])
+    assert "AUROC" in res.stdout
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["split"] == "val" and len(pd.read_csv(out / "scores.csv")) == 24
+    bad = run_cli(["evaluate", "--checkpoint", str(model), "--prepared", str(data_dir / "prepared" / "tiny"), "--out", str(tmp_path / "x"), "--backbone", "resnet18"], check=False)
+    assert bad.returncode == 2 and "trained with backbone 'smallcnn', not 'resnet18'" in bad.stderr
+    assert not (tmp_path / "x" / "metrics.json").exists()
+
+
+def test_truncated_and_malicious_checkpoints_are_refused(tmp_path):
+    from salience.training import checkpoint as ck
+
+    good = tmp_path / "m.pt"
+    ck.save({"state_dict": {"w": torch.ones(3)}, "meta": {}}, good)
+    trunc = tmp_path / "t.pt"
+    trunc.write_bytes(good.read_bytes()[:50])
+    with pytest.raises(CheckpointError, match="unreadable or truncated"):
+        ck.load(trunc)
+    marker = tmp_path / "pwned"
+
+    class Evil:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    evil = tmp_path / "evil.pt"
+    torch.save({"state_dict": {}, "x": Evil()}, evil)
+    with pytest.raises(CheckpointError, match="refused"):
+        ck.load(evil)
+    assert not marker.exists()
+
+
+def test_visualize_writes_fig1_panels(tmp_path, data_dir):
+    from PIL import Image
+
+    cfg = cfg_for(tmp_path, data_dir, methods=["fooling"])
+    spec = C.RunSpec("tiny", "all", "smallcnn", "fooling", "base", 0)
+    train(cfg, spec)
+    out = tmp_path / "fig1.png"
+    run_cli(["visualize", "--config", str(write_config(cfg)), "--run-id", spec.run_id, "--out", str(out), "--samples", "2"])
+    with Image.open(out) as im:
+        assert im.format == "PNG" and im.size[0] > 300
