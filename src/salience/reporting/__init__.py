@@ -1,0 +1,7 @@
+"""Reporting: run directories → tidy CSVs → the papers' tables (CSV + LaTeX) and figures.
+
+Pure functions over DataFrames (style.md "Reporting is pure functions"); every path is a CLI
+argument (`salience.reporting.cli`).
+"""
+
+__all__ = ["aggregate", "figures", "stats", "style", "tables"]

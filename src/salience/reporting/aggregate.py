@@ -1,0 +1,235 @@
+"""Run directories → tidy DataFrames (one row per run and test subset; ROC points).
+
+Input contract (written by evaluation): `results/runs/<run_id>/{run.json, metrics.json, scores.csv}`.
+Per-subset AUROC = label-0 test rows (shared real / bona fide images) vs the label-1 rows of that
+subset; subset "all" = every test row. Any missing key, unreadable file or non-finite AUROC raises a
+one-line `SalienceError` naming the file: a table must never average over a silently dropped run.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import roc_curve
+
+from salience.errors import SalienceError
+
+RUN_KEYS = ("run_id", "dataset", "task", "fold", "backbone", "method", "variant", "seed")
+RUN_COLUMNS = [
+    *RUN_KEYS,
+    "subset",
+    "auroc",
+    "auroc_sigmoid",
+    "n_pos",
+    "n_neg",
+    "cam_agreement",
+    "best_epoch",
+    "epochs",
+    "weights_origin",
+]
+ROC_COLUMNS = [
+    "run_id",
+    "dataset",
+    "fold",
+    "backbone",
+    "method",
+    "variant",
+    "seed",
+    "subset",
+    "fpr",
+    "tpr",
+]
+STR_COLUMNS = ["run_id", "dataset", "task", "fold", "backbone", "method", "variant", "subset"]
+SCORE_COLUMNS = ("split", "subset", "label", "p1")
+
+
+def _load_json(path: Path) -> dict:
+    try:
+        with open(path) as fh:
+            obj = json.load(fh)
+    except FileNotFoundError:
+        raise SalienceError(f"{path}: missing (the run has not been evaluated)") from None
+    except (OSError, ValueError) as exc:
+        raise SalienceError(f"{path}: unreadable JSON ({type(exc).__name__}: {exc})") from None
+    if not isinstance(obj, dict):
+        raise SalienceError(f"{path}: expected a JSON object")
+    return obj
+
+
+def _finite(value: object, path: Path, what: str) -> float:
+    try:
+        v = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise SalienceError(f"{path}: {what} is {value!r}, not a number") from None
+    if not math.isfinite(v):
+        raise SalienceError(
+            f"{path}: {what} is {v} (undefined AUROC: a subset without both classes?)"
+        )
+    return v
+
+
+def read_run_meta(run_dir: str | os.PathLike) -> dict:
+    """run.json of one run, checked for the keys every table groups by."""
+    path = Path(run_dir) / "run.json"
+    meta = _load_json(path)
+    missing = [k for k in RUN_KEYS if k not in meta]
+    if missing:
+        raise SalienceError(f"{path}: missing key(s) {', '.join(missing)}")
+    try:
+        meta["seed"] = int(meta["seed"])
+    except (TypeError, ValueError):
+        raise SalienceError(f"{path}: seed {meta['seed']!r} is not an integer") from None
+    return meta
+
+
+def _run_rows(run_dir: Path) -> list[dict]:
+    meta = read_run_meta(run_dir)
+    path = run_dir / "metrics.json"
+    m = _load_json(path)
+    for key in ("auroc", "auroc_sigmoid", "n"):
+        if not isinstance(m.get(key), dict) or not m[key]:
+            raise SalienceError(f"{path}: missing or empty {key!r} block")
+    if "all" not in m["auroc"]:
+        raise SalienceError(f"{path}: auroc has no 'all' entry")
+    cam = m.get("cam_agreement")
+    cam = math.nan if cam is None else _finite(cam, path, "cam_agreement")
+    rows = []
+    for subset, value in m["auroc"].items():
+        if subset not in m["auroc_sigmoid"] or subset not in m["n"]:
+            raise SalienceError(f"{path}: subset {subset!r} lacks auroc_sigmoid or n")
+        n = m["n"][subset]
+        if not isinstance(n, dict) or "pos" not in n or "neg" not in n:
+            raise SalienceError(f"{path}: n[{subset!r}] must be {{'pos': int, 'neg': int}}")
+        rows.append(
+            {
+                **{k: meta[k] for k in RUN_KEYS},
+                "subset": str(subset),
+                "auroc": _finite(value, path, f"auroc[{subset!r}]"),
+                "auroc_sigmoid": _finite(
+                    m["auroc_sigmoid"][subset], path, f"auroc_sigmoid[{subset!r}]"
+                ),
+                "n_pos": int(n["pos"]),
+                "n_neg": int(n["neg"]),
+                "cam_agreement": cam,
+                "best_epoch": int(m.get("best_epoch", -1)),
+                "epochs": int(m.get("epochs", -1)),
+                "weights_origin": str(meta.get("weights_origin", "")),
+            }
+        )
+    return rows
+
+
+def collect_runs(run_dirs: Iterable[str | os.PathLike]) -> pd.DataFrame:
+    """Tidy frame, one row per (run, subset); subset "all" is the whole test set."""
+    rows = [r for d in run_dirs for r in _run_rows(Path(d))]
+    df = pd.DataFrame(rows, columns=RUN_COLUMNS)
+    return df.astype({c: str for c in STR_COLUMNS}).astype({"seed": int})
+
+
+def _downsample(fpr: np.ndarray, tpr: np.ndarray, max_points: int) -> tuple[np.ndarray, np.ndarray]:
+    if len(fpr) <= max_points:
+        return fpr, tpr
+    idx = np.unique(np.linspace(0, len(fpr) - 1, max(2, max_points)).round().astype(int))
+    return fpr[idx], tpr[idx]
+
+
+def read_scores(run_dir: str | os.PathLike) -> pd.DataFrame:
+    """Test rows of scores.csv with a finite p1 (softmax probability of class 1)."""
+    path = Path(run_dir) / "scores.csv"
+    try:
+        df = pd.read_csv(path, dtype={"subset": str, "split": str}, keep_default_na=False)
+    except FileNotFoundError:
+        raise SalienceError(f"{path}: missing (the run has not been evaluated)") from None
+    except (OSError, ValueError, pd.errors.ParserError) as exc:
+        raise SalienceError(f"{path}: unreadable CSV ({type(exc).__name__})") from None
+    missing = [c for c in SCORE_COLUMNS if c not in df.columns]
+    if missing:
+        raise SalienceError(f"{path}: missing column(s) {', '.join(missing)}")
+    df = df[df["split"] == "test"]
+    p1 = pd.to_numeric(df["p1"], errors="coerce")
+    if df.empty or not np.isfinite(p1.to_numpy(dtype=float)).all():
+        raise SalienceError(f"{path}: no test rows, or a non-finite p1")
+    return df.assign(p1=p1, label=df["label"].astype(int))
+
+
+def collect_roc(run_dirs: Iterable[str | os.PathLike], max_points: int = 200) -> pd.DataFrame:
+    """ROC points per (run, subset), from scores.csv with sklearn's roc_curve on p1, downsampled."""
+    frames = []
+    for d in run_dirs:
+        meta = read_run_meta(d)
+        scores = read_scores(d)
+        neg = scores[scores["label"] == 0]
+        pos = scores[scores["label"] == 1]
+        subsets = ["all", *sorted(s for s in pos["subset"].unique() if s not in ("", "all"))]
+        for subset in subsets:
+            p = pos if subset == "all" else pos[pos["subset"] == subset]
+            if p.empty or neg.empty:
+                raise SalienceError(f"{Path(d) / 'scores.csv'}: subset {subset!r} lacks a class")
+            y = np.r_[np.zeros(len(neg)), np.ones(len(p))]
+            fpr, tpr, _ = roc_curve(y, np.r_[neg["p1"].to_numpy(), p["p1"].to_numpy()])
+            fpr, tpr = _downsample(fpr, tpr, max_points)
+            frames.append(
+                pd.DataFrame(
+                    {
+                        **{k: meta[k] for k in ROC_COLUMNS[:7]},
+                        "subset": subset,
+                        "fpr": fpr,
+                        "tpr": tpr,
+                    }
+                )
+            )
+    if not frames:
+        return pd.DataFrame(columns=ROC_COLUMNS)
+    return pd.concat(frames, ignore_index=True)[ROC_COLUMNS]
+
+
+def find_run_dirs(
+    runs_root: str | os.PathLike, run_list: str | os.PathLike | None = None
+) -> list[Path]:
+    """Run directories: those named in `run_list` (one per line, relative to runs_root or absolute),
+    else every directory under runs_root that holds a metrics.json."""
+    root = Path(runs_root)
+    if run_list is not None:
+        lines = Path(run_list).read_text().splitlines()
+        dirs = [root / s.strip() for s in lines if s.strip() and not s.lstrip().startswith("#")]
+        for d in dirs:
+            if not (d / "metrics.json").is_file():
+                raise SalienceError(f"{d / 'metrics.json'}: missing (listed in {run_list})")
+        return dirs
+    if not root.is_dir():
+        raise SalienceError(f"{root}: runs root does not exist")
+    return sorted(p.parent for p in root.rglob("metrics.json"))
+
+
+def _read_csv(path: str | os.PathLike, columns: list[str]) -> pd.DataFrame:
+    try:
+        df = pd.read_csv(path, dtype={c: str for c in STR_COLUMNS}, keep_default_na=False)
+    except FileNotFoundError:
+        raise SalienceError(f"{path}: missing") from None
+    except (OSError, ValueError, pd.errors.ParserError) as exc:
+        raise SalienceError(f"{path}: unreadable CSV ({type(exc).__name__})") from None
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise SalienceError(f"{path}: missing column(s) {', '.join(missing)}")
+    return df
+
+
+def read_runs_csv(path: str | os.PathLike) -> pd.DataFrame:
+    """runs.csv written by `aggregate`, with numeric columns restored (empty cam_agreement → NaN)."""
+    df = _read_csv(path, RUN_COLUMNS)
+    for c in ("auroc", "auroc_sigmoid", "cam_agreement"):
+        df[c] = pd.to_numeric(df[c].replace("", np.nan), errors="coerce")
+    if not np.isfinite(df[["auroc", "auroc_sigmoid"]].to_numpy(dtype=float)).all():
+        raise SalienceError(f"{path}: a non-numeric or NaN AUROC")
+    return df.astype({"seed": int, "n_pos": int, "n_neg": int})
+
+
+def read_roc_csv(path: str | os.PathLike) -> pd.DataFrame:
+    df = _read_csv(path, ROC_COLUMNS)
+    return df.astype({"seed": int, "fpr": float, "tpr": float})

@@ -1,0 +1,96 @@
+"""Reporting steps as CLI subcommands: `aggregate`, `tables`, `figures`.
+
+Every path is an argument (style.md "Reporting is pure functions"). The lead's `python -m salience`
+registers them with `add_parsers(subparsers)`; `python -m salience.reporting.cli` runs them alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from salience.errors import SalienceError
+from salience.io import write_text
+from salience.reporting.aggregate import (
+    collect_roc,
+    collect_runs,
+    find_run_dirs,
+    read_roc_csv,
+    read_runs_csv,
+)
+from salience.reporting.figures import build_all_figures
+from salience.reporting.tables import build_all, write_table
+
+METRICS = ("auroc", "auroc_sigmoid")
+
+
+def cmd_aggregate(args: argparse.Namespace) -> int:
+    """Run directories → runs.csv (one row per run × subset) and roc.csv (ROC points)."""
+    dirs = find_run_dirs(args.runs_root, args.run_list)
+    if not dirs:
+        print(f"warning: no run with a metrics.json under {args.runs_root}", file=sys.stderr)
+    write_text(args.out_runs, collect_runs(dirs).to_csv(index=False))
+    write_text(args.out_roc, collect_roc(dirs, max_points=args.max_points).to_csv(index=False))
+    print(f"aggregate: {len(dirs)} runs -> {args.out_runs}, {args.out_roc}")
+    return 0
+
+
+def cmd_tables(args: argparse.Namespace) -> int:
+    """runs.csv → <out-dir>/<table id>.csv and .tex for every table (empty ones included)."""
+    runs = read_runs_csv(args.runs)
+    for table in build_all(runs, args.metric, args.dd_baseline, args.sage_baseline):
+        csv, tex = write_table(table, args.out_dir)
+        n = int((table.data["kind"] == "aggregate").sum())
+        print(f"tables: {table.id}: {n} cells -> {csv}, {tex}")
+    return 0
+
+
+def cmd_figures(args: argparse.Namespace) -> int:
+    """runs.csv + roc.csv → PNG figures in <out-dir>."""
+    paths = build_all_figures(
+        read_runs_csv(args.runs), read_roc_csv(args.roc), args.out_dir, args.metric
+    )
+    print("figures: " + ", ".join(str(p) for p in paths))
+    return 0
+
+
+def add_parsers(subparsers: argparse._SubParsersAction) -> None:
+    """Register `aggregate`, `tables` and `figures` (each sets `func` to its cmd_* function)."""
+    p = subparsers.add_parser("aggregate", help="collect run directories into tidy CSVs")
+    p.add_argument("--runs-root", type=Path, required=True, help="directory holding the run dirs")
+    p.add_argument("--run-list", type=Path, help="file listing run dirs (relative to --runs-root)")
+    p.add_argument("--out-runs", type=Path, required=True, help="tidy runs CSV to write")
+    p.add_argument("--out-roc", type=Path, required=True, help="ROC points CSV to write")
+    p.add_argument("--max-points", type=int, default=200, help="ROC points kept per curve")
+    p.set_defaults(func=cmd_aggregate)
+
+    p = subparsers.add_parser("tables", help="paper tables (CSV + LaTeX) from runs.csv")
+    p.add_argument("--runs", type=Path, required=True, help="runs CSV from `aggregate`")
+    p.add_argument("--out-dir", type=Path, required=True, help="directory for <id>.csv/.tex")
+    p.add_argument("--metric", choices=METRICS, default="auroc", help="softmax p1 or sigmoid AUROC")
+    p.add_argument("--dd-baseline", default="cyborg", help="paired-test baseline, DD tables")
+    p.add_argument("--sage-baseline", default="xent", help="paired-test baseline, SAGE tables")
+    p.set_defaults(func=cmd_tables)
+
+    p = subparsers.add_parser("figures", help="ROC, seed and ablation figures")
+    p.add_argument("--runs", type=Path, required=True, help="runs CSV from `aggregate`")
+    p.add_argument("--roc", type=Path, required=True, help="ROC CSV from `aggregate`")
+    p.add_argument("--out-dir", type=Path, required=True, help="directory for the PNG files")
+    p.add_argument("--metric", choices=METRICS, default="auroc")
+    p.set_defaults(func=cmd_figures)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m salience.reporting.cli", description=__doc__)
+    add_parsers(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except SalienceError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

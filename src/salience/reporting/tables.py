@@ -1,0 +1,344 @@
+"""The papers' tables as pure functions: tidy run frame (aggregate.collect_runs) → `Table`.
+
+Each `Table` holds a tidy frame (one row per run used, kind="run", and one per table cell,
+kind="aggregate", with mean, std, ci_low, ci_high, n_seeds, p_vs_baseline) and a booktabs LaTeX
+string. Rows and columns come from the runs present; order and names follow the papers (style.py).
+
+"Overall" AUROC of a dataset: subset "all" of its fold-"all" runs, or, for leave-one-subset-out
+datasets (iris), per seed the mean over folds of the AUROC on the held-out subset. DD Table 2
+uses the latter whenever folds exist; the SAGE tables use fold "all" runs when there are any.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from salience.io import write_text
+from salience.reporting import style as S
+from salience.reporting.stats import paired_test, summarize
+
+DESCRIPTORS = ["method", "backbone", "dataset", "task", "fold", "subset", "variant"]
+TABLE_COLUMNS = ["table", "kind", "row", "row_label", "col", "col_label", *DESCRIPTORS, "metric"]
+TABLE_COLUMNS += ["seed", "run_id", "value", "mean", "std", "ci_low", "ci_high", "n_seeds"]
+TABLE_COLUMNS += ["baseline", "p_vs_baseline", "p_wilcoxon_vs_baseline"]
+DF, Opt = pd.DataFrame, str | None
+
+
+@dataclass(frozen=True)
+class Table:
+    id: str
+    data: pd.DataFrame
+    latex: str
+
+
+def empty_table(tid: str, caption: str) -> Table:
+    """Header-only CSV and a LaTeX stub: a table without runs never stops the pipeline."""
+    tex = f"% {tid}: no runs for this table\n\\begin{{table}}[ht]\n\\centering\n"
+    tex += f"\\caption{{{caption}}}\n\\label{{tab:{tid}}}\n"
+    tex += "No runs for this table.\n\\end{table}\n"
+    return Table(tid, pd.DataFrame(columns=TABLE_COLUMNS), tex)
+
+
+def _cells(units, rows, cols, baseline_of, baseline_name, delta) -> dict[tuple[str, str], dict]:
+    """Aggregate of each (row, col) cell over seeds; a seed with several units (one per fold)
+    counts once, with their mean. `delta` = (a, b, d): column d = paired difference a − b."""
+    seeds = units.groupby(["row", "col", "seed"])["value"].mean()
+    vals_of = {k: g.droplevel([0, 1]).to_dict() for k, g in seeds.groupby(level=[0, 1])}
+    out = {}
+    for r, c in ((r, c) for r, _ in rows for c, _ in cols):
+        test, base = None, ""
+        if delta is not None and c == delta[2]:
+            a, b = vals_of.get((r, delta[0]), {}), vals_of.get((r, delta[1]), {})
+            vals = {s: a[s] - b[s] for s in sorted(set(a) & set(b))}
+            test, base = paired_test(a, b), f"{delta[1]} (paired)"
+            src = units[(units["row"] == r) & units["col"].isin(delta[:2])]
+        else:
+            vals, br = vals_of.get((r, c), {}), baseline_of(r) if baseline_of else None
+            if br is not None and br != r and (br, c) in vals_of:
+                test, base = paired_test(vals, vals_of[(br, c)]), baseline_name
+            src = units[(units["row"] == r) & (units["col"] == c)]
+        if not vals:
+            continue
+        sm = summarize(list(vals.values()))
+        agg = {d: (src[d].iloc[0] if src[d].nunique() == 1 else "") for d in DESCRIPTORS}
+        agg |= {"mean": sm.mean, "std": sm.std, "ci_low": sm.ci_low, "ci_high": sm.ci_high}
+        agg |= {"n_seeds": sm.n, "baseline": base, "p_vs_baseline": test and test.p_ttest}
+        out[(r, c)] = agg | {"p_wilcoxon_vs_baseline": test and test.p_wilcoxon, "row": r, "col": c}
+    return out
+
+
+def _build(
+    tid: str,
+    caption: str,
+    units: pd.DataFrame,
+    metric: str,
+    stub: list[str],
+    rows: list[tuple[str, tuple]],
+    cols: list[tuple[str, str]],
+    baseline_of: Callable[[str], str | None] | None = None,
+    baseline_name: str = "",
+    group_of: Callable[[str], str] = lambda r: "",
+    delta: tuple | None = None,
+    group_name: str = "",
+) -> Table:
+    """Tidy frame + LaTeX of a table whose cells are the (row, col) groups of `units` (columns
+    row, col, seed, value and the DESCRIPTORS); bold = best mean per column within group_of(row)."""
+    if units.empty:
+        return empty_table(tid, caption)
+    rlabel, clabel = {r: " / ".join(lab) for r, lab in rows}, dict(cols)
+    cells = _cells(units, rows, cols, baseline_of, baseline_name, delta)
+    # best (highest) mean per column within the row's group, compared at the printed precision
+    shown = {k: round(a["mean"], 3) for k, a in cells.items()}
+    best: dict[tuple[str, str], float] = {}
+    for (r, c), m in shown.items():
+        best[(group_of(r), c)] = max(best.get((group_of(r), c), m), m)
+    contenders = Counter((group_of(r), c) for r, c in shown)
+    body = []
+    for r, labels in rows:
+        line = []
+        for c, _ in cols:
+            if (r, c) not in cells:
+                line.append(S.DASH)
+                continue
+            a, g = cells[(r, c)], (group_of(r), c)
+            txt = S.cell(a["mean"], a["std"], plain=delta is not None and c == delta[2])
+            line.append(
+                rf"\textbf{{{txt}}}" if contenders[g] > 1 and shown[(r, c)] == best[g] else txt
+            )
+        if any((r, c) in cells for c, _ in cols):
+            body.append((labels, line))
+    ns = sorted({a["n_seeds"] for a in cells.values()})
+    n_txt = f"n = {ns[0]}" if len(ns) == 1 else f"n = {ns[0]}--{ns[-1]}"
+    within = f" within each {group_name}" if group_name else ""
+    cap = f"{caption} Mean $\\pm$ std over seeds ({n_txt}); best per column{within} in bold."
+    tex = S.render_latex(tid, cap, stub, [S.tex(lab) for _, lab in cols], body)
+    meta = {"table": tid, "metric": metric}
+    runs = units.assign(**meta, kind="run")
+    aggs = pd.DataFrame(list(cells.values())).assign(**meta, kind="aggregate")
+    data = pd.concat([runs, aggs], ignore_index=True)
+    data = data.assign(row_label=data["row"].map(rlabel), col_label=data["col"].map(clabel))
+    data = data.reindex(columns=TABLE_COLUMNS).astype({"seed": "Int64", "n_seeds": "Int64"})
+    return Table(tid, data, tex)
+
+
+# ---- selection helpers ---------------------------------------------------------------------------
+def _select(runs: pd.DataFrame, metric: str, methods, variant: str | None = "base") -> pd.DataFrame:
+    d = runs if variant is None else runs[runs["variant"] == variant]
+    d = d if methods is None else d[d["method"].isin(list(methods))]
+    return d.assign(value=d[metric]).dropna(subset=["value"])
+
+
+def pick_backbone(d: pd.DataFrame, preferred: str | None) -> str | None:
+    """`preferred` when present in `d`, else the first present in the papers' order."""
+    present = S.ordered(d["backbone"], S.BACKBONE_ORDER)
+    return preferred if preferred in present else (present[0] if present else None)
+
+
+def _one_backbone(
+    d: pd.DataFrame, backbone: str | None, preferred: str
+) -> tuple[pd.DataFrame, str]:
+    bb = backbone or pick_backbone(d, preferred)
+    return d[d["backbone"] == bb], S.tex(S.backbone_name(bb) if bb else "no backbone")
+
+
+def overall(d: pd.DataFrame, prefer_loo: bool) -> pd.DataFrame:
+    """Rows giving each dataset's overall AUROC (see the module docstring)."""
+    parts = []
+    for _, g in d.groupby("dataset"):
+        loo = g[(g["fold"] != "all") & (g["subset"] == g["fold"])]
+        full = g[(g["fold"] == "all") & (g["subset"] == "all")]
+        parts.append((loo if len(loo) else full) if prefer_loo else (full if len(full) else loo))
+    return pd.concat(parts) if parts else d.iloc[0:0]
+
+
+def per_subset(d: pd.DataFrame) -> pd.DataFrame:
+    """Per-subset rows: held-out subset of each fold (DD Table 3), else fold "all" subsets."""
+    loo = d[(d["fold"] != "all") & (d["subset"] == d["fold"])]
+    return loo if len(loo) else d[(d["fold"] == "all") & (d["subset"] != "all")]
+
+
+def task_cols(d: pd.DataFrame, order: list[str]) -> list[tuple[str, str]]:
+    """One column per dataset, in the paper's task order, labelled by task (+ dataset if shared)."""
+    pairs = d[["dataset", "task"]].drop_duplicates()
+    shared = pairs["task"].value_counts()
+    rank = {t: i for i, t in enumerate(order)}
+    ranked = sorted(pairs.itertuples(index=False), key=lambda p: (rank.get(p[1], len(rank)), p[0]))
+    return [
+        (ds, S.TASK_NAMES.get(t, t) + (f" ({ds})" if shared[t] > 1 else "")) for ds, t in ranked
+    ]
+
+
+def _keyed(u: pd.DataFrame, fields: list[str], orders: list[list[str]], labelers: list) -> tuple:
+    """Row key "a/b" from `fields`; rows in the given orders (unknown values last), with labels."""
+    if u.empty:
+        return u.assign(row=pd.Series(dtype=str)), []
+    u = u.assign(row=u[fields].astype(str).agg("/".join, axis=1))
+    pos = [{v: i for i, v in enumerate(S.ordered(u[f], o))} for f, o in zip(fields, orders)]
+    keys = sorted(
+        u[["row", *fields]].drop_duplicates().itertuples(index=False),
+        key=lambda k: tuple(p[v] for p, v in zip(pos, k[1:])),
+    )
+    return u, [(k[0], tuple(fn(v) for fn, v in zip(labelers, k[1:]))) for k in keys]
+
+
+def _by_task(tid, cap, u, metric, order, baseline, base_name=None, dd=False, stub="Method"):
+    """Rows = methods (or the ablation values already in `row`), one column per task."""
+    if "row" in u:
+        rows = [(r, (r,)) for r in sorted(u["row"].unique(), key=float)]
+    else:
+        u, rows = _keyed(u, ["method"], [S.ALL_METHODS], [lambda m: S.method_name(m, dd)])
+    cols, base_of = task_cols(u, order), lambda r: baseline
+    return _build(
+        tid,
+        cap,
+        u.assign(col=u["dataset"]),
+        metric,
+        [stub],
+        rows,
+        cols,
+        base_of,
+        base_name or baseline,
+    )
+
+
+# ---- DD Tables 2–4 -------------------------------------------------------------------------------
+def dd_t2(runs: DF, metric: str = "auroc", baseline: str = "cyborg", backbone: Opt = None) -> Table:
+    """DD Table 2: overall AUROC, rows Baseline (CYBORG)/Difference/Per-class/Contrast × tasks."""
+    d, bname = _one_backbone(_select(runs, metric, S.DD_METHODS), backbone, "densenet121")
+    cap = f"Mirrors DD Table 2: overall {S.metric_tex(metric)} per task ({bname})."
+    u = overall(d, prefer_loo=True)
+    return _by_task("dd_t2", cap, u, metric, S.DD_TASK_ORDER, baseline, dd=True)
+
+
+def _dd_subsets(tid: str, task: str, runs, metric, baseline, backbone) -> Table:
+    d = _select(runs[runs["task"] == task], metric, S.DD_METHODS)
+    d, bname = _one_backbone(d, backbone, "densenet121")
+    u, rows = _keyed(per_subset(d), ["method"], [S.DD_METHODS], [lambda m: S.method_name(m, True)])
+    u = u.assign(col=u["dataset"] + ":" + u["subset"])
+    keys = u[["col", "dataset", "subset"]].drop_duplicates()
+    subs, multi = S.ordered_subsets(keys["subset"]), keys["dataset"].nunique() > 1
+    keys = sorted(keys.itertuples(index=False), key=lambda k: (k[1], subs.index(k[2])))
+    cols = [(c, (f"{ds}: " if multi else "") + S.subset_name(s)) for c, ds, s in keys]
+    what = "held-out attack type" if task == "iris" else "generator"
+    cap = f"Mirrors DD Table {tid[-1]}: {S.metric_tex(metric)} per {what} ({bname})."
+    return _build(tid, cap, u, metric, ["Method"], rows, cols, lambda r: baseline, baseline)
+
+
+def dd_t3(runs: DF, metric: str = "auroc", baseline: str = "cyborg", backbone: Opt = None) -> Table:
+    """DD Table 3: iris PAD, one column per held-out attack type (AUROC on subset == fold)."""
+    return _dd_subsets("dd_t3", "iris", runs, metric, baseline, backbone)
+
+
+def dd_t4(runs: DF, metric: str = "auroc", baseline: str = "cyborg", backbone: Opt = None) -> Table:
+    """DD Table 4: synthetic faces, one column per generator (same real images vs that generator)."""
+    return _dd_subsets("dd_t4", "face", runs, metric, baseline, backbone)
+
+
+# ---- SAGE Tables 1–5 and CAM agreement -----------------------------------------------------------
+def sage_t1(runs: DF, metric: str = "auroc", baseline: str = "xent", backbone: Opt = None) -> Table:
+    """SAGE Table 1: 8 methods × Iris/Face/Chest, one backbone (ResNet50 in the paper)."""
+    d, bname = _one_backbone(_select(runs, metric, S.SAGE_METHODS), backbone, "resnet50")
+    cap = f"Mirrors SAGE Table 1: {S.metric_tex(metric)} per task ({bname})."
+    u = overall(d, prefer_loo=False)
+    return _by_task("sage_t1", cap, u, metric, S.SAGE_TASK_ORDER, baseline)
+
+
+def _second(row: str) -> str:
+    return row.split("/", 1)[1]
+
+
+def _by_backbone(tid: str, cap: str, d: DF, metric: str, baseline: str) -> Table:
+    """Rows = method × backbone (SAGE Table 2 layout); bold and baseline within each backbone."""
+    fields, orders = ["method", "backbone"], [S.ALL_METHODS, S.BACKBONE_ORDER]
+    u, rows = _keyed(overall(d, False), fields, orders, [S.method_name, S.backbone_name])
+    u, cols = u.assign(col=u["dataset"]), task_cols(u, S.SAGE_TASK_ORDER)
+    base_of = lambda r: f"{baseline}/{_second(r)}"  # noqa: E731
+    stub = ["Method", "Backbone"]
+    return _build(
+        tid, cap, u, metric, stub, rows, cols, base_of, baseline, _second, None, "backbone"
+    )
+
+
+def sage_t2(runs: DF, metric: str = "auroc", baseline: str = "xent") -> Table:
+    """SAGE Table 2: methods × backbones × tasks; bold = best method per backbone and task."""
+    cap = f"Mirrors SAGE Table 2: {S.metric_tex(metric)} per backbone and task."
+    return _by_backbone("sage_t2", cap, _select(runs, metric, S.SAGE_METHODS), metric, baseline)
+
+
+def agreement(runs: DF, baseline: str = "xent") -> Table:
+    """CAM–human-map agreement per method × backbone × task (no paper table; complements Table 3)."""
+    cap = "CAM--human-map agreement per method, backbone and task (no paper counterpart)."
+    d = _select(runs, "cam_agreement", None)
+    return _by_backbone("agreement", cap, d, "cam_agreement", baseline)
+
+
+def sage_t3(runs: DF, metric: str = "auroc", backbone: Opt = None) -> Table:
+    """SAGE Table 3 (sanity check): human maps h vs flipped maps 1 − h, and their difference."""
+    methods = _select(runs, metric, None, "flipped")["method"].unique()
+    d = _select(runs[runs["variant"].isin(["base", "flipped"])], metric, methods, None)
+    d, bname = _one_backbone(d, backbone, "resnet50")
+    u = overall(d, prefer_loo=False)
+    tcols = task_cols(u, S.SAGE_TASK_ORDER)
+    orders = [S.ALL_METHODS, [c for c, _ in tcols]]
+    u, rows = _keyed(u, ["method", "dataset"], orders, [S.method_name, dict(tcols).get])
+    u = u.assign(col=u["variant"].map({"base": "human", "flipped": "flipped"}))
+    cols = [
+        ("human", "Saliency maps h"),
+        ("flipped", "Non-salient maps 1-h"),
+        ("delta", "Difference"),
+    ]
+    cap = f"Mirrors SAGE Table 3 (sanity check): {S.metric_tex(metric)} with human maps $h$, flipped maps "
+    cap += f"$1-h$, and their paired difference ({bname})."
+    stub, delta = ["Method", "Dataset"], ("human", "flipped", "delta")
+    return _build("sage_t3", cap, u, metric, stub, rows, cols, None, "", _second, delta, "dataset")
+
+
+def _ablation(tid, prefix, symbol, default, runs, metric, method, backbone) -> Table:
+    d = _select(runs[runs["variant"].str.startswith(prefix + "-")], metric, [method], None)
+    d, bname = _one_backbone(d, backbone, "resnet50")
+    value = pd.to_numeric(d["variant"].str.split("-", n=1).str[1], errors="coerce")
+    u = overall(d.assign(param=value).dropna(subset=["param"]), prefer_loo=False)
+    u, base = u.assign(row=u["param"].map(lambda v: f"{v:g}")), f"{default:g}"
+    cap = f"Mirrors SAGE Table {tid[-1]}: ablation of {symbol} for "
+    cap += f"{S.tex(S.method_name(method))}, {S.metric_tex(metric)} ({bname}); p-values vs {symbol} = {base}."
+    return _by_task(tid, cap, u, metric, S.SAGE_TASK_ORDER, base, f"{prefix}-{base}", stub=symbol)
+
+
+def sage_t4(
+    runs: DF, metric: str = "auroc", method: str = "sage", backbone: Opt = None, default: float = 2
+) -> Table:
+    """SAGE Table 4: temperature τ (variants tau-<v>); paired tests against the paper's τ = 2."""
+    return _ablation("sage_t4", "tau", r"$\tau$", default, runs, metric, method, backbone)
+
+
+def sage_t5(
+    runs: DF, metric: str = "auroc", method: str = "sage", backbone: Opt = None, default: float = 10
+) -> Table:
+    """SAGE Table 5: Gaussian blur σ (variants sigma-<v>); paired tests against the paper's σ = 10."""
+    return _ablation("sage_t5", "sigma", r"$\sigma$", default, runs, metric, method, backbone)
+
+
+TABLE_IDS = [*(f"dd_t{i}" for i in (2, 3, 4)), *(f"sage_t{i}" for i in range(1, 6)), "agreement"]
+
+
+def build_all(runs: DF, metric: str = "auroc", dd_base: str = "cyborg", sage_base: str = "xent"):
+    """Every table, in TABLE_IDS order; baselines of the paired tests per paper."""
+    out = [f(runs, metric, dd_base) for f in (dd_t2, dd_t3, dd_t4)]
+    out += [sage_t1(runs, metric, sage_base), sage_t2(runs, metric, sage_base)]
+    out += [sage_t3(runs, metric), sage_t4(runs, metric), sage_t5(runs, metric)]
+    return [*out, agreement(runs, sage_base)]
+
+
+def write_table(table: Table, out_dir: str | os.PathLike) -> tuple[Path, Path]:
+    """<out_dir>/<id>.csv and <id>.tex, each written atomically."""
+    out = Path(out_dir)
+    csv, tex = out / f"{table.id}.csv", out / f"{table.id}.tex"
+    write_text(csv, table.data.to_csv(index=False))
+    write_text(tex, table.latex)
+    return csv, tex
