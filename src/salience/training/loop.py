@@ -152,6 +152,11 @@ def train(cfg: dict, spec: C.RunSpec, stage: str = "train", tracker=None) -> Pat
     rows_train = split_rows(ds, "train", spec.fold)
     rows_val = split_rows(ds, "val", spec.fold)
     sel_metric, sel_mode = method.selection(stage)
+    if sel_metric == "val_loss" and not ds.index["has_map"].to_numpy()[rows_val].any():
+        # a map-prediction loss is 0 on unannotated rows: with no annotated val row every epoch
+        # would tie, so keep the last epoch instead (docs/decisions.md)
+        log.warning("%s (%s): val split has no saliency maps; selecting the last epoch", spec.run_id, stage)
+        sel_mode = "last"
     if sel_metric == "val_auroc" and len(np.unique(ds.index["label"].to_numpy()[rows_val])) < 2:
         raise DataError(f"{ds.root}: val split of fold {spec.fold!r} has a single class; AUROC-based model selection needs both")
 
@@ -220,7 +225,7 @@ def train(cfg: dict, spec: C.RunSpec, stage: str = "train", tracker=None) -> Pat
             row["val_auroc"] = auroc(labels, softmax_p1(logits), f"{spec.run_id} val split")
         value = row[sel_metric]
         # strict improvement: the earliest epoch wins ties (CYBORG's `>=` let the latest win)
-        better = state["best"] is None or (value > state["best"] if sel_mode == "max" else value < state["best"])
+        better = state["best"] is None or sel_mode == "last" or (value > state["best"] if sel_mode == "max" else value < state["best"])
         if better:
             state.update(best=value, best_epoch=epoch + 1, best_state=copy.deepcopy({k: v.cpu() for k, v in model.state_dict().items()}))
         state["history"].append(row)
