@@ -18,6 +18,8 @@ from salience.data.prepared import PreparedDataset
 
 # Images are normalised with ImageNet statistics for every backbone (the papers fine-tune
 # ImageNet-initialised networks; CYBORG's loader uses the same constants).
+RELEASE_EVERY = 50  # batches between madvise(DONTNEED) of the memmaps
+
 IMAGENET_MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
 IMAGENET_STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
 
@@ -49,6 +51,7 @@ class BatchStream:
         flip_maps: bool = False,
         device: torch.device | str = "cpu",
         drop_last: bool = False,
+        no_singleton: bool = False,
     ) -> None:
         self.ds = ds
         self.rows = np.asarray(rows, dtype=np.int64)
@@ -60,13 +63,25 @@ class BatchStream:
         self.flip_maps = flip_maps
         self.device = torch.device(device)
         self.drop_last = drop_last
+        # Training: a last batch of ONE sample is merged into the batch before it (which then holds
+        # batch_size + 1). BatchNorm cannot normalise one sample when the feature map is 1×1
+        # ("Expected more than 1 value per channel when training"); no sample is dropped.
+        self.no_singleton = no_singleton
         self._maps_cam = ds.maps_cam(cam_grid)
         self._labels = ds.index["label"].to_numpy(dtype=np.int64)
         self._has_map = ds.index["has_map"].to_numpy(dtype=bool)
 
     def __len__(self) -> int:
         n = len(self.rows)
-        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+        if self.drop_last:
+            return n // self.batch_size
+        return -(-n // self.batch_size) - (1 if self.merges_singleton else 0)
+
+    @property
+    def merges_singleton(self) -> bool:
+        """True when the last batch would hold one sample and is merged into the one before."""
+        n = len(self.rows)
+        return self.no_singleton and not self.drop_last and n > self.batch_size and n % self.batch_size == 1
 
     def order(self) -> np.ndarray:
         if not self.shuffle:
@@ -76,10 +91,18 @@ class BatchStream:
 
     def __iter__(self) -> Iterator[dict[str, Tensor]]:
         order = self.order()
-        for start in range(0, len(self), 1):
-            idx = order[start * self.batch_size : (start + 1) * self.batch_size]
+        n_batches = len(self)
+        for start in range(n_batches):
+            stop = (start + 1) * self.batch_size
+            if start == n_batches - 1 and self.merges_singleton:
+                stop += 1  # the would-be singleton joins the last full batch
+            idx = order[start * self.batch_size : stop]
             # sorted indices read the memmap sequentially; batch composition is unchanged
             yield self.batch(np.sort(idx))
+            if (start + 1) % RELEASE_EVERY == 0:
+                # pages already read count towards RSS until dropped: keeps a 700k-image test
+                # split flat in memory (BENCHMARKS.md, "Data preparation")
+                self.ds.release_pages()
 
     def batch(self, idx: np.ndarray) -> dict[str, Tensor]:
         has = torch.from_numpy(self._has_map[idx])

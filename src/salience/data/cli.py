@@ -1,0 +1,176 @@
+"""`python -m salience generate | prepare | import` (wired into the main CLI by `add_parsers`).
+
+Each handler takes the parsed namespace, returns 0, prints where its output went, and raises
+DataError / ConfigError for bad input (the main CLI prints `error: <message>` and exits 2).
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from salience.errors import ConfigError
+
+
+def add_parsers(subparsers: Any) -> None:
+    """Add `generate`, `prepare` and `import` to an argparse subparsers object."""
+    g = subparsers.add_parser(
+        "generate",
+        help="write the generated benchmark (PNGs + manifest.csv)",
+        description="Generate one task of the embedded benchmark (docs/benchmark.md). Either --config "
+        "CFG --dataset NAME (settings from datasets.NAME.generator), or --task T --out DIR.",
+    )
+    g.add_argument("--config", help="config YAML")
+    g.add_argument("--dataset", help="dataset name in the config")
+    g.add_argument("--task", choices=["iris", "face", "chest"], help="task (without --config)")
+    g.add_argument("--out", help="output folder (default with --config: <data_dir>/raw/<dataset>)")
+    g.add_argument("--seed", type=int)
+    g.add_argument("--image-size", type=int)
+    g.add_argument("--n-train", type=int)
+    g.add_argument("--n-val", type=int)
+    g.add_argument("--n-test", type=int)
+    g.add_argument("--signal-strength", type=float)
+    g.add_argument("--shortcut-strength", type=float, help="P(cue agrees with label) in train/val")
+    g.add_argument("--shortcut-kind", choices=["corner", "stripes"])
+    g.add_argument("--shortcut-contrast", type=float)
+    g.add_argument("--test-shortcut", choices=["independent", "reversed", "same"])
+    g.add_argument("--map-quality", type=float)
+    g.add_argument("--train-subsets", nargs="+", help="face: generators in train/val")
+    g.set_defaults(func=cmd_generate)
+
+    p = subparsers.add_parser(
+        "prepare",
+        help="validate a manifest and store images/maps as memory-mapped arrays",
+        description="Either --config CFG --dataset NAME, or --manifest CSV --out DIR --image-size N.",
+    )
+    p.add_argument("--config", help="config YAML")
+    p.add_argument("--dataset", help="dataset name in the config")
+    p.add_argument("--manifest", help="manifest CSV (split,label,image,saliency,subset)")
+    p.add_argument("--out", help="output folder (prepared dataset)")
+    p.add_argument("--image-size", type=int, help="side of the stored square images")
+    p.add_argument(
+        "--cam-grids", type=int, nargs="*", default=[], help="CAM grid sizes to store maps at"
+    )
+    p.set_defaults(func=cmd_prepare)
+
+    imp = subparsers.add_parser("import", help="convert a CYBORG or 4-column CSV into a manifest")
+    sub = imp.add_subparsers(dest="layout", required=True, metavar="{cyborg,fourcol}")
+    c = sub.add_parser(
+        "cyborg", help="CYBORG: headerless split,class,relative_path + heatmap folder"
+    )
+    c.add_argument("--csv", action="append", required=True, help="CYBORG CSV (repeatable)")
+    c.add_argument(
+        "--test-csv",
+        action="append",
+        default=[],
+        help="CSV whose rows all go to test; subset = file stem",
+    )
+    c.add_argument("--data-root", required=True, help="prefix of the CSV's relative paths")
+    c.add_argument("--heatmaps", help="flat folder of heatmaps named like the images")
+    c.add_argument(
+        "--out", required=True, help="manifest to write (paths become relative to its folder)"
+    )
+    c.add_argument(
+        "--split-map",
+        nargs="*",
+        default=[],
+        help="OLD=NEW, e.g. test=val for CYBORG's original.csv",
+    )
+    c.add_argument(
+        "--label-map", nargs="*", default=[], help="NAME=0|1 for class names not recognised"
+    )
+    c.set_defaults(func=cmd_import)
+    f = sub.add_parser("fourcol", help="split,truth,img_path,saliency_path CSV")
+    f.add_argument("--csv", required=True)
+    f.add_argument(
+        "--out", required=True, help="manifest to write (paths become relative to its folder)"
+    )
+    f.add_argument(
+        "--root", help="folder relative paths are resolved against (default: the CSV's folder)"
+    )
+    f.add_argument("--split-map", nargs="*", default=[], help="OLD=NEW")
+    f.add_argument("--label-map", nargs="*", default=[], help="NAME=0|1")
+    f.set_defaults(func=cmd_import)
+
+
+KNOB_ARGS = (
+    "seed",
+    "image_size",
+    "n_train",
+    "n_val",
+    "n_test",
+    "signal_strength",
+    "shortcut_strength",
+    "shortcut_kind",
+    "shortcut_contrast",
+    "test_shortcut",
+    "map_quality",
+    "train_subsets",
+)
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from salience.data.generate import generate
+
+    knobs = {k: getattr(args, k) for k in KNOB_ARGS if getattr(args, k, None) is not None}
+    if args.config:
+        if not args.dataset:
+            raise ConfigError("generate --config needs --dataset NAME")
+        from salience.config import load_config
+        from salience.data.generate import generate_from_config
+
+        cfg = load_config(args.config)
+        task = cfg["datasets"].get(args.dataset, {}).get("task")
+        if args.task and task and args.task != task:
+            raise ConfigError(f"--task {args.task} contradicts datasets.{args.dataset}.task {task}")
+        manifest = generate_from_config(cfg, args.dataset, args.out, **knobs)
+    else:
+        if not args.task or not args.out:
+            raise ConfigError(
+                "generate needs either --config CFG --dataset NAME, or --task iris|face|chest --out DIR"
+            )
+        manifest = generate(args.task, args.out, **knobs)
+    print(f"generated benchmark: {manifest}")
+    return 0
+
+
+def cmd_prepare(args: argparse.Namespace) -> int:
+    from salience.data.prepare import prepare, prepare_from_config
+
+    if args.config:
+        if not args.dataset:
+            raise ConfigError("prepare --config needs --dataset NAME")
+        from salience.config import load_config
+
+        out = prepare_from_config(load_config(args.config), args.dataset)
+    else:
+        if not (args.manifest and args.out and args.image_size):
+            raise ConfigError(
+                "prepare needs either --config CFG --dataset NAME, or --manifest CSV --out DIR --image-size N"
+            )
+        out = prepare(args.manifest, args.out, args.image_size, args.cam_grids)
+    print(f"prepared data: {out}")
+    return 0
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from salience.data.importers import import_cyborg, import_fourcol, parse_pairs
+
+    split_map = parse_pairs(args.split_map, "--split-map")
+    label_map = parse_pairs(args.label_map, "--label-map")
+    if args.layout == "cyborg":
+        out = import_cyborg(
+            args.csv,
+            args.data_root,
+            args.heatmaps,
+            args.out,
+            test_csvs=args.test_csv,
+            split_map=split_map,
+            label_map=label_map,
+        )
+    else:
+        out = import_fourcol(
+            args.csv, args.out, root=args.root, split_map=split_map, label_map=label_map
+        )
+    print(f"manifest: {out}")
+    return 0

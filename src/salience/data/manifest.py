@@ -1,0 +1,219 @@
+"""The manifest: one CSV per dataset, header `split,label,image,saliency,subset`.
+
+- split: train | val | test;  label: 0 or 1 (1 = attack / synthetic / abnormal)
+- image, saliency: paths relative to the manifest's folder (saliency may be empty)
+- subset: attack type or generator (may be empty)
+
+`read_manifest` performs every check that needs no image decoding (docs/data.md, "Bad input"):
+columns, split names, labels, paths that escape the dataset folder (`..`, absolute elsewhere,
+symlinks pointing outside), missing files, duplicate images, empty splits and single-class splits.
+All problems are logged; the raised DataError carries the first one in one line.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from salience.data import SPLITS
+from salience.errors import DataError
+
+log = logging.getLogger(__name__)
+
+COLUMNS = ("split", "label", "image", "saliency", "subset")
+REQUIRED = ("split", "label", "image")
+MAX_REPORTED = 20
+
+
+@dataclass(frozen=True)
+class ManifestRow:
+    line: int  # line number in the CSV file (the header is line 1)
+    split: str
+    label: int
+    image: str  # normalised path relative to the manifest folder (posix)
+    saliency: str  # same, or "" when the row has no map
+    subset: str
+    image_path: Path
+    saliency_path: Path | None
+
+
+class Problems:
+    """Collects one-line problems; `raise_if_any` raises the first (count of the rest appended)."""
+
+    def __init__(self) -> None:
+        self.items: list[str] = []
+
+    def add(self, msg: str) -> None:
+        self.items.append(msg)
+
+    def full(self) -> bool:
+        return len(self.items) >= MAX_REPORTED
+
+    def raise_if_any(self) -> None:
+        if not self.items:
+            return
+        more = len(self.items) - 1
+        if more:  # the first one is the exception's message; list them all once
+            for msg in self.items:
+                log.error("%s", msg)
+        extra = (
+            f" (and {more} more problem{'s' if more > 1 else ''}, all logged above)" if more else ""
+        )
+        raise DataError(self.items[0] + extra)
+
+
+def where(manifest: Path, line: int) -> str:
+    return f"{manifest} line {line}"
+
+
+def resolve_inside(root: Path, cell: str) -> tuple[str, Path] | str:
+    """Resolve a manifest path cell against the dataset folder `root`.
+
+    Returns (relative posix path, absolute path), or a problem string when the path leaves the
+    folder: a `..` escape, an absolute path elsewhere, or a symlink whose target lies outside.
+    """
+    root_abs = Path(os.path.normpath(os.path.abspath(root)))
+    p = Path(cell)
+    lexical = Path(os.path.normpath(p if p.is_absolute() else root_abs / p))
+    try:
+        rel = lexical.relative_to(root_abs)
+    except ValueError:
+        if p.is_absolute():
+            return f"absolute path outside the dataset folder {root_abs}"
+        return f"path escapes the dataset folder {root_abs} (via '..')"
+    real = Path(os.path.realpath(lexical))
+    root_real = Path(os.path.realpath(root_abs))
+    if real != root_real and root_real not in real.parents:
+        return f"symlink pointing outside the dataset folder {root_abs} (to {real})"
+    return rel.as_posix(), lexical
+
+
+def read_manifest(manifest: str | os.PathLike) -> list[ManifestRow]:
+    """Read and check a manifest (no image decoding); raise DataError on the first problem found."""
+    manifest = Path(manifest)
+    if not manifest.is_file():
+        raise DataError(
+            f"{manifest}: manifest not found; generate one (`python -m salience generate ...`) or convert "
+            f"your CSV (`python -m salience import cyborg|fourcol ...`), see docs/data.md"
+        )
+    root = manifest.parent
+    with open(manifest, newline="", encoding="utf-8-sig") as fh:
+        lines = list(csv.reader(fh))
+    if not lines:
+        raise DataError(
+            f"{manifest}: empty file; the first line must be the header {','.join(COLUMNS)}"
+        )
+    header = [h.strip().lower() for h in lines[0]]
+    missing = [c for c in REQUIRED if c not in header]
+    if missing:
+        hint = (
+            " (this looks like a headerless CYBORG or 4-column CSV: convert it with "
+            "`python -m salience import cyborg|fourcol ...`)"
+            if header and header[0] in SPLITS
+            else ""
+        )
+        raise DataError(
+            f"{where(manifest, 1)}: header lacks column(s) {', '.join(missing)}; the header must be "
+            f"{','.join(COLUMNS)}{hint}"
+        )
+    extra = [h for h in header if h not in COLUMNS]
+    if extra:
+        log.warning("%s: ignoring unknown column(s) %s", manifest, ", ".join(extra))
+    col = {name: header.index(name) for name in COLUMNS if name in header}
+    problems = Problems()
+    rows: list[ManifestRow] = []
+    seen: dict[str, int] = {}
+    for lineno, cells in enumerate(lines[1:], start=2):
+        if problems.full():
+            break
+        if not cells or all(not c.strip() for c in cells):
+            continue
+        here = where(manifest, lineno)
+        if len(cells) != len(header):
+            problems.add(
+                f"{here}: {len(cells)} cells but the header has {len(header)}; fix the row (quote commas in paths)"
+            )
+            continue
+
+        def cell(name: str, cells: list[str] = cells) -> str:
+            return cells[col[name]].strip() if name in col else ""
+
+        split, label_s, image, sal, subset = (cell(c) for c in COLUMNS)
+        if split not in SPLITS:
+            problems.add(f"{here}: split {split!r} is not one of {', '.join(SPLITS)}; fix the row")
+            continue
+        if label_s not in ("0", "1"):
+            problems.add(
+                f"{here}: {image or '(no image)'}: label {label_s!r} is outside the two classes 0 and 1 "
+                f"(1 = attack/synthetic/abnormal); fix the row, or convert class names with "
+                f"`python -m salience import ... --label-map NAME=0|1`"
+            )
+            continue
+        if not image:
+            problems.add(f"{here}: empty image path; fill it in or remove the row")
+            continue
+        res = resolve_inside(root, image)
+        if isinstance(res, str):
+            problems.add(f"{here}: {image}: {res}; move the file inside {root} or remove the row")
+            continue
+        rel, path = res
+        if rel in seen:
+            problems.add(
+                f"{here}: {image}: duplicate image path (also on line {seen[rel]}); remove one of the rows"
+            )
+            continue
+        seen[rel] = lineno
+        if not path.is_file():
+            problems.add(
+                f"{here}: {image}: missing image file (no such file under {root}); fix the path or remove the row"
+            )
+            continue
+        sal_rel, sal_path = "", None
+        if sal:
+            res = resolve_inside(root, sal)
+            if isinstance(res, str):
+                problems.add(
+                    f"{here}: {sal}: saliency map: {res}; move the map inside {root} or empty the cell"
+                )
+                continue
+            sal_rel, sal_path = res
+            if not sal_path.is_file():
+                problems.add(
+                    f"{here}: {sal}: unreadable saliency map (no such file under {root}); fix the path "
+                    f"or empty the saliency cell"
+                )
+                continue
+        rows.append(ManifestRow(lineno, split, int(label_s), rel, sal_rel, subset, path, sal_path))
+    problems.raise_if_any()
+    check_splits(manifest, rows)
+    return rows
+
+
+def check_splits(manifest: Path, rows: list[ManifestRow]) -> None:
+    """Every split non-empty; each split holds both classes (AUROC is undefined otherwise)."""
+    for split in SPLITS:
+        labels = {r.label for r in rows if r.split == split}
+        if not labels:
+            raise DataError(
+                f"{manifest}: split {split!r} is empty; every dataset needs train, val and test rows "
+                f"(assign some rows to {split!r})"
+            )
+        if len(labels) == 1:
+            (only,) = labels
+            raise DataError(
+                f"{manifest}: split {split!r} has only label {only} rows; it needs both classes "
+                f"(AUROC is undefined with one class): add label {1 - only} rows to {split!r}"
+            )
+
+
+def write_manifest(path: str | os.PathLike, rows: list[tuple[str, int, str, str, str]]) -> None:
+    """Atomically write a manifest from (split, label, image, saliency, subset) tuples."""
+    from salience.io import atomic_path
+
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
+        w = csv.writer(fh, lineterminator="\n")
+        w.writerow(COLUMNS)
+        w.writerows(rows)

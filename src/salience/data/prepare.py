@@ -1,0 +1,319 @@
+"""`prepare`: validate a manifest, decode and resize every image and map once, and store them as
+memory-mappable .npy arrays (layout: salience.data.prepared, docs/data.md).
+
+- Table-level checks (salience.data.manifest.read_manifest) run before anything is written.
+- Arrays are created with `numpy.lib.format.open_memmap` and then filled by sequential chunked
+  writes through a plain file handle, so neither the whole array nor its dirty pages sit in RAM.
+- Everything is written into a temporary sibling folder that is renamed at the end
+  (salience.io.atomic_dir): an error leaves no output and no temporary folder behind.
+- Images: PIL `.convert("RGB")`, `Image.BILINEAR` resize to S×S (antialiased, squash, no crop).
+- Maps: `.convert("L")` (RGB maps are converted, with a warning), the same resize to S×S, min-max
+  to 0..255; the CAM-grid maps are `resize_map` of that stored map, exactly what the reader would
+  compute for a grid that was not prepared.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import os
+import re
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from salience.data import SPLITS, check_replaceable, usual_dir_mode
+from salience.data.manifest import ManifestRow, Problems, read_manifest, where
+from salience.data.prepared import resize_map
+from salience.errors import ConfigError, DataError
+from salience.io import atomic_dir, write_json
+
+log = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+CHUNK_ROWS = 512
+WARN_LINES = 10  # per warning kind; the rest are counted in one summary line
+
+
+class ArrayWriter:
+    """Create an .npy file of a fixed shape and fill it row by row in chunks."""
+
+    def __init__(self, path: Path, shape: tuple[int, ...], dtype: np.dtype | type) -> None:
+        mm = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)
+        offset = mm.offset
+        del mm
+        self.path = path
+        self.fh = open(path, "r+b")  # noqa: SIM115 - closed in close()
+        self.fh.seek(offset)
+        self.buf = np.zeros((CHUNK_ROWS, *shape[1:]), dtype=dtype)
+        self.n = 0
+
+    def add(self, row: np.ndarray) -> None:
+        self.buf[self.n] = row
+        self.n += 1
+        if self.n == CHUNK_ROWS:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.n:
+            self.fh.write(self.buf[: self.n].tobytes())
+            self.n = 0
+
+    def close(self) -> None:
+        self.flush()
+        self.fh.close()
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 23), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+DECODE_ERRORS = (OSError, SyntaxError, ValueError, Image.DecompressionBombError)
+
+
+def _decode(data: bytes) -> Image.Image:
+    im = Image.open(io.BytesIO(data))
+    im.load()  # raises on truncated / corrupt data
+    return im
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, UnidentifiedImageError):
+        return "not an image format PIL can identify"
+    return re.sub(r"\s*<[^>]* at 0x[0-9a-fA-F]+>", "", str(exc)) or type(exc).__name__
+
+
+def _to_8bit(im: Image.Image) -> Image.Image:
+    """16-bit / 32-bit greyscale → 8-bit 'L' by the full range of its type (PIL would clip)."""
+    if im.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        a = np.asarray(im, dtype=np.float64)
+        top = 65535.0 if im.mode.startswith("I;16") else max(float(a.max()), 1.0)
+        return Image.fromarray(np.round(np.clip(a / top, 0, 1) * 255).astype(np.uint8), mode="L")
+    return im
+
+
+class Warnings:
+    def __init__(self) -> None:
+        self.counts: Counter[str] = Counter()
+
+    def add(self, kind: str, msg: str) -> None:
+        self.counts[kind] += 1
+        if self.counts[kind] <= WARN_LINES:
+            log.warning("%s", msg)
+
+    def summary(self) -> None:
+        for kind, n in sorted(self.counts.items()):
+            if n > WARN_LINES:
+                log.warning("%d rows in total had: %s (first %d listed above)", n, kind, WARN_LINES)
+
+
+def _load_image(
+    row: ManifestRow, manifest: Path, size: int, h: hashlib._Hash
+) -> tuple[np.ndarray, tuple[int, int]]:
+    try:
+        data = row.image_path.read_bytes()
+    except OSError as exc:
+        raise DataError(
+            f"{where(manifest, row.line)}: {row.image}: cannot read the image file ({exc.strerror}); "
+            f"check its permissions or remove the row"
+        ) from None
+    h.update(row.image.encode() + b"\0" + data)
+    try:
+        im = _decode(data)
+    except DECODE_ERRORS as exc:
+        raise DataError(
+            f"{where(manifest, row.line)}: {row.image}: unreadable or truncated image ({_reason(exc)}); "
+            f"re-export the file or remove the row"
+        ) from None
+    orig = im.size
+    im = _to_8bit(im).convert("RGB")
+    if im.size != (size, size):
+        im = im.resize((size, size), Image.BILINEAR)
+    return np.asarray(im, dtype=np.uint8), orig
+
+
+def _load_map(
+    row: ManifestRow,
+    manifest: Path,
+    size: int,
+    image_size: tuple[int, int],
+    h: hashlib._Hash,
+    warn: Warnings,
+) -> np.ndarray | None:
+    """The map at S×S, min-max to 0..255 (uint8), or None when it carries no information."""
+    assert row.saliency_path is not None
+    here = where(manifest, row.line)
+    try:
+        data = row.saliency_path.read_bytes()
+    except OSError as exc:
+        raise DataError(
+            f"{here}: {row.saliency}: unreadable saliency map ({exc.strerror}); check its "
+            f"permissions or empty the saliency cell"
+        ) from None
+    h.update(row.saliency.encode() + b"\0" + data)
+    try:
+        im = _decode(data)
+    except DECODE_ERRORS as exc:
+        raise DataError(
+            f"{here}: {row.saliency}: unreadable saliency map ({_reason(exc)}); re-export the map or empty the "
+            f"saliency cell"
+        ) from None
+    im = _to_8bit(im)
+    if im.mode not in ("L", "1"):
+        warn.add(
+            "colour map converted to greyscale",
+            f"{here}: {row.saliency}: {im.mode} saliency map converted to greyscale with "
+            f"PIL convert('L'); store maps as 8-bit greyscale PNGs to silence this",
+        )
+    im = im.convert("L")
+    if im.size != image_size:
+        warn.add(
+            "map size differs from its image",
+            f"{here}: {row.saliency}: map is {im.size[0]}×{im.size[1]} but its image is "
+            f"{image_size[0]}×{image_size[1]}; resized to {size}×{size} like the image (check that "
+            f"the map belongs to this image)",
+        )
+    if im.size != (size, size):
+        im = im.resize((size, size), Image.BILINEAR)
+    a = np.asarray(im, dtype=np.float32)
+    lo, hi = float(a.min()), float(a.max())
+    if hi - lo <= 0:
+        kind = "all-zero map" if hi == 0 else "constant map"
+        warn.add(
+            "all-zero or constant map (row kept without a map)",
+            f"{here}: {row.saliency}: {kind} carries no saliency; the row is kept without a map "
+            f"(has_map false). Fix the map or empty the saliency cell to silence this",
+        )
+        return None
+    return np.round((a - lo) / (hi - lo) * 255.0).astype(np.uint8)
+
+
+def _counts(rows: list[ManifestRow], has_map: list[bool]) -> dict:
+    out: dict = {}
+    for split in SPLITS:
+        sel = [i for i, r in enumerate(rows) if r.split == split]
+        labels = Counter(str(rows[i].label) for i in sel)
+        subsets: dict[str, dict[str, int]] = {}
+        for i in sel:
+            if rows[i].subset:
+                d = subsets.setdefault(rows[i].subset, {})
+                d[str(rows[i].label)] = d.get(str(rows[i].label), 0) + 1
+        out[split] = {
+            "total": len(sel),
+            "label": dict(sorted(labels.items())),
+            "subset": dict(sorted(subsets.items())),
+            "with_map": sum(has_map[i] for i in sel),
+        }
+    return out
+
+
+def prepare(
+    manifest: str | os.PathLike,
+    out: str | os.PathLike,
+    image_size: int,
+    cam_grids: list[int] | tuple[int, ...] = (),
+    name: str | None = None,
+) -> Path:
+    """Prepare the dataset of `manifest` into `out` (replaced atomically); returns `out`."""
+    manifest, out = Path(manifest), Path(out)
+    if image_size < 8:
+        raise ConfigError(f"image_size {image_size}: must be at least 8")
+    grids = sorted({int(g) for g in cam_grids})
+    if any(g < 1 for g in grids):
+        raise ConfigError(f"cam_grids {list(cam_grids)}: every grid must be ≥ 1")
+    check_replaceable(out, "meta.json", "a prepared dataset")
+    rows = read_manifest(manifest)
+    n, s = len(rows), image_size
+    warn = Warnings()
+    problems = Problems()
+    src_hash = hashlib.sha256()
+    sizes: Counter[str] = Counter()
+    has_map: list[bool] = []
+    with atomic_dir(out) as tmp:
+        w_img = ArrayWriter(tmp / "images.npy", (n, s, s, 3), np.uint8)
+        w_map = ArrayWriter(tmp / "maps.npy", (n, s, s), np.uint8)
+        w_cam = {g: ArrayWriter(tmp / f"maps_cam{g}.npy", (n, g, g), np.float32) for g in grids}
+        zero_map = np.zeros((s, s), np.uint8)
+        try:
+            for row in rows:
+                try:
+                    img, orig = _load_image(row, manifest, s, src_hash)
+                    hmap = None
+                    if row.saliency_path is not None:
+                        hmap = _load_map(row, manifest, s, orig, src_hash, warn)
+                except DataError as exc:
+                    problems.add(str(exc))
+                    if problems.full():
+                        break
+                    img, hmap, orig = np.zeros((s, s, 3), np.uint8), None, (0, 0)
+                sizes[f"{orig[0]}x{orig[1]}"] += 1
+                has_map.append(hmap is not None)
+                w_img.add(img)
+                w_map.add(hmap if hmap is not None else zero_map)
+                for g, w in w_cam.items():
+                    w.add(resize_map(hmap, g) if hmap is not None else np.zeros((g, g), np.float32))
+        finally:
+            for w in (w_img, w_map, *w_cam.values()):
+                w.close()
+        problems.raise_if_any()  # inside atomic_dir: the temporary folder is removed
+        warn.summary()
+        with open(tmp / "index.csv", "w", newline="") as fh:
+            fh.write(",".join(("split", "label", "subset", "image", "has_map")) + "\n")
+            for r, hm in zip(rows, has_map):
+                fh.write(f"{r.split},{r.label},{_q(r.subset)},{_q(r.image)},{hm}\n")
+        files = ["index.csv", "images.npy", "maps.npy", *(f"maps_cam{g}.npy" for g in grids)]
+        meta = {
+            "format_version": FORMAT_VERSION,
+            "name": name or out.name,
+            "image_size": s,
+            "cam_grids": grids,
+            "n": n,
+            "counts": _counts(rows, has_map),
+            "source": {
+                "manifest": str(manifest),
+                "manifest_sha256": sha256_file(manifest),
+                "files_sha256": src_hash.hexdigest(),
+                "image_sizes": dict(sizes.most_common(20)),
+            },
+            "warnings": dict(sorted(warn.counts.items())),
+            "files": {
+                f: {"bytes": (tmp / f).stat().st_size, "sha256": sha256_file(tmp / f)}
+                for f in files
+            },
+        }
+        write_json(tmp / "meta.json", meta)
+        usual_dir_mode(tmp)
+    log.info("prepared %d rows (%d with maps) of %s into %s", n, sum(has_map), manifest, out)
+    return out
+
+
+def _q(value: str) -> str:
+    """CSV-quote a cell when needed."""
+    if any(c in value for c in ',"\n\r'):
+        return '"' + value.replace('"', '""') + '"'
+    return value
+
+
+def prepare_from_config(cfg: dict, dataset: str) -> Path:
+    """`prepare --config CFG --dataset NAME`: manifest, output, image_size and cam_grids from the config."""
+    from salience.config import manifest_path, prepared_dir
+
+    if dataset not in cfg["datasets"]:
+        raise ConfigError(
+            f"dataset {dataset!r} is not defined in the config (defined: {', '.join(cfg['datasets'])})"
+        )
+    ds = cfg["datasets"][dataset]
+    return prepare(
+        manifest_path(cfg, dataset),
+        prepared_dir(cfg, dataset),
+        image_size=int(ds["image_size"]),
+        cam_grids=list(ds.get("cam_grids") or []),
+        name=dataset,
+    )

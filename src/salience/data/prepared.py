@@ -1,0 +1,203 @@
+"""Reader of a prepared dataset (`python -m salience prepare`), the only way later steps see data.
+
+Layout of data/prepared/<dataset>/ (docs/data.md):
+  meta.json           counts per split/label/subset, sizes, sha256 of every file
+  index.csv           split,label,subset,image,has_map — row i ↔ array index i
+  images.npy          N×S×S×3 uint8
+  maps.npy            N×S×S uint8, min-max normalised to 0..255 (0 where has_map is False)
+  maps_cam<g>.npy     N×g×g float32 in [0, 1] for each prepared CAM grid g
+
+Arrays are opened with `np.load(mmap_mode="r")`: nothing is read until a batch is sliced, so a
+test set far larger than RAM streams in constant memory (`release_pages` drops the pages already
+read from this process's resident set; BENCHMARKS.md "Data preparation").
+"""
+
+from __future__ import annotations
+
+import logging
+import mmap
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from salience.data import SPLITS
+from salience.errors import DataError
+
+log = logging.getLogger(__name__)
+
+INDEX_COLUMNS = ("split", "label", "subset", "image", "has_map")
+REQUIRED_FILES = ("meta.json", "index.csv", "images.npy", "maps.npy")
+
+
+def resize_map(map_u8: np.ndarray, grid: int | tuple[int, int]) -> np.ndarray:
+    """A 2-D map (uint8, or float of any range) → float32 grid×grid in [0, 1].
+
+    As CYBORG's loader with the later CVRL `.convert('L')` (reference-implementations.md §1.3, §2):
+    a PIL 'L' image (float input: min-max to 0..255 first), `Image.BILINEAR` resize (PIL antialiases
+    when downsampling, i.e. area-like averaging), then per-map min-max. A constant map (all zero
+    included) gives all zeros, never NaN.
+    """
+    a = np.asarray(map_u8)
+    if a.ndim != 2:
+        raise ValueError(f"resize_map: expected a 2-D map, got shape {a.shape}")
+    gh, gw = (grid, grid) if isinstance(grid, int) else (int(grid[0]), int(grid[1]))
+    if a.dtype != np.uint8:
+        a = a.astype(np.float64)
+        lo, hi = float(np.nanmin(a)), float(np.nanmax(a))
+        if not np.isfinite(hi - lo) or hi - lo <= 0:
+            return np.zeros((gh, gw), np.float32)
+        a = np.round((a - lo) / (hi - lo) * 255.0).astype(np.uint8)
+    im = Image.fromarray(a, mode="L")
+    if im.size != (gw, gh):
+        im = im.resize((gw, gh), Image.BILINEAR)
+    m = np.asarray(im, dtype=np.float32) / 255.0
+    lo, hi = float(m.min()), float(m.max())
+    if hi - lo <= 0:
+        return np.zeros((gh, gw), np.float32)
+    return ((m - lo) / (hi - lo)).astype(np.float32)
+
+
+class PreparedDataset:
+    """A prepared dataset, memory-mapped. See the module docstring for the files."""
+
+    def __init__(self, root: str | Path) -> None:
+        from salience.io import read_json
+
+        self.root = Path(root)
+        missing = [f for f in REQUIRED_FILES if not (self.root / f).is_file()]
+        if missing:
+            what = (
+                "does not exist"
+                if not self.root.is_dir()
+                else f"is incomplete (no {', '.join(missing)})"
+            )
+            raise DataError(
+                f"prepared data folder {self.root} {what}; run `python -m salience prepare ...` "
+                f"(--config CFG --dataset NAME, or --manifest CSV --out {self.root} --image-size N)"
+            )
+        self.meta: dict = read_json(self.root / "meta.json")
+        self.name: str = self.meta.get("name", self.root.name)
+        self.image_size: int = int(self.meta["image_size"])
+        self.cam_grids: list[int] = [int(g) for g in self.meta.get("cam_grids", [])]
+        index = pd.read_csv(
+            self.root / "index.csv",
+            dtype={"split": str, "subset": str, "image": str},
+            keep_default_na=False,
+            na_values=[],
+        )
+        if tuple(index.columns) != INDEX_COLUMNS:
+            raise DataError(
+                f"{self.root / 'index.csv'}: columns {list(index.columns)} are not {list(INDEX_COLUMNS)}; "
+                f"run `python -m salience prepare ...` again"
+            )
+        index["label"] = index["label"].astype(np.int64)
+        index["has_map"] = index["has_map"].astype(str).str.lower().isin(("true", "1"))
+        self.index: pd.DataFrame = index
+        self._check_sizes()
+        self.images: np.ndarray = self._load("images.npy")
+        self.maps: np.ndarray = self._load("maps.npy")
+        n, s = len(index), self.image_size
+        if self.images.shape != (n, s, s, 3) or self.maps.shape != (n, s, s):
+            raise DataError(
+                f"prepared data folder {self.root} is inconsistent (images {self.images.shape}, maps "
+                f"{self.maps.shape}, {n} index rows, size {s}); run `python -m salience prepare ...` again"
+            )
+        self._cam: dict[int, np.ndarray] = {}
+
+    def _check_sizes(self) -> None:
+        """Compare every array's byte size with meta.json (a cut copy or a full disk shows here,
+        before numpy fails on it)."""
+        for name, info in sorted(self.meta.get("files", {}).items()):
+            path = self.root / name
+            if path.is_file() and path.stat().st_size != info.get("bytes"):
+                raise DataError(
+                    f"prepared data folder {self.root} is damaged: {name} has {path.stat().st_size} "
+                    f"bytes, meta.json records {info.get('bytes')} (cut copy or full disk?); run "
+                    f"`python -m salience prepare ...` again"
+                )
+
+    def _load(self, name: str) -> np.ndarray:
+        try:
+            return np.load(self.root / name, mmap_mode="r")
+        except (ValueError, OSError) as exc:
+            raise DataError(
+                f"prepared data folder {self.root}: {name} is not a readable .npy array ({exc}); "
+                f"run `python -m salience prepare ...` again"
+            ) from None
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    @property
+    def labels(self) -> np.ndarray:
+        return self.index["label"].to_numpy(dtype=np.int64)
+
+    def maps_cam(self, grid: int) -> np.ndarray:
+        """N×g×g float32 human maps on the CAM grid: the stored array when `grid` was prepared,
+        else computed once from `maps` with `resize_map` (cached on this object)."""
+        grid = int(grid)
+        if grid in self._cam:
+            return self._cam[grid]
+        path = self.root / f"maps_cam{grid}.npy"
+        if path.is_file():
+            arr = self._load(path.name)
+        else:
+            log.info(
+                "%s: CAM grid %d was not prepared (prepared: %s); computing it from maps.npy",
+                self.name,
+                grid,
+                self.cam_grids or "none",
+            )
+            arr = np.zeros((len(self), grid, grid), np.float32)
+            has = self.index["has_map"].to_numpy(dtype=bool)
+            for i in np.flatnonzero(has):
+                arr[i] = resize_map(np.asarray(self.maps[i]), grid)
+        self._cam[grid] = arr
+        return arr
+
+    def rows(
+        self,
+        split: str,
+        exclude_subsets: Iterable[str] = (),
+        include_subsets: Iterable[str] | None = None,
+    ) -> np.ndarray:
+        """Sorted int64 row indices of `split`.
+
+        Subset filters apply to rows that have a subset; rows without one (bona fide / real /
+        normal) are always kept, so that e.g. `rows("test", include_subsets=["progan"])` gives the
+        real test images plus ProGAN's, and `rows("train", exclude_subsets=[held_out])` a
+        leave-one-attack-type-out training set.
+        """
+        idx = self.index
+        if split not in SPLITS:
+            raise DataError(f"{self.root}: unknown split {split!r} (splits: train, val, test)")
+        keep = np.array(idx["split"] == split, dtype=bool)
+        sub = idx["subset"]
+        has_sub = np.array(sub != "", dtype=bool)
+        exclude = list(exclude_subsets)
+        if exclude:
+            keep &= ~(has_sub & np.array(sub.isin(exclude), dtype=bool))
+        if include_subsets is not None:
+            keep &= ~has_sub | np.array(sub.isin(list(include_subsets)), dtype=bool)
+        return np.flatnonzero(keep).astype(np.int64)
+
+    def subsets(self, split: str | None = None) -> list[str]:
+        """Sorted non-empty subset names (of one split, or of all)."""
+        sub = (
+            self.index["subset"]
+            if split is None
+            else self.index.loc[self.index["split"] == split, "subset"]
+        )
+        return sorted(s for s in set(sub) if s)
+
+    def release_pages(self) -> None:
+        """Drop the memory-mapped pages read so far from this process's resident set (they stay in
+        the OS page cache). Call it every few hundred batches when streaming a huge split."""
+        arrays = [self.images, self.maps, *self._cam.values()]
+        for arr in arrays:
+            mm = getattr(arr, "_mmap", None)
+            if mm is not None and hasattr(mm, "madvise") and hasattr(mmap, "MADV_DONTNEED"):
+                mm.madvise(mmap.MADV_DONTNEED)
