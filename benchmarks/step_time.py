@@ -35,15 +35,17 @@ def make_batch(n: int, size: int, grid: int, seed: int = 0) -> dict[str, torch.T
             "map_cam": hc, "has_map": torch.ones(n, dtype=torch.bool), "row": torch.arange(n)}
 
 
-def time_steps(step, steps: int, warmup: int) -> float:
+def interleaved(steps: dict[str, callable], rounds: int, warmup: int) -> dict[str, float]:
     for _ in range(warmup):
-        step()
-    times = []
-    for _ in range(steps):
-        t0 = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+        for step in steps.values():
+            step()
+    samples: dict[str, list[float]] = {k: [] for k in steps}
+    for _ in range(rounds):
+        for k, step in steps.items():
+            t0 = time.perf_counter()
+            step()
+            samples[k].append(time.perf_counter() - t0)
+    return {k: statistics.median(v) for k, v in samples.items()}
 
 
 def method_step(name: str, stage: str, backbone: str, batch: dict) -> callable:
@@ -144,14 +146,21 @@ def main() -> None:
     bb = build_backbone(args.backbone, weights="none")
     grid = feature_grid(bb, args.image_size)
     batch = make_batch(args.batch, args.image_size, grid)
-    rows = []
+    steps, rows = {}, []
     for name in names:
         for stage in METHODS.get(name).stages:
+            label = f"{name}:{stage}" if stage != "train" else name
             if (msg := _unsupported(name, args.backbone)) is not None:
-                rows.append((f"{name}:{stage}" if stage != "train" else name, None, msg))
+                rows.append((label, None, msg))
                 continue
-            t = time_steps(method_step(name, stage, args.backbone, batch), args.steps, args.warmup)
-            rows.append((f"{name}:{stage}" if stage != "train" else name, t, ""))
+            steps[label] = method_step(name, stage, args.backbone, batch)
+    if args.cyborg_reference:
+        steps["__reference__"] = cyborg_reference_step(batch, args.image_size)
+    # Round-robin: one step of every method per round, median over rounds. Under a fluctuating
+    # load every method sees the same conditions, so the ratios stay fair.
+    times = interleaved(steps, args.steps, args.warmup)
+    rows += [(k, t, "") for k, t in times.items() if k != "__reference__"]
+    rows.sort(key=lambda r: r[0])
     base = next(t for n, t, _ in rows if n == "xent")
     print(f"\n{' '.join(sys.argv)}\n")
     print(f"| method | s/step ({args.backbone} @{args.image_size}px, batch {args.batch}, {args.threads} threads) | ratio to xent |")
@@ -159,10 +168,7 @@ def main() -> None:
     for n, t, msg in rows:
         print(f"| {n} | {t:.4f} | {t / base:.2f}× |" if t is not None else f"| {n} | — | {msg} |")
     if args.cyborg_reference:
-        ref = time_steps(cyborg_reference_step(batch, args.image_size), args.steps, args.warmup)
-        ours = dict((n, t) for n, t, _ in rows).get("cyborg")
-        if ours is None:
-            ours = time_steps(method_step("cyborg", "train", args.backbone, batch), args.steps, args.warmup)
+        ref, ours = times["__reference__"], times["cyborg"]
         print(f"\n| CYBORG step | s/step | ratio |\n|---|---|---|\n| public loop re-created (densenet121, 2 passes, per-sample CAM loop) | {ref:.4f} | 1.00× |")
         print(f"| salience cyborg ({args.backbone}) | {ours:.4f} | {ours / ref:.2f}× |")
     if args.eval:

@@ -84,7 +84,10 @@ def load_config(path: str | os.PathLike) -> dict:
         with open(path) as fh:
             raw = yaml.safe_load(fh)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"{path}: not valid YAML{where} ({problem})") from None
     return validate(raw, str(path))
 
 
@@ -97,7 +100,7 @@ def _check_registries(cfg: dict, source: str) -> None:
         try:
             build_method(name, params)
         except ConfigError as exc:
-            raise ConfigError(f"{source}: methods.{name}: {exc}") from None
+            raise ConfigError(f"{source}: {exc}") from None
     for exp, grid in cfg["experiments"].items():
         for ds in grid["datasets"]:
             if ds not in cfg["datasets"]:

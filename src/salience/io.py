@@ -45,6 +45,33 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 
 
 @contextlib.contextmanager
+def atomic_paths(*paths: str | os.PathLike) -> Iterator[list[Path]]:
+    """`atomic_path` for several files that form one output (e.g. scores.csv + metrics.json): all
+    are written to temporary siblings first and renamed back to back only when every one is
+    complete, so a crash while computing or writing leaves none of them under its final name.
+    (The renames are not one atomic step; the last path is renamed last.)"""
+    finals = [Path(p) for p in paths]
+    tmps: list[Path] = []
+    try:
+        for path in finals:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".tmp-{path.name}.", dir=path.parent)
+            os.close(fd)
+            tmps.append(Path(tmp))
+        yield list(tmps)
+        for tmp in tmps:
+            with open(tmp, "rb+") as fh:
+                os.fsync(fh.fileno())
+            os.chmod(tmp, 0o666 & ~_umask())
+        for tmp, path in zip(tmps, finals):
+            os.replace(tmp, path)
+    finally:
+        for tmp in tmps:
+            if tmp.exists():
+                tmp.unlink()
+
+
+@contextlib.contextmanager
 def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary directory next to `path`; on success it replaces `path` (rename).
 

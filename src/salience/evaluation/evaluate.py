@@ -6,6 +6,7 @@ the agreement score, and nothing else, in one forward pass per batch.
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
@@ -17,8 +18,9 @@ from salience import config as C
 from salience.cam import minmax, true_false_cams
 from salience.data.loader import BatchStream
 from salience.data.prepared import PreparedDataset
+from salience.errors import CheckpointError
 from salience.evaluation.metrics import pearson_agreement, subset_metrics
-from salience.io import atomic_path, write_json
+from salience.io import atomic_paths
 from salience.methods.base import Method, build_method
 from salience.models.base import build_backbone
 from salience.training import checkpoint as ckpt
@@ -28,10 +30,19 @@ from salience.training.seeding import pick_device
 log = logging.getLogger(__name__)
 
 
-def load_trained(path: Path, backbone: str | None = None, method_name: str | None = None) -> tuple[torch.nn.Module, Method, dict]:
-    """Rebuild the model a `model.pt` was trained as and load its weights (weights_only)."""
+def load_trained(path: Path, backbone: str | None = None, method_name: str | None = None,
+                 run: C.RunSpec | None = None) -> tuple[torch.nn.Module, Method, dict]:
+    """Rebuild the model a `model.pt` was trained as and load its weights (weights_only).
+    With `run`, the file must be that run's model (its metadata names the run, backbone and method)."""
     obj = ckpt.load(path)
-    meta = obj.get("meta", {})
+    meta = obj.get("meta") or {}
+    if run is not None:
+        want = {"run_id": run.run_id, "backbone": run.backbone, "method": run.method}
+        if any(meta.get(k, v) != v for k, v in want.items()):
+            raise CheckpointError(
+                f"{path}: holds the model of run {meta.get('run_id', '?')} (backbone {meta.get('backbone', '?')}, "
+                f"method {meta.get('method', '?')}), not of {run.run_id}; delete it and retrain this run"
+            )
     backbone = backbone or meta.get("backbone")
     method_name = method_name or meta.get("method")
     if not backbone or not method_name:
@@ -75,10 +86,12 @@ def score_split(model: torch.nn.Module, method: Method, ds: PreparedDataset, row
 
 
 def evaluate_checkpoint(model_path: Path, prepared: Path, split: str, out_dir: Path, *, batch_size: int = 128,
-                        device: str = "auto", backbone: str | None = None, method: str | None = None, what: str | None = None) -> dict:
-    """Score any checkpoint on any prepared split; writes scores.csv and metrics.json in out_dir."""
+                        device: str = "auto", backbone: str | None = None, method: str | None = None, what: str | None = None,
+                        run: C.RunSpec | None = None, extra: dict | None = None) -> dict:
+    """Score any checkpoint on any prepared split; writes scores.csv and metrics.json (+ `extra`) in
+    out_dir, both only once everything is computed (a killed job leaves neither, only .tmp-*)."""
     dev = pick_device(device)
-    model, meth, meta = load_trained(Path(model_path), backbone, method)
+    model, meth, meta = load_trained(Path(model_path), backbone, method, run=run)
     model.to(dev)
     ds = PreparedDataset(prepared)
     rows = ds.rows(split)
@@ -90,11 +103,11 @@ def evaluate_checkpoint(model_path: Path, prepared: Path, split: str, out_dir: P
     scores, agreement = score_split(model, meth, ds, rows, grid, batch_size, dev)
     metrics = subset_metrics(scores, what or f"{model_path} on {prepared}:{split}")
     metrics.update({"cam_agreement": agreement, "split": split, "checkpoint": str(model_path),
-                    "best_epoch": meta.get("best_epoch"), **getattr(meth, "eval_notes", lambda: {})()})
-    out_dir.mkdir(parents=True, exist_ok=True)
-    with atomic_path(out_dir / "scores.csv") as tmp:
-        scores.to_csv(tmp, index=False)
-    write_json(out_dir / "metrics.json", metrics)
+                    "best_epoch": meta.get("best_epoch"), **getattr(meth, "eval_notes", lambda: {})(), **(extra or {})})
+    text = json.dumps(metrics, indent=2, sort_keys=True, allow_nan=False) + "\n"  # as write_json: NaN is refused
+    with atomic_paths(out_dir / "scores.csv", out_dir / "metrics.json") as (tmp_scores, tmp_metrics):
+        scores.to_csv(tmp_scores, index=False)
+        tmp_metrics.write_text(text)
     return metrics
 
 
@@ -104,10 +117,8 @@ def evaluate_run(cfg: dict, spec: C.RunSpec, tracker=None) -> dict:
     resolved = C.resolve_run(cfg, spec)
     metrics = evaluate_checkpoint(rdir / "model.pt", C.prepared_dir(cfg, spec.dataset), "test", rdir,
                                   batch_size=resolved["train"]["eval_batch_size"], device=resolved["train"]["device"],
-                                  what=f"{spec.run_id} test split")
-    metrics["epochs"] = resolved["train"]["epochs"]
-    metrics["run_id"] = spec.run_id
-    write_json(rdir / "metrics.json", metrics)
+                                  what=f"{spec.run_id} test split", run=spec,
+                                  extra={"epochs": resolved["train"]["epochs"], "run_id": spec.run_id})
     if tracker is not None:
         from salience.io import read_json
         from salience.tracking import experiment_name

@@ -67,6 +67,8 @@ class Method:
                 f"methods.{self.name}.{unknown[0]}: unknown setting; {self.name} accepts: "
                 f"{', '.join(sorted(self.defaults)) or '(none)'}"
             )
+        for key, value in params.items():
+            _check_type(f"methods.{self.name}.{key}", value, self.defaults[key])
         self.params = {**self.defaults, **params}
 
     # ----------------------------------------------------------------------------- hooks
@@ -95,6 +97,22 @@ class Method:
     def logits(self, model: nn.Module, batch: dict[str, Tensor]) -> Tensor:
         """Evaluation scores: B×2 logits (no grad is handled by the caller)."""
         return model(batch["image"])
+
+
+def _check_type(key: str, value: Any, default: Any) -> None:
+    """A setting must have the kind of value its default has (numbers are interchangeable)."""
+    if isinstance(default, bool):
+        ok, kind = isinstance(value, bool), "true or false"
+    elif isinstance(default, (int, float)):
+        ok, kind = isinstance(value, (int, float)) and not isinstance(value, bool), "a number"
+    elif isinstance(default, str):
+        ok, kind = isinstance(value, str), "a string"
+    elif isinstance(default, (list, tuple)):
+        ok, kind = isinstance(value, (list, tuple)), "a list"
+    else:
+        ok, kind = True, ""
+    if not ok:
+        raise ConfigError(f"{key}: expected {kind}, got {value!r} (default {default!r})")
 
 
 def cross_entropy(logits: Tensor, labels: Tensor) -> Tensor:

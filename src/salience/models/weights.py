@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from salience.errors import CheckpointError, ConfigError
+from salience.safeload import read
 
 log = logging.getLogger(__name__)
 
@@ -53,12 +54,7 @@ def load_weights(
             raise ConfigError(
                 f"model.weights: file {path} does not exist; give a state-dict path, 'auto' or 'none'"
             )
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unpickling problem is the file's fault
-        raise CheckpointError(
-            f"{path}: cannot load as a weights-only state dict ({type(exc).__name__}: {_reason(exc)}); use a torchvision .pth file"
-        ) from None
+    state = read(path, fix="use a torchvision .pth file")
     if not isinstance(state, dict):  # e.g. a pickled tensor or list: remap would crash unclearly
         raise CheckpointError(
             f"{path}: holds a {type(state).__name__}, not a state dict; use a torchvision .pth file"
@@ -84,14 +80,3 @@ def load_weights(
         len(unexpected),
     )
     net.weights_origin = f"imagenet:{path.name}"
-
-
-_BOILERPLATE = ("Weights only load failed", "Check the documentation", "Please file an issue")
-
-
-def _reason(exc: Exception) -> str:
-    """One line from torch.load's multi-line error, without its advice to retry with
-    weights_only=False (wrong advice for an untrusted file, which is what this loader guards)."""
-    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
-    useful = [ln for ln in lines if not ln.startswith(_BOILERPLATE)]
-    return (useful or lines or ["unknown error"])[0]

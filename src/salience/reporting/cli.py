@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from salience.errors import SalienceError
-from salience.io import write_text
+from salience.io import atomic_paths, write_text
 from salience.reporting.aggregate import (
     collect_roc,
     collect_runs,
@@ -30,8 +30,12 @@ def cmd_aggregate(args: argparse.Namespace) -> int:
     dirs = find_run_dirs(args.runs_root, args.run_list)
     if not dirs:
         print(f"warning: no run with a metrics.json under {args.runs_root}", file=sys.stderr)
-    write_text(args.out_runs, collect_runs(dirs).to_csv(index=False))
-    write_text(args.out_roc, collect_roc(dirs, max_points=args.max_points).to_csv(index=False))
+    runs = collect_runs(dirs).to_csv(index=False)
+    roc = collect_roc(dirs, max_points=args.max_points).to_csv(index=False)
+    # both files or neither: a killed aggregate must not leave a runs.csv Snakemake/DVC would trust
+    with atomic_paths(args.out_runs, args.out_roc) as (tmp_runs, tmp_roc):
+        tmp_runs.write_text(runs)
+        tmp_roc.write_text(roc)
     print(f"aggregate: {len(dirs)} runs -> {args.out_runs}, {args.out_roc}")
     return 0
 

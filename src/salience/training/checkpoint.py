@@ -14,6 +14,7 @@ import torch
 
 from salience.errors import CheckpointError
 from salience.io import atomic_path
+from salience.safeload import read  # noqa: F401 - the one weights-only loader, re-exported
 
 
 def save(obj: dict[str, Any], path: str | os.PathLike) -> None:
@@ -22,36 +23,40 @@ def save(obj: dict[str, Any], path: str | os.PathLike) -> None:
 
 
 def load(path: str | os.PathLike) -> dict[str, Any]:
-    """Load a checkpoint safely; every failure is a one-line CheckpointError naming the file."""
+    """Load a model checkpoint safely; every failure is a one-line CheckpointError naming the file."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint not found; train the run first (python -m salience train ...)")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        if "weights_only" in str(exc) or "Unsupported global" in str(exc):
-            raise CheckpointError(
-                f"{path}: refused: the file contains Python objects that could run code on load; "
-                f"only weights-only checkpoints written by salience are accepted"
-            ) from None
-        raise CheckpointError(f"{path}: unreadable or truncated checkpoint ({first}); delete it and retrain") from None
-    if not isinstance(obj, dict) or "state_dict" not in obj:
+    obj = read(path)
+    if not isinstance(obj, dict) or not isinstance(obj.get("state_dict"), dict):
         raise CheckpointError(f"{path}: not a salience checkpoint (no 'state_dict'); use a model.pt written by `salience train`")
+    if not isinstance(obj.get("meta", {}), dict):
+        raise CheckpointError(f"{path}: not a salience checkpoint ('meta' is not a mapping); use a model.pt written by `salience train`")
     return obj
 
 
 def load_model_state(model: torch.nn.Module, ckpt: dict[str, Any], path: str | os.PathLike, expect: dict[str, Any]) -> None:
     """Load `ckpt['state_dict']` into `model` after checking that its meta matches `expect`."""
-    meta = ckpt.get("meta", {})
+    meta = ckpt.get("meta") or {}
     for key, want in expect.items():
         if key in meta and meta[key] != want:
             raise CheckpointError(
                 f"{path}: checkpoint was trained with {key} {meta[key]!r}, not {want!r}; "
                 f"evaluate it with --{key.replace('_', '-')} {meta[key]}"
             )
+    state = ckpt["state_dict"]
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    shape = [k for k in own if k in state and tuple(getattr(state[k], "shape", ())) != tuple(own[k].shape)]
+    if missing or unexpected or shape:
+        example = (missing or unexpected or shape)[0]
+        raise CheckpointError(
+            f"{path}: weights do not fit this model ({len(missing)} missing, {len(unexpected)} unexpected, "
+            f"{len(shape)} wrong-shape tensors, e.g. {example!r}); is it from another backbone/method?"
+        )
     try:
-        model.load_state_dict(ckpt["state_dict"], strict=True)
-    except RuntimeError as exc:
+        model.load_state_dict(state, strict=True)
+    except (RuntimeError, TypeError) as exc:
         first = str(exc).splitlines()[0]
         raise CheckpointError(f"{path}: weights do not fit this model ({first}); is it from another backbone/method?") from None

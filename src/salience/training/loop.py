@@ -163,6 +163,9 @@ def train(cfg: dict, spec: C.RunSpec, stage: str = "train", tracker=None) -> Pat
     seed_everything(spec.seed)
     model = build_model_for(spec, resolved, method, stage).to(device)
     grid = feature_grid(find_backbone(model), ds.image_size)
+    if grid < 2 and method.uses_maps:
+        log.warning("%s: %s gives a %d×%d CAM grid at %d px: CAMs and map losses carry no spatial information; "
+                    "prepare the data at a larger image_size", spec.run_id, spec.backbone, grid, grid, ds.image_size)
     previous = None
     idx = method.stages.index(stage)
     if idx > 0:
@@ -192,7 +195,10 @@ def train(cfg: dict, spec: C.RunSpec, stage: str = "train", tracker=None) -> Pat
     for epoch in range(state["epoch"], tcfg["epochs"]):
         torch.manual_seed(spec.seed * 100_003 + epoch)  # per-epoch RNG: resume == uninterrupted
         stream = BatchStream(ds, rows_train, tcfg["batch_size"], cam_grid=grid, shuffle=True, seed=spec.seed,
-                             epoch=epoch, flip_maps=resolved["flip_maps"], device=device)
+                             epoch=epoch, flip_maps=resolved["flip_maps"], device=device, no_singleton=True)
+        if epoch == state["epoch"] and stream.merges_singleton:
+            log.info("%s: %d training rows in batches of %d would leave a last batch of one sample; it is merged "
+                     "into the batch before it (BatchNorm needs two samples)", spec.run_id, len(rows_train), tcfg["batch_size"])
         model.train()
         sums: dict[str, float] = {}
         n_seen = 0
@@ -259,15 +265,21 @@ def _checkpoint(state: dict, fingerprint: str, model, opt, sched) -> dict:
 
 
 def _resume(path: Path, fingerprint: str, model, opt, sched) -> dict:
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - a torn write cannot happen (atomic), but a foreign file can
-        raise CheckpointError(f"{path}: cannot resume from this checkpoint ({type(exc).__name__}); delete it to restart the run") from None
+    """State of an interrupted attempt. The file is untrusted (weights_only; code is refused)."""
+    restart = "delete it to restart the run"
+    obj = ckpt.read(path, fix=restart)  # a torn write cannot happen (atomic), but a foreign file can
+    keys = ("epoch", "best", "best_epoch", "best_state", "history", "mlflow_run", "model", "opt", "sched")
+    if not isinstance(obj, dict) or obj.get("version") != CHECKPOINT_VERSION or any(k not in obj for k in keys):
+        raise CheckpointError(f"{path}: not a resumable checkpoint of this salience version; {restart}")
     if obj.get("fingerprint") != fingerprint:
-        raise CheckpointError(f"{path}: checkpoint belongs to a different configuration of this run; delete it to restart")
-    model.load_state_dict(obj["model"])
-    opt.load_state_dict(obj["opt"])
-    sched.load_state_dict(obj["sched"])
+        raise CheckpointError(f"{path}: checkpoint belongs to a different configuration of this run; {restart}")
+    try:
+        model.load_state_dict(obj["model"])
+        opt.load_state_dict(obj["opt"])
+        sched.load_state_dict(obj["sched"])
+    except (RuntimeError, KeyError, ValueError, TypeError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"{path}: checkpoint does not fit this run's model ({first}); {restart}") from None
     return {k: obj[k] for k in ("epoch", "best", "best_epoch", "best_state", "history", "mlflow_run")}
 
 
