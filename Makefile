@@ -24,8 +24,10 @@ $(STAMP): requirements.txt pyproject.toml
 sysdeps:
 	@bash .ci/sysdeps.sh
 
+# The whole study on the generated benchmark, then the HTML report of its tables and figures.
 demo: $(STAMP)
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/snakemake --cores $(CORES) --configfile config/config.yaml
+	PATH=$(abspath $(BIN)):$$PATH $(BIN)/snakemake --cores $(CORES) --configfile config/config.yaml --report results/report.html
 	@echo
 	@echo "Demo finished. Prepared data: data/prepared/  Tables: results/tables/  Figures: results/figures/"
 	@echo "Report: results/report.html   MLflow store: results/mlflow (browse with: make mlflow-ui)"
@@ -41,11 +43,15 @@ format: $(STAMP)
 	$(BIN)/ruff format src tests benchmarks
 	$(BIN)/ruff check --fix src tests benchmarks
 
+# MLflow UI on the demo's store (127.0.0.1:$(PORT)); CONFIG=config/paper.yaml for another study.
+CONFIG ?= config/config.yaml
 mlflow-ui: $(STAMP)
-	PATH=$(abspath $(BIN)):$$PATH $(BIN)/python -m salience ui --port $(PORT)
+	PATH=$(abspath $(BIN)):$$PATH $(BIN)/python -m salience ui --port $(PORT) --config $(CONFIG)
 
+# Plan the papers' matrix (SAGE: config/paper.yaml, DD: config/paper-dd.yaml) without running it.
 dryrun-paper: $(STAMP)
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/snakemake -n --quiet rules --configfile config/paper.yaml
+	PATH=$(abspath $(BIN)):$$PATH $(BIN)/snakemake -n --quiet rules --configfile config/paper-dd.yaml
 
 clean-results:
 	rm -rf results/* logs .snakemake

@@ -344,3 +344,11 @@ def test_malicious_pickle_is_refused_and_not_executed(tmp_path, writer):
     # control: the payload is real (an unsafe load would have run it)
     pickle.loads(pickle.dumps(_Evil(tmp_path / "control")))
     assert (tmp_path / "control").exists()
+
+
+def test_backbone_catalogue_equals_registry():
+    """`BACKBONE_MODULES` (names known without importing torchvision) lists every registered backbone."""
+    from salience.models.base import BACKBONE_MODULES, BACKBONES, _import_all
+
+    _import_all()
+    assert sorted(BACKBONE_MODULES) == BACKBONES.names()

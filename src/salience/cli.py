@@ -115,6 +115,7 @@ _CORE = ("train", "evaluate", "visualize", "runs", "ui", "doctor")
 _PLUGIN_OF = {
     "generate": "salience.data.cli", "prepare": "salience.data.cli", "import": "salience.data.cli",
     "aggregate": "salience.reporting.cli", "tables": "salience.reporting.cli", "figures": "salience.reporting.cli",
+    "summary": "salience.reporting.cli",
 }
 
 

@@ -93,9 +93,7 @@ def load_config(path: str | os.PathLike) -> dict:
 
 def _check_registries(cfg: dict, source: str) -> None:
     from salience.methods.base import build_method, method_class
-    from salience.models.base import BACKBONES, _import_all
-
-    _import_all()
+    from salience.models.base import check_backbone_name
     for name, params in cfg.get("methods", {}).items():
         try:
             build_method(name, params)
@@ -110,7 +108,7 @@ def _check_registries(cfg: dict, source: str) -> None:
                 )
         for bb in grid["backbones"]:
             try:
-                BACKBONES.get(bb)
+                check_backbone_name(bb)
             except ConfigError as exc:
                 raise ConfigError(f"{source}: experiments.{exp}.backbones: {exc}") from None
         for m in grid["methods"]:

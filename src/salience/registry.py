@@ -31,11 +31,7 @@ class Registry(Generic[T]):
         try:
             return self._items[name]
         except KeyError:
-            close = difflib.get_close_matches(name, self._items, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise ConfigError(
-                f"unknown {self.kind} {name!r}{hint}; choose one of: {', '.join(sorted(self._items))}"
-            ) from None
+            raise unknown(self.kind, name, self._items) from None
 
     def names(self) -> list[str]:
         return sorted(self._items)
@@ -45,3 +41,10 @@ class Registry(Generic[T]):
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.names())
+
+
+def unknown(kind: str, name: str, known) -> ConfigError:
+    """The one-line error for a name that is not registered, with the closest match."""
+    close = difflib.get_close_matches(name, list(known), n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return ConfigError(f"unknown {kind} {name!r}{hint}; choose one of: {', '.join(sorted(known))}")

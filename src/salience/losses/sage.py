@@ -15,7 +15,6 @@ import math
 
 import torch
 import torch.nn.functional as F
-import torchvision.transforms.v2.functional as TF
 from torch import Tensor
 
 __all__ = [
@@ -30,6 +29,8 @@ __all__ = [
 
 def gaussian_blur(x: Tensor, sigma: float, kernel_size: int = 7) -> Tensor:
     """G(x): torchvision's Gaussian blur (reflect padding), B×C×H×W, differentiable."""
+    import torchvision.transforms.v2.functional as TF  # lazy: ~1 s of start-up for every job otherwise
+
     return TF.gaussian_blur(x, [int(kernel_size)] * 2, [float(sigma)] * 2)
 
 

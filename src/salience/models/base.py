@@ -57,17 +57,34 @@ class Backbone(nn.Module):
 BACKBONES: Registry = Registry("backbone")
 
 
+# Which module registers each backbone. Config validation needs the names only, so a job on the
+# small CPU net never pays torchvision's import (~1 s per job, hundreds of jobs per study); a test
+# keeps this catalogue equal to the registry.
+BACKBONE_MODULES = {
+    "smallcnn": "salience.models.small",
+    **{n: "salience.models.torchvision_backbones" for n in ("resnet18", "resnet50", "densenet121", "efficientnet_b7", "swin_t")},
+}
+
+
+def check_backbone_name(name: str) -> None:
+    if name not in BACKBONE_MODULES:
+        from salience.registry import unknown
+
+        raise unknown("backbone", name, BACKBONE_MODULES)
+
+
 def build_backbone(name: str, weights: str = "auto") -> Backbone:
     """Build a registered backbone. `weights`: "auto" (ImageNet file from torch's hub cache when
     present, else random init with a log line), "none" (random init), or a path to a state dict."""
-    _import_all()
+    check_backbone_name(name)
+    importlib.import_module(BACKBONE_MODULES[name])
     return BACKBONES.get(name)(weights=weights)
 
 
 def _import_all() -> None:
-    # Registration happens at import: the torchvision backbones live in their own module.
-    importlib.import_module("salience.models.small")
-    importlib.import_module("salience.models.torchvision_backbones")
+    """Import every backbone module (registration happens at import)."""
+    for mod in sorted(set(BACKBONE_MODULES.values())):
+        importlib.import_module(mod)
 
 
 @dataclass

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from salience.errors import SalienceError
-from salience.io import atomic_paths, write_text
+from salience.io import atomic_paths, write_json, write_text
 from salience.reporting.aggregate import (
     collect_roc,
     collect_runs,
@@ -59,6 +59,25 @@ def cmd_figures(args: argparse.Namespace) -> int:
     return 0
 
 
+def summary(runs) -> dict:
+    """Headline numbers for `dvc metrics show`: run count and, per task/method, the mean overall
+    test AUROC of the base variant (over seeds, folds and backbones)."""
+    base = runs[(runs["subset"] == "all") & (runs["variant"] == "base")]
+    means = base.groupby(["task", "method"])["auroc"].mean()
+    return {
+        "runs": int(runs["run_id"].nunique()),
+        "auroc_mean": {f"{t}/{m}": round(float(v), 4) for (t, m), v in sorted(means.items())},
+    }
+
+
+def cmd_summary(args: argparse.Namespace) -> int:
+    """runs.csv → a small JSON of headline metrics (DVC's `metrics:` file)."""
+    out = summary(read_runs_csv(args.runs))
+    write_json(args.out, out)
+    print(f"summary: {out['runs']} runs -> {args.out}")
+    return 0
+
+
 def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     """Register `aggregate`, `tables` and `figures` (each sets `func` to its cmd_* function)."""
     p = subparsers.add_parser("aggregate", help="collect run directories into tidy CSVs")
@@ -83,6 +102,11 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out-dir", type=Path, required=True, help="directory for the PNG files")
     p.add_argument("--metric", choices=METRICS, default="auroc")
     p.set_defaults(func=cmd_figures)
+
+    p = subparsers.add_parser("summary", help="headline metrics JSON (DVC metrics) from runs.csv")
+    p.add_argument("--runs", type=Path, required=True, help="runs CSV from `aggregate`")
+    p.add_argument("--out", type=Path, required=True, help="JSON file to write")
+    p.set_defaults(func=cmd_summary)
 
 
 def main(argv: list[str] | None = None) -> int:

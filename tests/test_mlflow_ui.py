@@ -1,0 +1,158 @@
+"""`python -m salience ui` serves the workflow's MLflow store: the runs of the end-to-end run and
+their metrics are found through the REST API, the server listens on 127.0.0.1 only, and stopping
+it leaves no process behind."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+from conftest import tool_bin, workflow_env
+
+import salience.config as sc
+
+pytestmark = pytest.mark.slow
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _get(url: str, timeout: float = 5) -> bytes:
+    with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 - local test server
+        return resp.read()
+
+
+def _post(url: str, body: dict) -> dict:
+    req = urllib.request.Request(
+        url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(req, timeout=10) as resp:  # noqa: S310
+        return json.loads(resp.read())
+
+
+def _group_pids(pgid: int) -> list[int]:
+    pids = []
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            stat = (d / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        state, group = fields[0], int(fields[2])
+        if group == pgid and state != "Z":
+            pids.append(int(d.name))
+    return pids
+
+
+def _listening_addresses(port: int) -> list[str]:
+    """Local addresses (hex, as in /proc/net/tcp*) of sockets listening on `port`."""
+    found = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            parts = line.split()
+            addr, hex_port = parts[1].split(":")
+            if parts[3] == "0A" and int(hex_port, 16) == port:  # 0A = LISTEN
+                found.append(addr)
+    return found
+
+
+def test_ui_serves_the_workflow_runs(e2e_run):
+    port = _free_port()
+    cmd = [
+        str(tool_bin() / "python"),
+        "-m",
+        "salience",
+        "ui",
+        "--port",
+        str(port),
+        "--config",
+        str(e2e_run.config),
+    ]
+    env = workflow_env(e2e_run.root)
+    log = e2e_run.root / "ui.log"
+    with open(log, "w") as fh:
+        proc = subprocess.Popen(
+            cmd,
+            cwd=e2e_run.root,
+            env=env,
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        t0 = time.monotonic()
+        while True:
+            try:
+                if _get(f"{base}/health").strip() == b"OK":
+                    break
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                pass
+            assert proc.poll() is None, (
+                f"server exited {proc.returncode}:\n{log.read_text()[-3000:]}"
+            )
+            assert time.monotonic() - t0 < 120, (
+                f"no /health after 120 s:\n{log.read_text()[-3000:]}"
+            )
+            time.sleep(0.5)
+        print(f"MLflow UI answered /health after {time.monotonic() - t0:.1f} s")
+
+        # bound to the loopback interface only
+        addrs = _listening_addresses(port)
+        assert addrs, "nothing listens on the port"
+        assert all(a in ("0100007F", "00000000000000000000000001000000") for a in addrs), addrs
+
+        exps = _post(f"{base}/api/2.0/mlflow/experiments/search", {"max_results": 100})[
+            "experiments"
+        ]
+        ids = [e["experiment_id"] for e in exps]
+        found = _post(
+            f"{base}/api/2.0/mlflow/runs/search", {"experiment_ids": ids, "max_results": 1000}
+        ).get("runs", [])
+        names = {r["info"].get("run_name") for r in found}
+        cfg = sc.load_config(e2e_run.config)
+        expected = {r.run_id for r in sc.expand_runs(cfg)}
+        assert expected <= names, f"missing in MLflow: {sorted(expected - names)}"
+        # the evaluation metrics of every run are there
+        for name in expected:
+            metrics = set()
+            for r in found:
+                if r["info"].get("run_name") == name:
+                    metrics |= {m["key"] for m in r["data"].get("metrics", [])}
+            assert any(k.startswith("test_auroc") for k in metrics), (name, sorted(metrics))
+        # the UI page itself is served
+        assert b"<html" in _get(f"{base}/").lower()
+    finally:
+        pgid = proc.pid  # start_new_session: the server leads its own process group
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pgid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(pgid, signal.SIGKILL)
+            proc.wait(timeout=10)
+        end = time.monotonic() + 15
+        while _group_pids(pgid) and time.monotonic() < end:
+            time.sleep(0.3)
+        left = _group_pids(pgid)
+        for pid in left:
+            os.kill(pid, signal.SIGKILL)
+        assert not left, f"processes left after stopping the server: {left}"

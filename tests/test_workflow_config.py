@@ -1,0 +1,219 @@
+"""Workflow configs: every shipped config validates, bad ones fail with one clear line (in the
+package and in `snakemake -n`), and the paper configs plan their full DAG without their data."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import REPO, copy_repo, tool_bin, workflow_env
+
+import salience.config as sc
+from salience.errors import ConfigError
+from salience.methods.base import method_class
+
+SHIPPED = ["config/config.yaml", "config/paper.yaml", "config/paper-dd.yaml", ".test/config.yaml"]
+PAPER = ["config/paper.yaml", "config/paper-dd.yaml"]
+
+
+@pytest.fixture(scope="module")
+def clean_repo(tmp_path_factory) -> Path:
+    """A copy of the working tree without results, so dry runs plan every job."""
+    return copy_repo(tmp_path_factory.mktemp("dryrun") / "repo")
+
+
+def snakemake_n(
+    configfile: str | Path, *extra: str, cwd: Path = REPO
+) -> subprocess.CompletedProcess:
+    """`snakemake -n` (plans only; writes nothing but .snakemake/ metadata)."""
+    return subprocess.run(
+        [str(tool_bin() / "snakemake"), "-n", *extra, "--configfile", str(configfile)],
+        cwd=cwd,
+        env=workflow_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def job_counts(output: str) -> dict[str, int]:
+    """The 'Job stats' table of a dry run as {rule: count}."""
+    block = output.split("Job stats:")[-1]
+    counts = {}
+    for line in block.splitlines():
+        m = re.match(r"^(\w+)\s+(\d+)$", line.strip())
+        if m:
+            counts[m.group(1)] = int(m.group(2))
+    return counts
+
+
+def expected_jobs(cfg: dict) -> dict[str, int]:
+    """What the DAG must hold according to salience.config (the one definition of the grid)."""
+    runs = sc.expand_runs(cfg)
+    pre = sum(len(method_class(r.method).stages) - 1 for r in runs)
+    fooling = (
+        sc.expand_runs(cfg, experiments=["fooling"]) if "fooling" in cfg["experiments"] else []
+    )
+    return {"train": len(runs), "evaluate": len(runs), "pretrain": pre, "visualize": len(fooling)}
+
+
+def _load(rel: str) -> dict:
+    with open(REPO / rel) as fh:
+        return yaml.safe_load(fh)
+
+
+# ------------------------------------------------------------------------------ package validation
+@pytest.mark.parametrize("rel", SHIPPED)
+def test_shipped_configs_validate(rel):
+    cfg = sc.load_config(REPO / rel)
+    assert sc.expand_runs(cfg), f"{rel} asks for no runs"
+
+
+def test_test_config_exercises_the_whole_dag():
+    """The CI config covers a two-stage method, the sanity variants and the fooling panels."""
+    cfg = sc.load_config(REPO / ".test/config.yaml")
+    runs = sc.expand_runs(cfg)
+    assert any(len(method_class(r.method).stages) > 1 for r in runs), "no two-stage method"
+    assert {r.variant for r in runs} >= {"base", "flipped"}
+    assert sc.expand_runs(cfg, experiments=["fooling"])
+
+
+def _broken(kind: str) -> tuple[dict, str]:
+    cfg = _load(".test/config.yaml")
+    if kind == "unknown key":
+        cfg["train"]["epochz"] = 3
+        return cfg, r"train.*unknown key.*epochz"
+    if kind == "unknown method":
+        cfg["experiments"]["main"]["methods"].append("cyborgg")
+        return cfg, r"experiments\.main\.methods.*unknown method 'cyborgg'.*did you mean 'cyborg'"
+    if kind == "unknown backbone":
+        cfg["experiments"]["main"]["backbones"] = ["resnet51"]
+        return cfg, r"experiments\.main\.backbones.*unknown backbone 'resnet51'"
+    if kind == "wrong type":
+        cfg["train"]["epochs"] = "many"
+        return cfg, r"train\.epochs.*'many' is not of type 'integer'"
+    raise AssertionError(kind)
+
+
+KINDS = ["unknown key", "unknown method", "unknown backbone", "wrong type"]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_bad_config_rejected_by_package(kind):
+    cfg, pattern = _broken(kind)
+    with pytest.raises(ConfigError) as err:
+        sc.validate(cfg, "bad.yaml")
+    msg = str(err.value)
+    assert "\n" not in msg.strip()
+    assert re.search(pattern, msg), msg
+
+
+# ------------------------------------------------------------------------------ snakemake parse
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", KINDS)
+def test_bad_config_rejected_by_snakemake(kind, tmp_path, clean_repo):
+    cfg, pattern = _broken(kind)
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    proc = snakemake_n(path, cwd=clean_repo)
+    assert proc.returncode != 0
+    out = proc.stdout + proc.stderr
+    # the schema (snakemake.utils.validate) or the registries (salience.config) name the key
+    key = {
+        "unknown key": "epochz",
+        "unknown method": "cyborgg",
+        "unknown backbone": "resnet51",
+        "wrong type": "many",
+    }[kind]
+    assert key in out, out[-3000:]
+    assert "Traceback" not in out, out[-3000:]
+
+
+@pytest.mark.slow
+def test_cli_overrides_and_several_configfiles_rejected(clean_repo):
+    """The config Snakemake sees must be the one file every `python -m salience` call reads."""
+    proc = snakemake_n(".test/config.yaml", "--config", "results_dir=elsewhere", cwd=clean_repo)
+    assert proc.returncode != 0
+    assert "--config KEY=VALUE overrides are not supported" in proc.stdout + proc.stderr
+    proc = subprocess.run(
+        [
+            str(tool_bin() / "snakemake"),
+            "-n",
+            "--configfile",
+            ".test/config.yaml",
+            "config/config.yaml",
+        ],
+        cwd=clean_repo,
+        env=workflow_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode != 0
+    assert "give exactly one --configfile" in proc.stdout + proc.stderr
+
+
+@pytest.mark.slow
+def test_default_config_not_merged_into_another(clean_repo):
+    """Without --configfile the demo config is used; with one, none of the demo's datasets leak in."""
+    proc = snakemake_n(".test/config.yaml", "-p", cwd=clean_repo)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = proc.stdout + proc.stderr
+    assert "--config .test/config.yaml" in out
+    assert "--dataset face" not in out and "--dataset chest" not in out
+    # the two-stage method: its train job waits for its pretrain job's model
+    assert re.search(r"rule train:\n\s+input: [^\n]*stage-pretrain/model\.pt", out), out[-3000:]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("rel", PAPER)
+def test_paper_dag_plans_without_data(rel, record_property, clean_repo):
+    """`snakemake -n` plans the whole paper matrix though its manifests are placeholders; the job
+    counts equal what salience.config.expand_runs asks for."""
+    cfg = sc.load_config(REPO / rel)
+    assert any(not Path(ds["manifest"]).exists() for ds in cfg["datasets"].values())
+    t0 = time.monotonic()
+    proc = snakemake_n(rel, "--quiet", "rules", cwd=clean_repo)
+    seconds = time.monotonic() - t0
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    counts = job_counts(proc.stdout + proc.stderr)
+    for rule, n in expected_jobs(cfg).items():
+        assert counts.get(rule, 0) == n, (rule, counts)
+    assert counts["prepare"] == len(cfg["datasets"])
+    assert "generate" not in counts  # manifest datasets start at their manifest
+    for rule in ("aggregate", "tables", "figures", "summary"):
+        assert counts[rule] == 1
+    total = sum(v for k, v in counts.items() if k != "total")
+    record_property("dry_run_seconds", round(seconds, 1))
+    record_property("jobs", total)
+    print(f"snakemake -n --configfile {rel}: {total} jobs in {seconds:.1f} s")
+    assert seconds < 120
+
+
+def test_missing_manifest_stops_prepare_with_one_line(tmp_path):
+    """The documented behaviour behind the plannable paper DAG: prepare names the missing file."""
+    proc = subprocess.run(
+        [
+            str(tool_bin() / "python"),
+            "-m",
+            "salience",
+            "prepare",
+            "--config",
+            str(REPO / "config/paper.yaml"),
+            "--dataset",
+            "iris",
+        ],
+        cwd=tmp_path,
+        env=workflow_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("error:") and "manifest" in last, proc.stderr[-2000:]
+    assert not (tmp_path / "data" / "prepared" / "iris").exists()

@@ -1,0 +1,214 @@
+# Helpers for every rule: the config (one file, validated twice), the run grid, path patterns,
+# wildcard constraints and the `get_*` input functions. Rules never compute anything themselves.
+
+import re
+import shlex
+from pathlib import Path
+
+from snakemake.exceptions import WorkflowError
+from snakemake.logging import logger
+from snakemake.utils import validate
+
+import salience.config as sc
+from salience.errors import SalienceError
+from salience.methods.base import method_class
+
+
+# ------------------------------------------------------------------------------------- config
+def _config_file():
+    """The one config file this invocation uses; every `python -m salience` call gets the same
+    path, so the CLI sees exactly what Snakemake saw."""
+    files = [Path(f) for f in workflow.overwrite_configfiles]
+    if len(files) > 1:
+        raise WorkflowError(
+            "give exactly one --configfile (several would be merged by Snakemake, but "
+            "`python -m salience --config` reads one file): " + ", ".join(map(str, files))
+        )
+    if workflow.config_settings.config:
+        raise WorkflowError(
+            "--config KEY=VALUE overrides are not supported: `python -m salience` would not see "
+            "them. Copy the config file, edit it and pass it with --configfile."
+        )
+    path = files[0] if files else Path(DEFAULT_CONFIGFILE)
+    # Relative to the working directory when inside it (shorter logs; SLURM jobs re-parse the
+    # Snakefile with a relative --configfile and must arrive at the same string).
+    path = path.resolve()
+    try:
+        return str(path.relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+CONFIGFILE = _config_file()
+# Used in shell: commands as {CONFIG_ARG}, deliberately not as a rule param: a param is a rerun
+# trigger, and the same settings under another file name must not retrain anything. What the
+# config says is tracked per job instead (params `settings`: a hash of the resolved settings).
+CONFIG_ARG = shlex.quote(CONFIGFILE)
+
+# The package's check first: the same JSON schema plus the registries (methods, backbones),
+# cross-references and per-method settings, reported as one line naming the key. Then Snakemake's
+# own validation against that schema, which also fills the schema's `default:` values into `config`.
+try:
+    CFG = sc.validate(config, source=CONFIGFILE)
+except SalienceError as exc:
+    raise WorkflowError(str(exc)) from None
+validate(config, schema="../schemas/config.schema.yaml")
+
+DATA = CFG["data_dir"]
+RESULTS = CFG["results_dir"]
+LOGS = "logs"
+# Logs of the study-level rules (aggregate, tables, ...) are named after the results directory, so
+# two configs with different results_dir (config/paper.yaml, config/paper-dd.yaml) keep both.
+RESULTS_SLUG = re.sub(r"[^A-Za-z0-9_.-]+", "_", RESULTS.strip("/")) or "results"
+
+
+# ------------------------------------------------------------------------------------- run grid
+# salience.config.expand_runs is the ONE definition of the grid (experiments → runs); Snakemake,
+# the CLI, the tests and docs all ask it.
+RUNS = sc.expand_runs(CFG)
+RUN_IDS = [r.run_id for r in RUNS]
+FOOLING_RUNS = sc.expand_runs(CFG, experiments=["fooling"])  # DD Fig. 1 panels
+if not RUNS:
+    raise WorkflowError(f"{CONFIGFILE}: the experiments ask for no runs")
+for _line in sc.skipped_combinations(CFG):
+    logger.info(f"skipped (method cannot serve backbone): {_line}")
+
+# One run = one directory; the id doubles as the MLflow run name.
+RUN = "{dataset}/{fold}/{backbone}/{method}/{variant}/seed{seed}"
+RUN_DIR = f"{RESULTS}/runs/{RUN}"
+
+
+def _alternation(names):
+    """Regex matching exactly one of `names` (never matches anything when empty)."""
+    names = sorted(set(names))
+    return "|".join(re.escape(n) for n in names) if names else "(?!)"
+
+
+def _stages(method):
+    return tuple(method_class(method).stages)
+
+
+# Earlier training stages (e.g. MENTOR's "pretrain"), from the method registry: no rule names a method.
+PRE_STAGES = sorted({s for r in RUNS for s in _stages(r.method)[:-1]})
+GENERATED = [d for d, ds in CFG["datasets"].items() if ds["source"] == "generated"]
+
+
+wildcard_constraints:
+    dataset=_alternation(CFG["datasets"]),
+    fold="[^/]+",
+    backbone=_alternation(r.backbone for r in RUNS),
+    method=_alternation(r.method for r in RUNS),
+    variant="[^/]+",
+    seed=r"\d+",
+    stage=_alternation(PRE_STAGES),
+
+
+# ------------------------------------------------------------------------------------- helpers
+def run_spec(wildcards):
+    return sc.RunSpec(
+        wildcards.dataset,
+        wildcards.fold,
+        wildcards.backbone,
+        wildcards.method,
+        wildcards.variant,
+        int(wildcards.seed),
+    )
+
+
+def get_run_id(wildcards):
+    return run_spec(wildcards).run_id
+
+
+_SETTINGS = {}
+
+
+def get_run_settings(wildcards):
+    """Hash of the run's resolved configuration: a Snakemake param, so editing the config reruns
+    exactly the runs it changes (rerun trigger "params"), and nothing else. Cached per run: the
+    train, evaluate and pretrain jobs of a run ask for the same hash."""
+    spec = run_spec(wildcards)
+    if spec not in _SETTINGS:
+        _SETTINGS[spec] = sc.config_hash(sc.resolve_run(CFG, spec))
+    return _SETTINGS[spec]
+
+
+def get_dataset_settings(wildcards):
+    return sc.config_hash(CFG["datasets"][wildcards.dataset])
+
+
+def prepared(dataset):
+    return str(sc.prepared_dir(CFG, dataset))
+
+
+# ------------------------------------------------------------------------------------- inputs
+def get_prepare_input(wildcards):
+    """Generated datasets: the raw directory made by `generate`. Manifest datasets: the manifest,
+    when it exists. A missing manifest is left out on purpose so that `snakemake -n` can plan a
+    config whose data are not on this machine (config/paper-*.yaml); `prepare` then stops with a
+    one-line error naming the file. See docs/cluster.md."""
+    ds = CFG["datasets"][wildcards.dataset]
+    if ds["source"] == "generated":
+        return {"raw": str(sc.raw_dir(CFG, wildcards.dataset))}
+    manifest = sc.manifest_path(CFG, wildcards.dataset)
+    return {"manifest": str(manifest)} if manifest.is_file() else {}
+
+
+def _previous_stage_model(wildcards, stage):
+    stages = _stages(wildcards.method)
+    if stage not in stages:
+        raise WorkflowError(f"method {wildcards.method!r} has no training stage {stage!r}")
+    i = stages.index(stage)
+    if i == 0:
+        return {}
+    run_dir = RUN_DIR.format(**wildcards)
+    return {"previous": f"{run_dir}/stage-{stages[i - 1]}/model.pt"}
+
+
+def get_stage_inputs(wildcards):
+    """Inputs of an earlier training stage: prepared data (+ the stage before it, if any)."""
+    return {"data": prepared(wildcards.dataset), **_previous_stage_model(wildcards, wildcards.stage)}
+
+
+def get_train_inputs(wildcards):
+    """Inputs of the final training stage: prepared data (+ the last earlier stage's model)."""
+    final = _stages(wildcards.method)[-1]
+    return {"data": prepared(wildcards.dataset), **_previous_stage_model(wildcards, final)}
+
+
+def get_evaluate_inputs(wildcards):
+    return {"data": prepared(wildcards.dataset), "model": RUN_DIR.format(**wildcards) + "/model.pt"}
+
+
+def get_aggregate_inputs(wildcards):
+    return {
+        "run_list": f"{RESULTS}/aggregate/run-list.txt",
+        "metrics": [f"{RESULTS}/runs/{r}/metrics.json" for r in RUN_IDS],
+        "scores": [f"{RESULTS}/runs/{r}/scores.csv" for r in RUN_IDS],
+    }
+
+
+def get_fooling_panels():
+    return [f"{RESULTS}/figures/difference_salience/{r.run_id}.png" for r in FOOLING_RUNS]
+
+
+def get_final_outputs():
+    return [
+        f"{RESULTS}/tables",
+        f"{RESULTS}/figures/summary",
+        f"{RESULTS}/aggregate/summary.json",
+        *get_fooling_panels(),
+    ]
+
+
+# ------------------------------------------------------------------------------------- resources
+# Generic resources only (mem_mb, runtime in minutes, gpu, threads); cluster-specific values are
+# set per rule in profiles/slurm/config.yaml. Memory and time grow with each retry (`attempt`).
+TRAIN_THREADS = max(1, CFG["train"]["threads"])
+
+
+def mem_mb(base):
+    return lambda wildcards, attempt: base * attempt
+
+
+def runtime(base):
+    return lambda wildcards, attempt: base * attempt

@@ -1,0 +1,119 @@
+# ------------------------------------------------------------------------------------- reporting
+# Runs → tidy CSVs (aggregate) → tables (CSV + LaTeX) and figures; DD Fig. 1 panels per fooling
+# run; a small JSON summary that DVC reads as its metrics. Outputs flagged with report() go into
+# `snakemake --report results/report.html`, with captions from workflow/report/*.rst.
+
+
+# The list of runs to aggregate, written from the grid (template rule: no code, rendered locally).
+# A run directory left over from an earlier config is therefore never averaged into a table.
+rule run_list:
+    input:
+        "workflow/templates/run-list.txt.j2",
+    output:
+        f"{RESULTS}/aggregate/run-list.txt",
+    params:
+        runs=RUN_IDS,
+    template_engine:
+        "jinja2"
+
+
+# Every run → runs.csv (one row per run and test subset) and roc.csv (ROC points).
+rule aggregate:
+    input:
+        unpack(get_aggregate_inputs),
+    output:
+        runs=f"{RESULTS}/aggregate/runs.csv",
+        roc=f"{RESULTS}/aggregate/roc.csv",
+    params:
+        runs_root=f"{RESULTS}/runs",
+    log:
+        f"{LOGS}/aggregate/{RESULTS_SLUG}.log",
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    shell:
+        "python -m salience aggregate --runs-root {params.runs_root} --run-list {input.run_list}"
+        " --out-runs {output.runs} --out-roc {output.roc} > {log} 2>&1"
+
+
+# The papers' tables (DD Tables 2–4, SAGE Tables 1–5, CAM agreement), each as CSV and LaTeX.
+rule tables:
+    input:
+        runs=f"{RESULTS}/aggregate/runs.csv",
+    output:
+        report(
+            directory(f"{RESULTS}/tables"),
+            patterns=["{name}.csv"],
+            caption="../report/tables.rst",
+            category="Tables",
+            labels={"table": "{name}"},
+        ),
+    log:
+        f"{LOGS}/tables/{RESULTS_SLUG}.log",
+    shell:
+        "python -m salience tables --runs {input.runs} --out-dir {output} > {log} 2>&1"
+
+
+# Summary figures (AUROC per method/backbone/task, ROC curves, ablations).
+rule figures:
+    input:
+        runs=f"{RESULTS}/aggregate/runs.csv",
+        roc=f"{RESULTS}/aggregate/roc.csv",
+    output:
+        report(
+            directory(f"{RESULTS}/figures/summary"),
+            patterns=["{name}.png"],
+            caption="../report/figures.rst",
+            category="Figures",
+            labels={"figure": "{name}"},
+        ),
+    log:
+        f"{LOGS}/figures/{RESULTS_SLUG}.log",
+    shell:
+        "python -m salience figures --runs {input.runs} --roc {input.roc} --out-dir {output}"
+        " > {log} 2>&1"
+
+
+# DD Fig. 1: true-class, false-class and Difference-Salience CAMs of one passively fooled model.
+rule visualize:
+    input:
+        unpack(get_evaluate_inputs),
+    output:
+        report(
+            f"{RESULTS}/figures/difference_salience/{RUN}.png",
+            caption="../report/difference_salience.rst",
+            category="Difference Salience (DD Fig. 1)",
+            labels={"dataset": "{dataset}", "fold": "{fold}", "backbone": "{backbone}", "seed": "{seed}"},
+        ),
+    params:
+        run_id=get_run_id,
+        samples=CFG["report"]["visualize_samples"],
+    log:
+        f"{LOGS}/visualize/{RUN}.log",
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    shell:
+        "python -m salience visualize --config {CONFIG_ARG} --run-id {params.run_id}"
+        " --out {output} --samples {params.samples} > {log} 2>&1"
+
+
+# A few headline numbers as JSON (`dvc metrics show` reads it; see dvc.yaml).
+rule summary:
+    input:
+        runs=f"{RESULTS}/aggregate/runs.csv",
+    output:
+        f"{RESULTS}/aggregate/summary.json",
+    log:
+        f"{LOGS}/summary/{RESULTS_SLUG}.log",
+    shell:
+        "python -m salience summary --runs {input.runs} --out {output} > {log} 2>&1"
+
+
+# Light rules run in the main Snakemake process even under the SLURM profile.
+localrules:
+    run_list,
+    aggregate,
+    tables,
+    figures,
+    summary,

@@ -1,0 +1,53 @@
+# ------------------------------------------------------------------------------------- training
+# One job per run and training stage. Methods with several stages (their registry entry lists e.g.
+# ("pretrain", "train"), MENTOR) get one `pretrain` job per earlier stage, whose model is an input
+# of the next stage. The CLI writes model.pt last and atomically, so a present model.pt is complete.
+
+
+# Earlier training stages (e.g. MENTOR's saliency-decoder pretraining).
+rule pretrain:
+    input:
+        unpack(get_stage_inputs),
+    output:
+        f"{RUN_DIR}/stage-{{stage}}/model.pt",
+    params:
+        run_id=get_run_id,
+        settings=get_run_settings,
+    log:
+        f"{LOGS}/pretrain/{RUN}/{{stage}}.log",
+    benchmark:
+        f"{LOGS}/pretrain/{RUN}/{{stage}}.benchmark.tsv"
+    threads: TRAIN_THREADS
+    resources:
+        mem_mb=mem_mb(8000),
+        runtime=runtime(120),
+        gpu=0,  # the SLURM profile asks for a GPU (set-resources); 0 = CPU-only locally
+    shell:
+        "python -m salience train --config {CONFIG_ARG} --run-id {params.run_id}"
+        " --stage {wildcards.stage} > {log} 2>&1"
+
+
+# The final (or only) training stage: model.pt, history.csv, run.json in the run directory.
+rule train:
+    input:
+        unpack(get_train_inputs),
+    output:
+        history=f"{RUN_DIR}/history.csv",
+        meta=f"{RUN_DIR}/run.json",
+        model=f"{RUN_DIR}/model.pt",
+    params:
+        run_id=get_run_id,
+        stage=lambda wildcards: _stages(wildcards.method)[-1],
+        settings=get_run_settings,
+    log:
+        f"{LOGS}/train/{RUN}.log",
+    benchmark:
+        f"{LOGS}/train/{RUN}.benchmark.tsv"
+    threads: TRAIN_THREADS
+    resources:
+        mem_mb=mem_mb(8000),
+        runtime=runtime(240),
+        gpu=0,  # the SLURM profile asks for a GPU (set-resources); 0 = CPU-only locally
+    shell:
+        "python -m salience train --config {CONFIG_ARG} --run-id {params.run_id}"
+        " --stage {params.stage} > {log} 2>&1"
