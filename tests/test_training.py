@@ -214,3 +214,16 @@ def test_visualize_writes_fig1_panels(tmp_path, data_dir):
     run_cli(["visualize", "--config", str(write_config(cfg)), "--run-id", spec.run_id, "--out", str(out), "--samples", "2"])
     with Image.open(out) as im:
         assert im.format == "PNG" and im.size[0] > 300
+
+
+def test_validation_auroc_equals_sklearn():
+    from sklearn.metrics import roc_auc_score
+
+    from salience.training.loop import auroc
+
+    rng = np.random.default_rng(0)
+    for n in (5, 50, 500):
+        y = rng.integers(0, 2, n)
+        y[:2] = [0, 1]
+        for s in (rng.normal(size=n), np.round(rng.normal(size=n), 1), np.zeros(n)):  # ties included
+            assert auroc(y, s, "x") == pytest.approx(roc_auc_score(y, s), abs=1e-12)

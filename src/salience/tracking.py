@@ -1,9 +1,10 @@
 """MLflow tracking: one experiment per task, one run per (dataset, backbone, method, seed, fold,
 variant) named by its run id. Files in results/ are the artefacts of record; MLflow mirrors them.
 
-Concurrency by design: many training jobs share one SQLite store. Store creation and experiment
-creation happen under an exclusive file lock (fcntl), and every write is retried with backoff when
-SQLite reports a lock, so no metric is lost. A remote server that cannot be reached fails the job at
+Concurrency by design: many training jobs share one local store (a file store by default, each run
+in its own folder; or SQLite). Store creation and experiment creation happen under an exclusive
+file lock (fcntl), and every write is retried with backoff when SQLite reports a lock, so no metric
+is lost. A remote server that cannot be reached fails the job at
 start (`preflight`), not after training.
 """
 
@@ -37,6 +38,20 @@ def _sqlite_path(uri: str) -> Path | None:
     return Path(uri[len("sqlite:///") :]) if uri.startswith("sqlite:///") else None
 
 
+def _file_store(uri: str) -> Path | None:
+    if uri.startswith("file:"):
+        from urllib.parse import unquote, urlparse
+
+        return Path(unquote(urlparse(uri).path))
+    return None
+
+
+def _local_dir(uri: str) -> Path | None:
+    """Folder of a local store (SQLite file's folder, or the file store itself)."""
+    db = _sqlite_path(uri)
+    return db.parent if db is not None else _file_store(uri)
+
+
 def artifact_root(uri: str) -> str | None:
     """Artifacts of a local SQLite store live beside it (never MLflow's cwd-relative ./mlartifacts)."""
     db = _sqlite_path(uri)
@@ -45,12 +60,13 @@ def artifact_root(uri: str) -> str | None:
 
 @contextlib.contextmanager
 def _store_lock(uri: str) -> Iterator[None]:
-    db = _sqlite_path(uri)
-    if db is None:
+    folder = _local_dir(uri)
+    if folder is None:
         yield
         return
-    db.parent.mkdir(parents=True, exist_ok=True)
-    with open(db.parent / ".lock", "w") as fh:
+    folder.mkdir(parents=True, exist_ok=True)
+    # experiment creation is check-then-create in both local stores: serialise it across jobs
+    with open(folder / ".lock", "w") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
         try:
             yield
@@ -86,12 +102,12 @@ def preflight(uri: str) -> None:
                 f"MLFLOW_TRACKING_URI, or unset it to use the local store under results/mlflow"
             ) from None
         return
-    db = _sqlite_path(uri)
-    if db is not None:
+    folder = _local_dir(uri)
+    if folder is not None:
         try:
-            db.parent.mkdir(parents=True, exist_ok=True)
+            folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise TrackingError(f"tracking store folder {db.parent} cannot be created ({exc}); fix tracking_uri") from None
+            raise TrackingError(f"tracking store folder {folder} cannot be created ({exc}); fix tracking_uri") from None
 
 
 def git_commit() -> str:

@@ -21,8 +21,11 @@ def command(cfg: dict, host: str, port: int) -> tuple[list[str], dict[str, str]]
     uri = C.tracking_uri(cfg)
     if uri.startswith(("http://", "https://")):
         raise ConfigError(f"tracking_uri {uri} is already a server; open it in a browser instead of `salience ui`")
-    if uri.startswith("sqlite:///"):
-        os.makedirs(os.path.dirname(uri[len("sqlite:///") :]), exist_ok=True)
+    from salience.tracking import _local_dir
+
+    folder = _local_dir(uri)
+    if folder is not None:
+        folder.mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, "-m", "mlflow", "server", "--host", host, "--port", str(port), "--workers", "1", "--backend-store-uri", uri]
     root = artifact_root(uri)
     if root:

@@ -6,7 +6,8 @@ was tried too). Instead of segmentation_models_pytorch (not a dependency, and it
 from our torchvision backbones) we follow smp's U-Net decoder (reference-implementations.md §5, §8):
 from the coarsest level, upsample (nearest) to the next finer level, concatenate it, two
 conv3×3-BN-ReLU; one more block without skip at input resolution; a 3×3 conv gives 1-channel logits.
-Widths halve per block and end at 16 (smp's (256, 128, 64, 32, 16) for a 5-level CNN pyramid).
+Widths halve per block and end at 16 (smp's (256, 128, 64, 32, 16) for a 5-level CNN pyramid),
+each capped at the channel count of the skip it merges.
 The final block always runs at input resolution, whatever the finest pyramid stride (2 for the
 torchvision CNNs, 4 for Swin-T, 1 for smallcnn), so the decoder needs no dry forward pass.
 """
@@ -47,8 +48,12 @@ class UNetDecoder(nn.Module):
     def __init__(self, in_channels: list[int]) -> None:
         super().__init__()
         n = len(in_channels)
-        widths = [16 * 2 ** (n - 1 - i) for i in range(n)]  # e.g. n=5: 256, 128, 64, 32, 16
         skips = list(reversed(in_channels[:-1])) + [0]  # coarse → fine skips, then none
+        # smp's widths (e.g. n=5: 256, 128, 64, 32, 16), each capped at the channels of the skip it
+        # merges, so a decoder never outweighs its encoder: unchanged for ResNet-50/DenseNet-121,
+        # 3× cheaper on the demo's smallcnn, where smp's widths cost 25× the encoder (decisions.md)
+        widths = [16 * 2 ** (n - 1 - i) for i in range(n)]
+        widths = [min(w, c) if c else w for w, c in zip(widths, skips, strict=True)]
         blocks, cin = [], in_channels[-1]
         for cskip, cout in zip(skips, widths, strict=True):
             blocks.append(_Block(cin, cskip, cout))

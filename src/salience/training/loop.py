@@ -67,14 +67,24 @@ def find_backbone(model: torch.nn.Module) -> Backbone:
 
 
 def auroc(labels: np.ndarray, scores: np.ndarray, what: str) -> float:
+    """AUROC as the Mann–Whitney statistic with average ranks for ties: equal to sklearn's
+    roc_auc_score (tested), without its 0.9 s import in every training job."""
+    labels = np.asarray(labels)
+    scores = np.asarray(scores, dtype=np.float64)
     if len(np.unique(labels)) < 2:
         raise DataError(f"{what}: only one class present, AUROC is undefined; the split needs both labels")
-    from sklearn.metrics import roc_auc_score  # lazy: 0.9 s of import per job otherwise
-
     if not np.all(np.isfinite(scores)):
         raise DataError(f"{what}: scores contain NaN/inf; the model diverged — lower train.lr")
-    value = float(roc_auc_score(labels, scores))
-    return value
+    order = np.argsort(scores, kind="mergesort")
+    sorted_scores = scores[order]
+    ranks = np.empty(len(scores), dtype=np.float64)
+    # average rank of each tie group (1-based)
+    _, start, counts = np.unique(sorted_scores, return_index=True, return_counts=True)
+    avg = start + (counts + 1) / 2.0
+    ranks[order] = np.repeat(avg, counts)
+    pos = labels == 1
+    n_pos, n_neg = int(pos.sum()), int((~pos).sum())
+    return float((ranks[pos].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
 
 
 @torch.no_grad()
