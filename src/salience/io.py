@@ -25,26 +25,6 @@ def _umask() -> int:
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary file path next to `path`; on success it replaces `path` atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".tmp-{path.name}.", dir=path.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
-    try:
-        yield tmp_path
-        with open(tmp_path, "rb+") as fh:
-            os.fsync(fh.fileno())
-        # mkstemp creates 0600; give the file the mode a plain open() would (0666 & ~umask)
-        os.chmod(tmp_path, 0o666 & ~_umask())
-        os.replace(tmp_path, path)
-    finally:
-        if tmp_path.exists():
-            tmp_path.unlink()
-
-
-@contextlib.contextmanager
 def atomic_paths(*paths: str | os.PathLike) -> Iterator[list[Path]]:
     """`atomic_path` for several files that form one output (e.g. scores.csv + metrics.json): all
     are written to temporary siblings first and renamed back to back only when every one is
@@ -69,6 +49,14 @@ def atomic_paths(*paths: str | os.PathLike) -> Iterator[list[Path]]:
         for tmp in tmps:
             if tmp.exists():
                 tmp.unlink()
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary file path next to `path`; on success it replaces `path` atomically
+    (mode 0666 & ~umask, as a plain open() would give)."""
+    with atomic_paths(path) as (tmp,):
+        yield tmp
 
 
 @contextlib.contextmanager

@@ -15,7 +15,7 @@ import os
 
 SPLITS = ("train", "val", "test")
 
-__all__ = ["SPLITS", "usual_dir_mode", "check_replaceable"]
+__all__ = ["SPLITS", "check_replaceable"]
 
 
 def check_replaceable(out: str | os.PathLike, marker: str, what: str) -> None:
@@ -31,14 +31,3 @@ def check_replaceable(out: str | os.PathLike, marker: str, what: str) -> None:
         )
     if os.path.exists(out) and not os.path.isdir(out):
         raise DataError(f"output {out} exists and is not a folder; choose another --out")
-
-
-def usual_dir_mode(path: str | os.PathLike) -> None:
-    """Give a folder made by tempfile.mkdtemp (0700), and the files in it made by mkstemp (0600),
-    the usual modes under the current umask."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(path, 0o777 & ~umask)
-    for entry in os.scandir(path):
-        if entry.is_file(follow_symlinks=False):
-            os.chmod(entry.path, 0o666 & ~umask)

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from salience.data import SPLITS, check_replaceable, usual_dir_mode
+from salience.data import SPLITS, check_replaceable
 from salience.data.manifest import ManifestRow, Problems, read_manifest, where
 from salience.data.prepared import resize_map
 from salience.errors import ConfigError, DataError
@@ -289,7 +289,6 @@ def prepare(
             },
         }
         write_json(tmp / "meta.json", meta)
-        usual_dir_mode(tmp)
     log.info("prepared %d rows (%d with maps) of %s into %s", n, sum(has_map), manifest, out)
     return out
 

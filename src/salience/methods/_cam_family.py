@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 from torch import Tensor, nn
 
 from salience.cam import true_false_cams
+from salience.errors import ConfigError
 from salience.methods.base import LossOutput, Method, cross_entropy, masked, zero
 
 
@@ -24,10 +25,10 @@ class CamMethod(Method):
     def __init__(self, params: dict[str, Any] | None = None) -> None:
         super().__init__(params)
         if self.params["cam_class"] not in ("true", "predicted"):
-            raise ValueError_(f"methods.{self.name}.cam_class", "'true' or 'predicted'")
-        for key in ("alpha", "beta", "gamma"):
-            if key in self.params and not (float(self.params[key]) >= 0):
-                raise ValueError_(f"methods.{self.name}.{key}", "a number >= 0")
+            raise ConfigError(f"methods.{self.name}.cam_class: must be 'true' or 'predicted'")
+        for key in ("alpha", "beta", "gamma"):  # numbers already (Method checks the types)
+            if key in self.params and not self.params[key] >= 0:
+                raise ConfigError(f"methods.{self.name}.{key}: must be a number >= 0")
 
     def target(self, batch: dict[str, Tensor], grid: tuple[int, int]) -> Tensor:
         """Human map on the CAM grid (B×g×g); `fooling` overrides this with the border frame."""
@@ -57,9 +58,3 @@ class CamMethod(Method):
 
     def term_names(self) -> tuple[str, ...]:
         return ("saliency",)
-
-
-def ValueError_(key: str, expected: str) -> Exception:  # noqa: N802 - reads as an exception class
-    from salience.errors import ConfigError
-
-    return ConfigError(f"{key}: must be {expected}")

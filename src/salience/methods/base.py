@@ -22,7 +22,6 @@ import pkgutil
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -165,5 +164,4 @@ __all__ = [
     "cross_entropy",
     "masked",
     "zero",
-    "torch",
 ]

@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from salience.data import check_replaceable, usual_dir_mode
+from salience.data import check_replaceable
 from salience.data.generate import chest, face, iris
 from salience.data.generate.common import KNOB_NAMES, Knobs, Task, make_knobs, write_dataset
 from salience.errors import ConfigError
@@ -44,7 +44,6 @@ def generate(task: str, out: str | os.PathLike, **overrides: Any) -> Path:
     check_replaceable(out, "generator.json", "a generated dataset")
     with atomic_dir(out) as tmp:
         rows = write_dataset(TASKS[task], k, tmp)
-        usual_dir_mode(tmp)
     log.info(
         "generated %s: %d images (seed %d, %d px) in %s", task, len(rows), k.seed, k.image_size, out
     )
