@@ -30,9 +30,17 @@ def make_batch(n: int, size: int, grid: int, seed: int = 0) -> dict[str, torch.T
     g = torch.Generator().manual_seed(seed)
     h = torch.rand(n, size, size, generator=g)
     hc = F.adaptive_avg_pool2d(h.unsqueeze(1), grid).squeeze(1)
-    hc = (hc - hc.amin((1, 2), keepdim=True)) / (hc.amax((1, 2), keepdim=True) - hc.amin((1, 2), keepdim=True)).clamp_min(1e-8)
-    return {"image": torch.randn(n, 3, size, size, generator=g), "label": torch.arange(n) % 2, "map": h,
-            "map_cam": hc, "has_map": torch.ones(n, dtype=torch.bool), "row": torch.arange(n)}
+    hc = (hc - hc.amin((1, 2), keepdim=True)) / (
+        hc.amax((1, 2), keepdim=True) - hc.amin((1, 2), keepdim=True)
+    ).clamp_min(1e-8)
+    return {
+        "image": torch.randn(n, 3, size, size, generator=g),
+        "label": torch.arange(n) % 2,
+        "map": h,
+        "map_cam": hc,
+        "has_map": torch.ones(n, dtype=torch.bool),
+        "row": torch.arange(n),
+    }
 
 
 def interleaved(steps: dict[str, callable], rounds: int, warmup: int) -> dict[str, float]:
@@ -101,11 +109,12 @@ def cyborg_reference_step(batch: dict, image_size: int) -> callable:
 
 def eval_throughput(backbone: str, image_size: int, batch: int, n: int) -> tuple[float, float]:
     """images/s of `score_split` (our evaluation) vs a bare model(x) loop over the same memmaps."""
+    from benchmarks_support import make_prepared  # noqa: I001 - local helper
+
     from salience.data.loader import to_tensor_images
     from salience.data.prepared import PreparedDataset
     from salience.evaluation.evaluate import score_split
     from salience.methods.base import build_method as bm
-    from benchmarks_support import make_prepared  # noqa: I001 - local helper
 
     with tempfile.TemporaryDirectory() as tmp:
         root = make_prepared(Path(tmp), n=n, image_size=image_size)
@@ -115,7 +124,9 @@ def eval_throughput(backbone: str, image_size: int, batch: int, n: int) -> tuple
         model = method.build_model(build_backbone(backbone, weights="none"))
         model.eval()
         grid = feature_grid(model.backbone, image_size)
-        score_split(model, method, ds, rows[: batch * 2], grid, batch, torch.device("cpu"))  # warm-up
+        score_split(
+            model, method, ds, rows[: batch * 2], grid, batch, torch.device("cpu")
+        )  # warm-up
         t0 = time.perf_counter()
         score_split(model, method, ds, rows, grid, batch, torch.device("cpu"))
         ours = len(rows) / (time.perf_counter() - t0)
@@ -128,7 +139,9 @@ def eval_throughput(backbone: str, image_size: int, batch: int, n: int) -> tuple
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--backbone", default="smallcnn")
     ap.add_argument("--image-size", type=int, default=48)
     ap.add_argument("--batch", type=int, default=20)
@@ -136,7 +149,11 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--methods", nargs="*", default=None, help="default: every registered method")
-    ap.add_argument("--cyborg-reference", action="store_true", help="also time the public CYBORG loop (DenseNet-121)")
+    ap.add_argument(
+        "--cyborg-reference",
+        action="store_true",
+        help="also time the public CYBORG loop (DenseNet-121)",
+    )
     ap.add_argument("--eval", action="store_true", help="also measure evaluation throughput")
     ap.add_argument("--eval-images", type=int, default=512)
     args = ap.parse_args()
@@ -163,17 +180,23 @@ def main() -> None:
     rows.sort(key=lambda r: r[0])
     base = next(t for n, t, _ in rows if n == "xent")
     print(f"\n{' '.join(sys.argv)}\n")
-    print(f"| method | s/step ({args.backbone} @{args.image_size}px, batch {args.batch}, {args.threads} threads) | ratio to xent |")
+    print(
+        f"| method | s/step ({args.backbone} @{args.image_size}px, batch {args.batch}, {args.threads} threads) | ratio to xent |"
+    )
     print("|---|---|---|")
     for n, t, msg in rows:
         print(f"| {n} | {t:.4f} | {t / base:.2f}× |" if t is not None else f"| {n} | — | {msg} |")
     if args.cyborg_reference:
         ref, ours = times["__reference__"], times["cyborg"]
-        print(f"\n| CYBORG step | s/step | ratio |\n|---|---|---|\n| public loop re-created (densenet121, 2 passes, per-sample CAM loop) | {ref:.4f} | 1.00× |")
+        print(
+            f"\n| CYBORG step | s/step | ratio |\n|---|---|---|\n| public loop re-created (densenet121, 2 passes, per-sample CAM loop) | {ref:.4f} | 1.00× |"
+        )
         print(f"| salience cyborg ({args.backbone}) | {ours:.4f} | {ours / ref:.2f}× |")
     if args.eval:
         ours, bare = eval_throughput(args.backbone, args.image_size, 128, args.eval_images)
-        print(f"\n| evaluation | images/s |\n|---|---|\n| bare model(x) loop | {bare:.1f} |\n| salience evaluate (scores + CAM agreement) | {ours:.1f} ({ours / bare:.2f}×) |")
+        print(
+            f"\n| evaluation | images/s |\n|---|---|\n| bare model(x) loop | {bare:.1f} |\n| salience evaluate (scores + CAM agreement) | {ours:.1f} ({ours / bare:.2f}×) |"
+        )
 
 
 def _unsupported(name: str, backbone: str) -> str | None:

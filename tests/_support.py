@@ -16,19 +16,46 @@ ROOT = Path(__file__).resolve().parents[1]
 TINY_GEN = {"seed": 5, "image_size": 32, "n_train": 48, "n_val": 24, "n_test": 32}
 
 
-def tiny_config(tmp: Path, *, methods: list[str] | None = None, epochs: int = 2, task: str = "chest",
-                extra: dict | None = None, **train) -> dict:
+def tiny_config(
+    tmp: Path,
+    *,
+    methods: list[str] | None = None,
+    epochs: int = 2,
+    task: str = "chest",
+    extra: dict | None = None,
+    **train,
+) -> dict:
     """A validated config with one tiny generated dataset `tiny` under tmp/data, results under tmp/results."""
-    ds = {"task": task, "source": "generated", "image_size": 32, "cam_grids": [4], "generator": dict(TINY_GEN)}
+    ds = {
+        "task": task,
+        "source": "generated",
+        "image_size": 32,
+        "cam_grids": [4],
+        "generator": dict(TINY_GEN),
+    }
     if task == "iris":
         ds.update(folds="leave_one_subset_out", holdout_subsets=["printouts"])
     cfg = {
         "data_dir": str(tmp / "data"),
         "results_dir": str(tmp / "results"),
         "datasets": {"tiny": ds},
-        "train": {"epochs": epochs, "batch_size": 8, "eval_batch_size": 16, "lr": 0.01, "threads": 1, **train},
+        "train": {
+            "epochs": epochs,
+            "batch_size": 8,
+            "eval_batch_size": 16,
+            "lr": 0.01,
+            "threads": 1,
+            **train,
+        },
         "model": {"weights": "none"},
-        "experiments": {"main": {"datasets": ["tiny"], "backbones": ["smallcnn"], "methods": methods or ["xent"], "seeds": [0]}},
+        "experiments": {
+            "main": {
+                "datasets": ["tiny"],
+                "backbones": ["smallcnn"],
+                "methods": methods or ["xent"],
+                "seeds": [0],
+            }
+        },
         **(extra or {}),
     }
     return validate(cfg)
@@ -53,9 +80,20 @@ def write_config(cfg: dict) -> Path:
     return path
 
 
-def run_cli(args: list[str], check: bool = True, env: dict | None = None, **kw) -> subprocess.CompletedProcess:
+def run_cli(
+    args: list[str], check: bool = True, env: dict | None = None, **kw
+) -> subprocess.CompletedProcess:
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
-    proc = subprocess.run([sys.executable, "-m", "salience", *args], capture_output=True, text=True, env=full_env, cwd=kw.pop("cwd", ROOT), **kw)
+    proc = subprocess.run(
+        [sys.executable, "-m", "salience", *args],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        cwd=kw.pop("cwd", ROOT),
+        **kw,
+    )
     if check and proc.returncode != 0:
-        raise AssertionError(f"salience {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+        raise AssertionError(
+            f"salience {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
+        )
     return proc

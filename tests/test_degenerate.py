@@ -27,8 +27,15 @@ SIZE = 32  # smallcnn at 32 px: 4×4 CAM grid
 BACKBONE = "smallcnn"
 
 
-def make_batch(n: int, *, labels=None, map_value: float | None = None, has_map: bool = True,
-               image: str = "noise", seed: int = 0) -> dict[str, torch.Tensor]:
+def make_batch(
+    n: int,
+    *,
+    labels=None,
+    map_value: float | None = None,
+    has_map: bool = True,
+    image: str = "noise",
+    seed: int = 0,
+) -> dict[str, torch.Tensor]:
     """A loader-shaped batch (salience.methods.base). map_value None: a random blob-like map
     (min-max 0..1); a number: a constant map of that value (0.0 = all-zero saliency)."""
     g = torch.Generator().manual_seed(seed)
@@ -39,17 +46,29 @@ def make_batch(n: int, *, labels=None, map_value: float | None = None, has_map: 
         x = torch.zeros(n, 3, SIZE, SIZE)
     if map_value is None:
         m = torch.rand(n, SIZE, SIZE, generator=g)
-        m = (m - m.amin((1, 2), keepdim=True)) / (m.amax((1, 2), keepdim=True) - m.amin((1, 2), keepdim=True))
+        m = (m - m.amin((1, 2), keepdim=True)) / (
+            m.amax((1, 2), keepdim=True) - m.amin((1, 2), keepdim=True)
+        )
         mc = torch.nn.functional.adaptive_avg_pool2d(m.unsqueeze(1), grid).squeeze(1)
-        mc = (mc - mc.amin((1, 2), keepdim=True)) / (mc.amax((1, 2), keepdim=True) - mc.amin((1, 2), keepdim=True))
+        mc = (mc - mc.amin((1, 2), keepdim=True)) / (
+            mc.amax((1, 2), keepdim=True) - mc.amin((1, 2), keepdim=True)
+        )
     else:
         m = torch.full((n, SIZE, SIZE), float(map_value))
         mc = torch.full((n, grid, grid), float(map_value))
     if not has_map:
         m, mc = torch.zeros_like(m), torch.zeros_like(mc)
-    lab = torch.tensor(labels if labels is not None else [i % 2 for i in range(n)], dtype=torch.int64)
-    return {"image": x, "label": lab, "map": m, "map_cam": mc, "has_map": torch.full((n,), has_map),
-            "row": torch.arange(n)}
+    lab = torch.tensor(
+        labels if labels is not None else [i % 2 for i in range(n)], dtype=torch.int64
+    )
+    return {
+        "image": x,
+        "label": lab,
+        "map": m,
+        "map_cam": mc,
+        "has_map": torch.full((n,), has_map),
+        "row": torch.arange(n),
+    }
 
 
 def build_stage_models(method_name: str) -> list[tuple[str, object, torch.nn.Module]]:
@@ -59,7 +78,9 @@ def build_stage_models(method_name: str) -> list[tuple[str, object, torch.nn.Mod
     out, previous = [], None
     for stage in method.stages:
         torch.manual_seed(0)
-        model = method.build_model(build_backbone(BACKBONE, weights="none"), cam_layer="pooled", stage=stage)
+        model = method.build_model(
+            build_backbone(BACKBONE, weights="none"), cam_layer="pooled", stage=stage
+        )
         method.init_stage(model, stage, previous)
         assert feature_grid(find_backbone(model), SIZE) == SIZE // 8
         out.append((stage, method, model))
@@ -104,16 +125,24 @@ def test_loss_and_gradients_are_finite(method_name: str, scenario: str):
         value = float(lo.total.detach())
         assert math.isfinite(value), f"{method_name} ({stage}), {scenario}: loss {value}"
         for k, v in lo.parts.items():
-            assert torch.isfinite(v.detach()).all(), f"{method_name} ({stage}), {scenario}: part {k} = {v}"
+            assert torch.isfinite(v.detach()).all(), (
+                f"{method_name} ({stage}), {scenario}: part {k} = {v}"
+            )
         model.zero_grad(set_to_none=True)
         lo.total.backward()
-        bad = [n for n, p in model.named_parameters() if p.grad is not None and not torch.isfinite(p.grad).all()]
+        bad = [
+            n
+            for n, p in model.named_parameters()
+            if p.grad is not None and not torch.isfinite(p.grad).all()
+        ]
         assert not bad, f"{method_name} ({stage}), {scenario}: non-finite gradients in {bad[:5]}"
         # evaluation scores of the same batch are finite too (eval mode: BatchNorm running stats)
         model.eval()
         with torch.no_grad():
             logits = method.logits(model, batch)
-        assert logits.shape == (len(batch["label"]), 2) and torch.isfinite(logits).all(), f"{method_name} ({stage}), {scenario}"
+        assert logits.shape == (len(batch["label"]), 2) and torch.isfinite(logits).all(), (
+            f"{method_name} ({stage}), {scenario}"
+        )
 
 
 # ------------------------------------------------------------------------------- through the loop
@@ -132,7 +161,10 @@ def test_trailing_singleton_batch_is_merged(data_dir):
     batches = list(train_stream)
     assert train_stream.merges_singleton and len(train_stream) == len(batches) == 1
     assert sorted(torch.cat([b["row"] for b in batches]).tolist()) == rows.tolist()
-    sizes = [len(b["label"]) for b in BatchStream(ds, rows, 5, cam_grid=4, shuffle=True, seed=0, no_singleton=True)]
+    sizes = [
+        len(b["label"])
+        for b in BatchStream(ds, rows, 5, cam_grid=4, shuffle=True, seed=0, no_singleton=True)
+    ]
     assert sizes == [5] * 9 + [3]  # 48 = 9·5 + 3: nothing to merge
     sizes = [len(b["label"]) for b in BatchStream(ds, rows, 47, cam_grid=4)]
     assert sizes == [47, 1]  # evaluation never drops or merges

@@ -43,7 +43,11 @@ def cfg_for(tmp: Path, data_dir: Path, **kw) -> dict:
 
 
 def env() -> dict[str, str]:
-    e = {**os.environ, "PYTHONUNBUFFERED": "1", "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+    e = {
+        **os.environ,
+        "PYTHONUNBUFFERED": "1",
+        "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+    }
     e.pop("MLFLOW_TRACKING_URI", None)
     return e
 
@@ -64,7 +68,9 @@ def wait_for(predicate, proc: subprocess.Popen, what: str, timeout: float = 300)
     while not predicate():
         if proc.poll() is not None:
             out = proc.stdout.read() if proc.stdout else ""
-            raise AssertionError(f"process ended (exit {proc.returncode}) before {what}:\n{out[-4000:]}")
+            raise AssertionError(
+                f"process ended (exit {proc.returncode}) before {what}:\n{out[-4000:]}"
+            )
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(0.02)
@@ -103,12 +109,29 @@ def test_snakemake_target_resumes_after_sigkill_with_identical_metrics(tmp_path,
     rdir = C.run_dir(cfg, spec)
     target = rdir / "model.pt"
     ck = rdir / "checkpoint.pt"
-    snakemake = [str(BIN / "snakemake"), str(target), "--snakefile", str(ROOT / "Snakefile"), "--directory", str(wf),
-                 "--cores", "1", "--configfile", str(cfg_path)]
+    snakemake = [
+        str(BIN / "snakemake"),
+        str(target),
+        "--snakefile",
+        str(ROOT / "Snakefile"),
+        "--directory",
+        str(wf),
+        "--cores",
+        "1",
+        "--configfile",
+        str(cfg_path),
+    ]
 
     def start() -> subprocess.Popen:
-        return subprocess.Popen(snakemake, cwd=wf, env=env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                text=True, start_new_session=True)
+        return subprocess.Popen(
+            snakemake,
+            cwd=wf,
+            env=env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
 
     # 1. the training job dies (OOM killer, preemption): Snakemake survives and reports the failure
     proc = start()
@@ -132,9 +155,13 @@ def test_snakemake_target_resumes_after_sigkill_with_identical_metrics(tmp_path,
     assert first < second < epochs
 
     # 3. a killed Snakemake leaves its lock: `--unlock` (docs/robustness.md), then the same target
-    unlock = subprocess.run([*snakemake, "--unlock"], cwd=wf, env=env(), capture_output=True, text=True, timeout=300)
+    unlock = subprocess.run(
+        [*snakemake, "--unlock"], cwd=wf, env=env(), capture_output=True, text=True, timeout=300
+    )
     assert unlock.returncode == 0, unlock.stdout + unlock.stderr
-    final = subprocess.run(snakemake, cwd=wf, env=env(), capture_output=True, text=True, timeout=600)
+    final = subprocess.run(
+        snakemake, cwd=wf, env=env(), capture_output=True, text=True, timeout=600
+    )
     assert final.returncode == 0, (final.stdout + final.stderr)[-4000:]
     log = (wf / "logs" / "train" / f"{spec.run_id}.log").read_text()
     assert f"resuming {spec.run_id} (train) from epoch {second}" in log
@@ -158,7 +185,10 @@ def test_snakemake_target_resumes_after_sigkill_with_identical_metrics(tmp_path,
         by_step.setdefault(m.step, set()).add(m.value)
     assert sorted(by_step) == list(range(1, epochs + 1))
     for step, values in by_step.items():  # an epoch redone after a kill logs the same value again
-        assert all(v == pytest.approx(ref_hist["val_auroc"].iloc[step - 1]) for v in values), (step, values)
+        assert all(v == pytest.approx(ref_hist["val_auroc"].iloc[step - 1]) for v in values), (
+            step,
+            values,
+        )
 
 
 # ------------------------------------------------------------------ killed evaluation/aggregation
@@ -174,8 +204,13 @@ def tiled_prepared(src: Path, dst: Path, n_test: int) -> Path:
     for name in ("images.npy", "maps.npy", "maps_cam4.npy"):
         np.save(dst / name, np.load(src / name)[pick])
     meta = json.loads((src / "meta.json").read_text())
-    files = {name: {"bytes": (dst / name).stat().st_size, "sha256": hashlib.sha256((dst / name).read_bytes()).hexdigest()}
-             for name in ("index.csv", "images.npy", "maps.npy", "maps_cam4.npy")}
+    files = {
+        name: {
+            "bytes": (dst / name).stat().st_size,
+            "sha256": hashlib.sha256((dst / name).read_bytes()).hexdigest(),
+        }
+        for name in ("index.csv", "images.npy", "maps.npy", "maps_cam4.npy")
+    }
     (dst / "meta.json").write_text(json.dumps({**meta, "n": int(len(pick)), "files": files}))
     return dst
 
@@ -202,10 +237,14 @@ def test_killed_evaluation_leaves_no_output(tmp_path, data_dir):
     rdir.mkdir(parents=True)
     for name in ("model.pt", "run.json", "history.csv"):
         shutil.copy(trained / name, rdir / name)
-    cmd = salience("evaluate", "--config", str(write_config(cfg)), "--run-id", spec.run_id, "--no-mlflow")
+    cmd = salience(
+        "evaluate", "--config", str(write_config(cfg)), "--run-id", spec.run_id, "--no-mlflow"
+    )
     before = sorted(p.name for p in rdir.iterdir())
 
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        cmd, cwd=ROOT, env=env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
     wait_for(lambda: mapped(proc, "images.npy"), proc, "the test split being opened")
     time.sleep(0.5)
     assert proc.poll() is None, "evaluation finished before the kill: enlarge the split"
@@ -223,7 +262,9 @@ def test_killed_evaluation_leaves_no_output(tmp_path, data_dir):
 
 
 @pytest.fixture(scope="module")
-def aggregate_kills(tmp_path_factory, data_dir) -> tuple[Path, list[tuple[float, bool, list[str], Path]]]:
+def aggregate_kills(
+    tmp_path_factory, data_dir
+) -> tuple[Path, list[tuple[float, bool, list[str], Path]]]:
     """`aggregate` over 200 runs: one uninterrupted (the reference) and three SIGKILLed at
     +0, +0.3 and +0.9 s after it starts reading the run folders."""
     tmp = tmp_path_factory.mktemp("aggregate")
@@ -241,13 +282,25 @@ def aggregate_kills(tmp_path_factory, data_dir) -> tuple[Path, list[tuple[float,
         for name in ("scores.csv", "metrics.json"):
             shutil.copy(out / name, d / name)
         meta = json.loads((out / "run.json").read_text())
-        (d / "run.json").write_text(json.dumps({**meta, "seed": i, "run_id": f"tiny/all/smallcnn/xent/base/seed{i}"}))
+        (d / "run.json").write_text(
+            json.dumps({**meta, "seed": i, "run_id": f"tiny/all/smallcnn/xent/base/seed{i}"})
+        )
 
     def command(dest: Path) -> list[str]:
-        return salience("aggregate", "--runs-root", str(root), "--out-runs", str(dest / "runs.csv"), "--out-roc", str(dest / "roc.csv"))
+        return salience(
+            "aggregate",
+            "--runs-root",
+            str(root),
+            "--out-runs",
+            str(dest / "runs.csv"),
+            "--out-roc",
+            str(dest / "roc.csv"),
+        )
 
     ref = tmp / "ref"
-    res = subprocess.run(command(ref), cwd=ROOT, env=env(), capture_output=True, text=True, timeout=600)
+    res = subprocess.run(
+        command(ref), cwd=ROOT, env=env(), capture_output=True, text=True, timeout=600
+    )
     assert res.returncode == 0, res.stderr[-3000:]
 
     def reading(proc: subprocess.Popen) -> bool:
@@ -260,7 +313,14 @@ def aggregate_kills(tmp_path_factory, data_dir) -> tuple[Path, list[tuple[float,
     for delay in (0.0, 0.3, 0.9):
         dest = tmp / f"killed-{delay}"
         dest.mkdir()
-        proc = subprocess.Popen(command(dest), cwd=ROOT, env=env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        proc = subprocess.Popen(
+            command(dest),
+            cwd=ROOT,
+            env=env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         wait_for(lambda proc=proc: reading(proc), proc, "aggregate reading the runs")
         time.sleep(delay)
         finished = proc.poll() is not None
@@ -280,7 +340,9 @@ def test_killed_aggregation_never_leaves_a_partial_file(aggregate_kills):
     assert any(not finished for _, finished, _, _ in outcomes), "every kill came too late: add runs"
     for delay, _, final, dest in outcomes:
         for name in final:
-            assert (dest / name).read_bytes() == (ref / name).read_bytes(), f"{name} is partial (kill at +{delay}s)"
+            assert (dest / name).read_bytes() == (ref / name).read_bytes(), (
+                f"{name} is partial (kill at +{delay}s)"
+            )
 
 
 @pytest.mark.slow
@@ -305,11 +367,22 @@ def test_eight_concurrent_jobs_share_one_mlflow_store(tmp_path, data_dir):
     specs = C.expand_runs(cfg)
     assert len(specs) == 8
     uri = C.tracking_uri(cfg)
-    assert uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).exists()  # created by the racers
+    assert (
+        uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///") :]).exists()
+    )  # created by the racers
 
     def all_at_once(command: str) -> None:
-        procs = [subprocess.Popen(salience(command, "--config", str(cfg_path), "--run-id", s.run_id), cwd=ROOT, env=env(),
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for s in specs]
+        procs = [
+            subprocess.Popen(
+                salience(command, "--config", str(cfg_path), "--run-id", s.run_id),
+                cwd=ROOT,
+                env=env(),
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for s in specs
+        ]
         errors = [(s.run_id, p.communicate(timeout=600)[1]) for s, p in zip(specs, procs)]
         bad = [(r, e[-2000:]) for (r, e), p in zip(errors, procs) if p.returncode != 0]
         assert not bad, bad
@@ -325,7 +398,9 @@ def test_eight_concurrent_jobs_share_one_mlflow_store(tmp_path, data_dir):
         for key in ("val_auroc", "train_loss", "lr"):
             logged = client.get_metric_history(run.info.run_id, key)
             assert sorted(m.step for m in logged) == [1, 2], (s.run_id, key)
-            assert [m.value for m in sorted(logged, key=lambda m: m.step)] == pytest.approx(hist[key].tolist())
+            assert [m.value for m in sorted(logged, key=lambda m: m.step)] == pytest.approx(
+                hist[key].tolist()
+            )
         assert run.data.params["method"] == s.method and run.data.params["seed"] == str(s.seed)
         assert {"best_val_auroc", "best_epoch"} <= set(run.data.metrics)
 
@@ -337,6 +412,11 @@ def test_eight_concurrent_jobs_share_one_mlflow_store(tmp_path, data_dir):
         metrics = json.loads((C.run_dir(cfg, s) / "metrics.json").read_text())
         assert run.info.status == "FINISHED"
         assert run.data.metrics["test_auroc_all"] == pytest.approx(metrics["auroc"]["all"])
-        assert run.data.metrics["test_auroc_sigmoid_all"] == pytest.approx(metrics["auroc_sigmoid"]["all"])
+        assert run.data.metrics["test_auroc_sigmoid_all"] == pytest.approx(
+            metrics["auroc_sigmoid"]["all"]
+        )
         arts = {a.path for a in client.list_artifacts(run.info.run_id)}
-        assert {"model.pt", "scores.csv", "metrics.json", "history.csv", "run.json"} <= arts, (s.run_id, arts)
+        assert {"model.pt", "scores.csv", "metrics.json", "history.csv", "run.json"} <= arts, (
+            s.run_id,
+            arts,
+        )

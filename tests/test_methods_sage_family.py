@@ -266,6 +266,18 @@ def test_mentor_transfers_every_encoder_tensor(backbone):
     assert method.selection("train") == ("val_auroc", "max")
 
 
+def test_mentor_pretrain_epochs():
+    assert build_method("mentor").stage_epochs("pretrain", 4) == 4  # default: train.epochs
+    m = build_method("mentor", {"pretrain_epochs": 2})
+    assert (m.stage_epochs("pretrain", 4), m.stage_epochs("train", 4)) == (2, 4)
+    assert build_method("xent").stage_epochs("train", 4) == 4
+    for bad in (0, 1.5, True, "2"):
+        with pytest.raises(
+            ConfigError, match="methods.mentor.pretrain_epochs: must be an integer >= 1 or null"
+        ):
+            build_method("mentor", {"pretrain_epochs": bad})
+
+
 def test_mentor_incomplete_checkpoint_raises():
     method = build_method("mentor")
     pre = method.build_model(build_backbone("smallcnn", "none"), stage="pretrain")

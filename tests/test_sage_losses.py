@@ -47,6 +47,31 @@ def test_blur_matches_numpy_gaussian(xh, sigma):
     np.testing.assert_allclose(gaussian_blur(x, sigma, 7).numpy(), ref, atol=1e-10)
 
 
+@pytest.mark.parametrize(
+    ("sigma", "k", "size"), [(10.0, 7, 12), (2.0, 13, 48), (16.0, 95, 48), (0.8, 3, 5)]
+)
+def test_blur_equals_torchvision(sigma, k, size):
+    """The separable blur gives torchvision's numbers (its 2-D kernel), Boyd's largest kernel included."""
+    import torchvision.transforms.v2.functional as TF
+
+    x = torch.randn(3, 3, size, size + 2, generator=torch.Generator().manual_seed(1))
+    torch.testing.assert_close(
+        gaussian_blur(x, sigma, k),
+        TF.gaussian_blur(x, [k, k], [sigma, sigma]),
+        atol=2e-6,
+        rtol=1e-5,
+    )
+
+
+@pytest.mark.parametrize(
+    ("sigma", "k", "msg"),
+    [(1.0, 4, "odd and positive"), (0.0, 7, "sigma > 0"), (5.0, 31, "larger than 15 px")],
+)
+def test_blur_rejects_bad_kernels(sigma, k, msg):
+    with pytest.raises(ValueError, match=msg):
+        gaussian_blur(torch.zeros(1, 3, 12, 12), sigma, k)
+
+
 def test_blur_views_equations(xh):
     x, h = xh
     g = torch.from_numpy(numpy_blur(x.numpy(), 10.0, 7))

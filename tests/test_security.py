@@ -28,8 +28,12 @@ def calls(tree: ast.AST):
     for node in ast.walk(tree):
         if isinstance(node, ast.Call):
             f = node.func
-            name = f.attr if isinstance(f, ast.Attribute) else f.id if isinstance(f, ast.Name) else ""
-            owner = f.value.id if isinstance(f, ast.Attribute) and isinstance(f.value, ast.Name) else ""
+            name = (
+                f.attr if isinstance(f, ast.Attribute) else f.id if isinstance(f, ast.Name) else ""
+            )
+            owner = (
+                f.value.id if isinstance(f, ast.Attribute) and isinstance(f.value, ast.Name) else ""
+            )
             yield owner, name, node
 
 
@@ -52,9 +56,16 @@ def test_every_load_in_the_package_is_weights_only():
                 found += 1
                 if kw(node, "weights_only") is not True:
                     bad.append(f"{where}: torch.load without weights_only=True")
-            elif owner in ("np", "numpy") and name == "load" and kw(node, "allow_pickle") not in (None, False):
+            elif (
+                owner in ("np", "numpy")
+                and name == "load"
+                and kw(node, "allow_pickle") not in (None, False)
+            ):
                 bad.append(f"{where}: np.load with allow_pickle")
-            elif owner in ("pickle", "cPickle", "joblib", "dill", "cloudpickle") and name in ("load", "loads"):
+            elif owner in ("pickle", "cPickle", "joblib", "dill", "cloudpickle") and name in (
+                "load",
+                "loads",
+            ):
                 bad.append(f"{where}: {owner}.{name}")
             elif owner == "yaml" and name in ("load", "unsafe_load", "full_load", "load_all"):
                 bad.append(f"{where}: yaml.{name} (use yaml.safe_load)")
@@ -90,7 +101,9 @@ def test_crafted_files_are_refused_by_every_loader(tmp_path, fmt):
     else:  # the pre-1.6 format: a plain pickle stream
         with open(evil, "wb") as fh:
             pickle.dump(payload, fh, protocol=2)
-    with pytest.raises(CheckpointError, match="refused: the file contains Python objects that could run code"):
+    with pytest.raises(
+        CheckpointError, match="refused: the file contains Python objects that could run code"
+    ):
         ck.load(evil)
     model = torch.nn.Linear(2, 2)
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
@@ -107,7 +120,10 @@ def test_foreign_and_empty_files_are_one_line_errors(tmp_path):
 
     empty = tmp_path / "empty.pt"
     empty.write_bytes(b"")
-    with pytest.raises(CheckpointError, match=r"unreadable or truncated checkpoint \(empty file\); delete it and retrain"):
+    with pytest.raises(
+        CheckpointError,
+        match=r"unreadable or truncated checkpoint \(empty file\); delete it and retrain",
+    ):
         ck.load(empty)
     text = tmp_path / "notes.pt"
     text.write_text("these are not weights\n")
@@ -163,7 +179,10 @@ def test_mlflow_ui_binds_to_localhost_by_default(tmp_path, monkeypatch, caplog):
     monkeypatch.setattr(ui.os, "execve", lambda path, argv, env: launched.append(argv))
     with caplog.at_level("WARNING"):
         ui.serve(cfg)
-    assert launched[-1][launched[-1].index("--host") + 1] == "127.0.0.1" and "no authentication" not in caplog.text
+    assert (
+        launched[-1][launched[-1].index("--host") + 1] == "127.0.0.1"
+        and "no authentication" not in caplog.text
+    )
     with caplog.at_level("WARNING"):
         ui.serve(cfg, host="0.0.0.0")  # only when asked, and with a warning
     assert launched[-1][launched[-1].index("--host") + 1] == "0.0.0.0"
@@ -183,7 +202,16 @@ def test_doctor_reports_versions_device_shim_tracking_and_determinism(tmp_path, 
     lines = res.stdout.splitlines()
     rows = {ln.split()[0]: ln.split(None, 1)[1] for ln in lines if ln.strip()}
     assert rows["python"].startswith(platform.python_version())
-    for pkg in ("torch", "torchvision", "numpy", "pandas", "scikit-learn", "mlflow", "snakemake", "dvc"):
+    for pkg in (
+        "torch",
+        "torchvision",
+        "numpy",
+        "pandas",
+        "scikit-learn",
+        "mlflow",
+        "snakemake",
+        "dvc",
+    ):
         try:
             assert rows[pkg] == md.version(pkg), pkg
         except md.PackageNotFoundError:
@@ -191,7 +219,12 @@ def test_doctor_reports_versions_device_shim_tracking_and_determinism(tmp_path, 
     assert rows["device"].startswith("cuda: " if torch.cuda.is_available() else "cpu only")
     assert "CPU threads" in rows["device"]
     shim = rows["tv"]  # "tv shim  <state> (...)"
-    assert shim.startswith("shim") and shim.split()[1] in ("not-needed", "extension-loaded", "schemas-defined", "torchvision-missing")
+    assert shim.startswith("shim") and shim.split()[1] in (
+        "not-needed",
+        "extension-loaded",
+        "schemas-defined",
+        "torchvision-missing",
+    )
     assert shim.split()[1] == _tvshim.STATE  # the same environment as this process
     assert rows["tracking"] == f"uri  {C.tracking_uri(cfg)}"
     assert rows["deterministic"].startswith("yes")

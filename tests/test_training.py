@@ -13,14 +13,13 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from _support import ROOT, prepare_tiny, run_cli, tiny_config, write_config
 
 from salience import config as C
 from salience.errors import CheckpointError, TrainingDiverged
 from salience.evaluation.evaluate import evaluate_run
 from salience.methods.base import METHODS, import_all
 from salience.training.loop import train
-
-from _support import ROOT, prepare_tiny, run_cli, tiny_config, write_config
 
 import_all()
 
@@ -57,8 +56,17 @@ def test_every_method_trains_and_evaluates(tmp_path, data_dir, method):
         assert (rdir / name).is_file(), name
     assert 0.0 <= metrics["auroc"]["all"] <= 1.0
     scores = pd.read_csv(rdir / "scores.csv")
-    assert len(scores) == 32 and set(scores.columns) >= {"subset", "label", "logit0", "logit1", "p1", "p_sigmoid1"}
-    np.testing.assert_allclose(scores["p1"], 1 / (1 + np.exp(-(scores["logit1"] - scores["logit0"]))), rtol=1e-5)
+    assert len(scores) == 32 and set(scores.columns) >= {
+        "subset",
+        "label",
+        "logit0",
+        "logit1",
+        "p1",
+        "p_sigmoid1",
+    }
+    np.testing.assert_allclose(
+        scores["p1"], 1 / (1 + np.exp(-(scores["logit1"] - scores["logit0"]))), rtol=1e-5
+    )
     hist = pd.read_csv(rdir / "history.csv")
     assert len(hist) == 2 and np.isfinite(hist.select_dtypes("number").to_numpy()).all()
     obj = torch.load(rdir / "model.pt", weights_only=True)
@@ -66,11 +74,26 @@ def test_every_method_trains_and_evaluates(tmp_path, data_dir, method):
 
 
 def test_flipped_maps_variant_trains(tmp_path, data_dir):
-    cfg = cfg_for(tmp_path, data_dir, methods=["cyborg"],
-                  extra={"experiments": {"sanity": {"datasets": ["tiny"], "backbones": ["smallcnn"], "methods": ["cyborg", "xent"], "seeds": [0]}}})
+    cfg = cfg_for(
+        tmp_path,
+        data_dir,
+        methods=["cyborg"],
+        extra={
+            "experiments": {
+                "sanity": {
+                    "datasets": ["tiny"],
+                    "backbones": ["smallcnn"],
+                    "methods": ["cyborg", "xent"],
+                    "seeds": [0],
+                }
+            }
+        },
+    )
     runs = C.expand_runs(cfg)
     assert C.RunSpec("tiny", "all", "smallcnn", "cyborg", "flipped", 0) in runs
-    assert C.RunSpec("tiny", "all", "smallcnn", "xent", "flipped", 0) not in runs  # xent never reads maps
+    assert (
+        C.RunSpec("tiny", "all", "smallcnn", "xent", "flipped", 0) not in runs
+    )  # xent never reads maps
     spec = C.RunSpec("tiny", "all", "smallcnn", "cyborg", "flipped", 0)
     assert C.resolve_run(cfg, spec)["flip_maps"] is True
     base = run_all_stages(cfg, C.RunSpec("tiny", "all", "smallcnn", "cyborg", "base", 0))
@@ -87,8 +110,20 @@ def test_same_seed_gives_identical_metrics(tmp_path, data_dir):
         out.append((m["auroc"], pd.read_csv(C.run_dir(cfg, spec) / "history.csv")))
     assert out[0][0] == out[1][0]
     pd.testing.assert_frame_equal(out[0][1], out[1][1], check_exact=True)
-    other = run_all_stages(cfg_for(tmp_path / "c", data_dir, methods=["contrast"]), C.RunSpec("tiny", "all", "smallcnn", "contrast", "base", 4))
-    assert pd.read_csv(C.run_dir(cfg_for(tmp_path / "c", data_dir), C.RunSpec("tiny", "all", "smallcnn", "contrast", "base", 4)) / "history.csv")["train_loss"].iloc[0] != out[0][1]["train_loss"].iloc[0]
+    other = run_all_stages(
+        cfg_for(tmp_path / "c", data_dir, methods=["contrast"]),
+        C.RunSpec("tiny", "all", "smallcnn", "contrast", "base", 4),
+    )
+    assert (
+        pd.read_csv(
+            C.run_dir(
+                cfg_for(tmp_path / "c", data_dir),
+                C.RunSpec("tiny", "all", "smallcnn", "contrast", "base", 4),
+            )
+            / "history.csv"
+        )["train_loss"].iloc[0]
+        != out[0][1]["train_loss"].iloc[0]
+    )
     assert other["auroc"] is not None
 
 
@@ -104,14 +139,26 @@ def test_kill_and_resume_gives_identical_final_metrics(tmp_path, data_dir):
     cfg = cfg_for(tmp_path / "killed", data_dir, methods=["cyborg"], epochs=epochs)
     cfg_path = write_config(cfg)
     rdir = C.run_dir(cfg, spec)
-    cmd = [sys.executable, "-m", "salience", "train", "--config", str(cfg_path), "--run-id", spec.run_id, "--no-mlflow"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "salience",
+        "train",
+        "--config",
+        str(cfg_path),
+        "--run-id",
+        spec.run_id,
+        "--no-mlflow",
+    ]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
     while not (rdir / "checkpoint.pt").exists() and time.time() < deadline and proc.poll() is None:
         time.sleep(0.01)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    assert (rdir / "checkpoint.pt").exists() and not (rdir / "model.pt").exists(), "kill landed after the run finished"
+    assert (rdir / "checkpoint.pt").exists() and not (rdir / "model.pt").exists(), (
+        "kill landed after the run finished"
+    )
     done = torch.load(rdir / "checkpoint.pt", weights_only=True)["epoch"]
     assert 1 <= done < epochs
     res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
@@ -150,10 +197,77 @@ def test_mlflow_store_holds_run_metrics_and_artifacts(tmp_path, data_dir):
     assert run.data.params["method"] == "difference" and run.data.params["train.epochs"] == "2"
     assert run.data.tags["weights_origin"] == "random" and len(run.data.tags["config_hash"]) == 12
     assert len(client.get_metric_history(run.info.run_id, "val_auroc")) == 2
-    assert {"train_loss", "train_ce", "train_saliency", "lr", "test_auroc_all", "test_auroc_sigmoid_all"} <= set(run.data.metrics)
+    assert {
+        "train_loss",
+        "train_ce",
+        "train_saliency",
+        "lr",
+        "test_auroc_all",
+        "test_auroc_sigmoid_all",
+    } <= set(run.data.metrics)
     arts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"model.pt", "scores.csv", "metrics.json", "history.csv"} <= arts
     assert exp.artifact_location.startswith((tmp_path / "results").as_uri())
+
+
+def test_train_evaluate_scores_in_the_same_job(tmp_path, data_dir):
+    """`train --evaluate` (what the workflow's train rule runs) = train, then `evaluate --run-id`:
+    same scores and metrics, one MLflow run closed FINISHED with the test metrics and artifacts."""
+    from mlflow.tracking import MlflowClient
+
+    cfg = cfg_for(
+        tmp_path,
+        data_dir,
+        methods=["mentor"],
+        extra={"methods": {"mentor": {"pretrain_epochs": 1}}},
+    )
+    cfg_path = write_config(cfg)
+    spec = C.RunSpec("tiny", "all", "smallcnn", "mentor", "base", 0)
+    early = run_cli(
+        [
+            "train",
+            "--config",
+            str(cfg_path),
+            "--run-id",
+            spec.run_id,
+            "--stage",
+            "pretrain",
+            "--evaluate",
+        ],
+        check=False,
+    )
+    assert early.returncode == 2
+    assert early.stderr.strip().splitlines()[-1] == (
+        "error: train --evaluate: only the final stage ('train') of mentor can be scored, not 'pretrain'; "
+        "drop --evaluate for earlier stages"
+    )
+    assert not (C.run_dir(cfg, spec) / "stage-pretrain").exists()
+    run_cli(["train", "--config", str(cfg_path), "--run-id", spec.run_id, "--stage", "pretrain"])
+    res = run_cli(["train", "--config", str(cfg_path), "--run-id", spec.run_id, "--evaluate"])
+    assert "AUROC (results for tiny/all/smallcnn/mentor/base/seed0): all=" in res.stdout
+    rdir = C.run_dir(cfg, spec)
+    # methods.mentor.pretrain_epochs: 1 pretraining epoch, then train.epochs (2) of fine-tuning
+    assert len(pd.read_csv(rdir / "stage-pretrain" / "history.csv")) == 1
+    assert len(pd.read_csv(rdir / "history.csv")) == 2
+    assert json.loads((rdir / "run.json").read_text())["stage_epochs"] == 2
+    fused = json.loads((rdir / "metrics.json").read_text())
+    fused_scores = pd.read_csv(rdir / "scores.csv")
+    run_cli(["evaluate", "--config", str(cfg_path), "--run-id", spec.run_id, "--no-mlflow"])
+    assert json.loads((rdir / "metrics.json").read_text()) == fused
+    pd.testing.assert_frame_equal(pd.read_csv(rdir / "scores.csv"), fused_scores)
+    client = MlflowClient(C.tracking_uri(cfg))
+    runs = client.search_runs([client.get_experiment_by_name("salience-chest").experiment_id])
+    # one MLflow run per training stage (tag `stage`), both closed
+    by_stage = {r.data.tags["stage"]: r for r in runs}
+    assert sorted(by_stage) == ["pretrain", "train"] and {r.info.run_name for r in runs} == {
+        spec.run_id
+    }
+    assert {r.info.status for r in runs} == {"FINISHED"}
+    final = by_stage["train"]
+    assert final.data.metrics["test_auroc_all"] == pytest.approx(fused["auroc"]["all"])
+    assert {"model.pt", "scores.csv", "metrics.json"} <= {
+        a.path for a in client.list_artifacts(final.info.run_id)
+    }
 
 
 def test_unreachable_tracking_server_fails_at_start(tmp_path, data_dir):
@@ -161,9 +275,15 @@ def test_unreachable_tracking_server_fails_at_start(tmp_path, data_dir):
     cfg["tracking_uri"] = "http://127.0.0.1:9"
     spec = C.RunSpec("tiny", "all", "smallcnn", "xent", "base", 0)
     t0 = time.time()
-    res = run_cli(["train", "--config", str(write_config(cfg)), "--run-id", spec.run_id], check=False)
+    res = run_cli(
+        ["train", "--config", str(write_config(cfg)), "--run-id", spec.run_id], check=False
+    )
     assert res.returncode == 2
-    assert res.stderr.strip().splitlines()[-1].startswith("error: MLflow tracking server http://127.0.0.1:9 is unreachable")
+    assert (
+        res.stderr.strip()
+        .splitlines()[-1]
+        .startswith("error: MLflow tracking server http://127.0.0.1:9 is unreachable")
+    )
     assert not (C.run_dir(cfg, spec) / "checkpoint.pt").exists() and time.time() - t0 < 60
 
 
@@ -173,11 +293,36 @@ def test_evaluate_any_checkpoint_and_wrong_backbone(tmp_path, data_dir):
     train(cfg, spec)
     model = C.run_dir(cfg, spec) / "model.pt"
     out = tmp_path / "val_eval"
-    res = run_cli(["evaluate", "--checkpoint", str(model), "--prepared", str(data_dir / "prepared" / "tiny"), "--split", "val", "--out", str(out)])
+    res = run_cli(
+        [
+            "evaluate",
+            "--checkpoint",
+            str(model),
+            "--prepared",
+            str(data_dir / "prepared" / "tiny"),
+            "--split",
+            "val",
+            "--out",
+            str(out),
+        ]
+    )
     assert "AUROC" in res.stdout
     m = json.loads((out / "metrics.json").read_text())
     assert m["split"] == "val" and len(pd.read_csv(out / "scores.csv")) == 24
-    bad = run_cli(["evaluate", "--checkpoint", str(model), "--prepared", str(data_dir / "prepared" / "tiny"), "--out", str(tmp_path / "x"), "--backbone", "resnet18"], check=False)
+    bad = run_cli(
+        [
+            "evaluate",
+            "--checkpoint",
+            str(model),
+            "--prepared",
+            str(data_dir / "prepared" / "tiny"),
+            "--out",
+            str(tmp_path / "x"),
+            "--backbone",
+            "resnet18",
+        ],
+        check=False,
+    )
     assert bad.returncode == 2 and "trained with backbone 'smallcnn', not 'resnet18'" in bad.stderr
     assert not (tmp_path / "x" / "metrics.json").exists()
 
@@ -211,19 +356,48 @@ def test_visualize_writes_fig1_panels(tmp_path, data_dir):
     spec = C.RunSpec("tiny", "all", "smallcnn", "fooling", "base", 0)
     train(cfg, spec)
     out = tmp_path / "fig1.png"
-    run_cli(["visualize", "--config", str(write_config(cfg)), "--run-id", spec.run_id, "--out", str(out), "--samples", "2"])
+    run_cli(
+        [
+            "visualize",
+            "--config",
+            str(write_config(cfg)),
+            "--run-id",
+            spec.run_id,
+            "--out",
+            str(out),
+            "--samples",
+            "2",
+        ]
+    )
     with Image.open(out) as im:
         assert im.format == "PNG" and im.size[0] > 300
 
 
-def test_validation_auroc_equals_sklearn():
+def test_auroc_equals_sklearn():
+    """Validation (model selection) and test (subset_metrics) AUROC both equal sklearn's."""
     from sklearn.metrics import roc_auc_score
 
-    from salience.training.loop import auroc
+    from salience.evaluation.metrics import auroc, subset_metrics
 
     rng = np.random.default_rng(0)
     for n in (5, 50, 500):
         y = rng.integers(0, 2, n)
         y[:2] = [0, 1]
-        for s in (rng.normal(size=n), np.round(rng.normal(size=n), 1), np.zeros(n)):  # ties included
+        for s in (
+            rng.normal(size=n),
+            np.round(rng.normal(size=n), 1),
+            np.zeros(n),
+        ):  # ties included
             assert auroc(y, s, "x") == pytest.approx(roc_auc_score(y, s), abs=1e-12)
+    y = rng.integers(0, 2, 400)
+    subset = np.where(y == 1, rng.choice(["a", "b"], 400), "")
+    p1, ps = rng.random(400), np.round(rng.random(400), 1)
+    m = subset_metrics(
+        pd.DataFrame({"label": y, "subset": subset, "p1": p1, "p_sigmoid1": ps}), "t"
+    )
+    for name in ("all", "a", "b"):
+        keep = (y == 0) | (subset == name) if name != "all" else np.ones(400, bool)
+        assert m["auroc"][name] == pytest.approx(roc_auc_score(y[keep], p1[keep]), abs=1e-12)
+        assert m["auroc_sigmoid"][name] == pytest.approx(
+            roc_auc_score(y[keep], ps[keep]), abs=1e-12
+        )

@@ -58,7 +58,7 @@ def expected_jobs(cfg: dict) -> dict[str, int]:
     fooling = (
         sc.expand_runs(cfg, experiments=["fooling"]) if "fooling" in cfg["experiments"] else []
     )
-    return {"train": len(runs), "evaluate": len(runs), "pretrain": pre, "visualize": len(fooling)}
+    return {"train": len(runs), "pretrain": pre, "visualize": len(fooling)}
 
 
 def _load(rel: str) -> dict:

@@ -43,8 +43,28 @@ def cmd_train(args: argparse.Namespace) -> None:
 
     cfg = _config(args)
     spec = _spec(args)
-    out = train(cfg, spec, stage=args.stage, tracker=_tracker(cfg, not args.no_mlflow))
+    if args.evaluate:
+        from salience.methods.base import method_class
+
+        final = method_class(spec.method).stages[-1]
+        if args.stage != final:
+            raise SalienceError(
+                f"train --evaluate: only the final stage ({final!r}) of {spec.method} can be scored, "
+                f"not {args.stage!r}; drop --evaluate for earlier stages"
+            )
+    tracker = _tracker(cfg, not args.no_mlflow)
+    out = train(cfg, spec, stage=args.stage, tracker=tracker)
     print(f"trained {spec.run_id} ({args.stage}): {out / 'model.pt'}")
+    if args.evaluate:
+        # Same process and MLflow connection as the training: a separate job per run costs a
+        # second interpreter, torch and MLflow start-up (~8 s each on 2 cores; docs/decisions.md).
+        from salience.evaluation.evaluate import evaluate_run
+
+        m = evaluate_run(cfg, spec, tracker=tracker)
+        print(
+            f"AUROC (results for {spec.run_id}): "
+            + ", ".join(f"{k}={v:.3f}" for k, v in m["auroc"].items())
+        )
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
@@ -57,9 +77,17 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         where = f"results for {spec.run_id}"
     else:
         if not (args.checkpoint and args.prepared and args.out):
-            raise SalienceError("evaluate: give --config and --run-id, or --checkpoint, --prepared and --out")
-        m = evaluate_checkpoint(Path(args.checkpoint), Path(args.prepared), args.split, Path(args.out),
-                                backbone=args.backbone, method=args.method)
+            raise SalienceError(
+                "evaluate: give --config and --run-id, or --checkpoint, --prepared and --out"
+            )
+        m = evaluate_checkpoint(
+            Path(args.checkpoint),
+            Path(args.prepared),
+            args.split,
+            Path(args.out),
+            backbone=args.backbone,
+            method=args.method,
+        )
         where = str(args.out)
     aur = ", ".join(f"{k}={v:.3f}" for k, v in m["auroc"].items())
     print(f"AUROC ({where}): {aur}")
@@ -77,9 +105,17 @@ def cmd_visualize(args: argparse.Namespace) -> None:
         samples = args.samples or cfg["report"]["visualize_samples"]
     else:
         if not (args.checkpoint and args.prepared):
-            raise SalienceError("visualize: give --config and --run-id, or --checkpoint and --prepared")
-        model_path, prepared, samples = Path(args.checkpoint), Path(args.prepared), args.samples or 4
-    out = visualize_checkpoint(model_path, prepared, Path(args.out), samples=samples, split=args.split)
+            raise SalienceError(
+                "visualize: give --config and --run-id, or --checkpoint and --prepared"
+            )
+        model_path, prepared, samples = (
+            Path(args.checkpoint),
+            Path(args.prepared),
+            args.samples or 4,
+        )
+    out = visualize_checkpoint(
+        model_path, prepared, Path(args.out), samples=samples, split=args.split
+    )
     print(f"wrote {out}")
 
 
@@ -97,7 +133,16 @@ def cmd_ui(args: argparse.Namespace) -> None:
     from salience.config import load_config, validate
     from salience.ui import serve
 
-    cfg = load_config(args.config) if args.config else validate({"datasets": {"x": {"task": "custom", "source": "manifest", "manifest": "-"}}, "experiments": {}})
+    cfg = (
+        load_config(args.config)
+        if args.config
+        else validate(
+            {
+                "datasets": {"x": {"task": "custom", "source": "manifest", "manifest": "-"}},
+                "experiments": {},
+            }
+        )
+    )
     serve(cfg, host=args.host, port=args.port)
 
 
@@ -113,8 +158,12 @@ def cmd_doctor(args: argparse.Namespace) -> None:
 # job of a study). A command missing from the map, `--help` and errors load every plugin.
 _CORE = ("train", "evaluate", "visualize", "runs", "ui", "doctor")
 _PLUGIN_OF = {
-    "generate": "salience.data.cli", "prepare": "salience.data.cli", "import": "salience.data.cli",
-    "aggregate": "salience.reporting.cli", "tables": "salience.reporting.cli", "figures": "salience.reporting.cli",
+    "generate": "salience.data.cli",
+    "prepare": "salience.data.cli",
+    "import": "salience.data.cli",
+    "aggregate": "salience.reporting.cli",
+    "tables": "salience.reporting.cli",
+    "figures": "salience.reporting.cli",
     "summary": "salience.reporting.cli",
 }
 
@@ -135,9 +184,17 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     t.add_argument("--run-id", required=True, help="dataset/fold/backbone/method/variant/seedN")
     t.add_argument("--stage", default="train", help="train (default) or pretrain (MENTOR stage 1)")
     t.add_argument("--no-mlflow", action="store_true", help="do not log to MLflow")
+    t.add_argument(
+        "--evaluate",
+        action="store_true",
+        help="then score the test split as `evaluate --run-id` does (final stage only; what the workflow runs)",
+    )
     t.set_defaults(func=cmd_train)
 
-    e = sub.add_parser("evaluate", help="score a run's selected model on its test split, or any checkpoint on any split")
+    e = sub.add_parser(
+        "evaluate",
+        help="score a run's selected model on its test split, or any checkpoint on any split",
+    )
     e.add_argument("--config")
     e.add_argument("--run-id")
     e.add_argument("--checkpoint")
@@ -149,7 +206,9 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     e.add_argument("--no-mlflow", action="store_true")
     e.set_defaults(func=cmd_evaluate)
 
-    v = sub.add_parser("visualize", help="DD Fig. 1 panels: true/false CAMs and Difference Salience")
+    v = sub.add_parser(
+        "visualize", help="DD Fig. 1 panels: true/false CAMs and Difference Salience"
+    )
     v.add_argument("--config")
     v.add_argument("--run-id")
     v.add_argument("--checkpoint")
@@ -164,13 +223,19 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     r.add_argument("--experiment", action="append", help="only these experiments (repeatable)")
     r.set_defaults(func=cmd_runs)
 
-    u = sub.add_parser("ui", help="MLflow UI on the project's tracking store (127.0.0.1 by default)")
-    u.add_argument("--config", help="config whose tracking store to serve (default: results/mlflow)")
+    u = sub.add_parser(
+        "ui", help="MLflow UI on the project's tracking store (127.0.0.1 by default)"
+    )
+    u.add_argument(
+        "--config", help="config whose tracking store to serve (default: results/mlflow)"
+    )
     u.add_argument("--host", default="127.0.0.1")
     u.add_argument("--port", type=int, default=5000)
     u.set_defaults(func=cmd_ui)
 
-    d = sub.add_parser("doctor", help="versions, devices, torchvision shim, tracking URI, determinism")
+    d = sub.add_parser(
+        "doctor", help="versions, devices, torchvision shim, tracking URI, determinism"
+    )
     d.add_argument("--config")
     d.set_defaults(func=cmd_doctor)
 
@@ -190,7 +255,11 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser(argv).parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
     for noisy in ("alembic", "mlflow", "matplotlib", "PIL", "urllib3", "git"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:

@@ -94,6 +94,7 @@ def load_config(path: str | os.PathLike) -> dict:
 def _check_registries(cfg: dict, source: str) -> None:
     from salience.methods.base import build_method, method_class
     from salience.models.base import check_backbone_name
+
     for name, params in cfg.get("methods", {}).items():
         try:
             build_method(name, params)
@@ -126,9 +127,13 @@ def _check_registries(cfg: dict, source: str) -> None:
                 )
     for name, ds in cfg["datasets"].items():
         if ds["source"] == "manifest" and not ds.get("manifest"):
-            raise ConfigError(f"{source}: datasets.{name}.manifest: required when source is 'manifest'")
+            raise ConfigError(
+                f"{source}: datasets.{name}.manifest: required when source is 'manifest'"
+            )
         if ds["source"] == "generated" and not ds.get("generator"):
-            raise ConfigError(f"{source}: datasets.{name}.generator: required when source is 'generated'")
+            raise ConfigError(
+                f"{source}: datasets.{name}.generator: required when source is 'generated'"
+            )
         if ds["folds"] == "leave_one_subset_out" and not ds["holdout_subsets"]:
             raise ConfigError(
                 f"{source}: datasets.{name}.holdout_subsets: list the subsets to hold out "
@@ -154,7 +159,9 @@ class RunSpec:
     def from_run_id(cls, run_id: str) -> RunSpec:
         parts = run_id.strip("/").split("/")
         if len(parts) != 6 or not parts[5].startswith("seed"):
-            raise ConfigError(f"run id {run_id!r}: expected dataset/fold/backbone/method/variant/seedN")
+            raise ConfigError(
+                f"run id {run_id!r}: expected dataset/fold/backbone/method/variant/seedN"
+            )
         return cls(*parts[:5], seed=int(parts[5][4:]))
 
 
@@ -187,7 +194,7 @@ def variant_overrides(cfg: dict, variant: str) -> dict[str, Any]:
         return {}
     if variant == VARIANT_FLIPPED:
         return {"flip_maps": True}
-    for exp, grid in cfg["experiments"].items():
+    for grid in cfg["experiments"].values():
         if "key" in grid:
             for v in grid["values"]:
                 if variant == f"{sweep_label(grid)}-{_fmt(v)}":
@@ -210,7 +217,10 @@ def expand_runs(cfg: dict, experiments: list[str] | None = None) -> list[RunSpec
                     for bb in grid["backbones"]:
                         for m in grid["methods"]:
                             cls = method_class(m)
-                            if cls.supported_backbones is not None and bb not in cls.supported_backbones:
+                            if (
+                                cls.supported_backbones is not None
+                                and bb not in cls.supported_backbones
+                            ):
                                 continue
                             if variant == VARIANT_FLIPPED and not cls.uses_maps:
                                 continue

@@ -14,14 +14,27 @@ def report(cfg: dict | None = None) -> list[str]:
     from salience import config as C
 
     lines = [f"python        {platform.python_version()} ({platform.machine()})"]
-    for pkg in ("torch", "torchvision", "numpy", "pandas", "scikit-learn", "mlflow", "snakemake", "dvc"):
+    for pkg in (
+        "torch",
+        "torchvision",
+        "numpy",
+        "pandas",
+        "scikit-learn",
+        "mlflow",
+        "snakemake",
+        "dvc",
+    ):
         try:
             lines.append(f"{pkg:<13} {md.version(pkg)}")
         except md.PackageNotFoundError:
             lines.append(f"{pkg:<13} not installed")
     cuda = torch.cuda.is_available()
-    lines.append(f"device        {'cuda: ' + torch.cuda.get_device_name(0) if cuda else 'cpu only'} ({torch.get_num_threads()} CPU threads)")
-    lines.append(f"tv shim       {_tvshim.STATE} (torchvision C extension {'loaded' if _tvshim.STATE == 'extension-loaded' else 'not loaded; operator schemas defined'})")
+    lines.append(
+        f"device        {'cuda: ' + torch.cuda.get_device_name(0) if cuda else 'cpu only'} ({torch.get_num_threads()} CPU threads)"
+    )
+    lines.append(
+        f"tv shim       {_tvshim.STATE} (torchvision C extension {'loaded' if _tvshim.STATE == 'extension-loaded' else 'not loaded; operator schemas defined'})"
+    )
     cfg = cfg or {"results_dir": "results", "tracking_uri": None}
     lines.append(f"tracking uri  {C.tracking_uri(cfg)}")
     if cuda:

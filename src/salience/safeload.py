@@ -29,7 +29,9 @@ def read(path: str | os.PathLike, fix: str = "delete it and retrain") -> Any:
                 f"{path}: refused: the file contains Python objects that could run code on load; "
                 f"only weights-only checkpoints written by salience are accepted"
             ) from None
-        raise CheckpointError(f"{path}: unreadable or truncated checkpoint ({_reason(exc, path)}); {fix}") from None
+        raise CheckpointError(
+            f"{path}: unreadable or truncated checkpoint ({_reason(exc, path)}); {fix}"
+        ) from None
 
 
 def _reason(exc: Exception, path: Path) -> str:

@@ -94,7 +94,9 @@ def preflight(uri: str) -> None:
         try:
             with urllib.request.urlopen(url, timeout=5) as resp:  # noqa: S310 - user-configured URI
                 if resp.status != 200:
-                    raise TrackingError(f"MLflow server {uri} answered {resp.status} on /health; check tracking_uri")
+                    raise TrackingError(
+                        f"MLflow server {uri} answered {resp.status} on /health; check tracking_uri"
+                    )
         except (urllib.error.URLError, OSError) as exc:
             reason = getattr(exc, "reason", exc)
             raise TrackingError(
@@ -107,12 +109,16 @@ def preflight(uri: str) -> None:
         try:
             folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise TrackingError(f"tracking store folder {folder} cannot be created ({exc}); fix tracking_uri") from None
+            raise TrackingError(
+                f"tracking store folder {folder} cannot be created ({exc}); fix tracking_uri"
+            ) from None
 
 
 def git_commit() -> str:
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=False)
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=False
+        )
         return out.stdout.strip() or "unknown"
     except (OSError, subprocess.SubprocessError):
         return "unknown"
@@ -150,9 +156,14 @@ class Tracker:
                 return exp.experiment_id
             root = artifact_root(self.uri)
             loc = f"{root}/{name}" if root else None
-            return _retry(lambda: self.client.create_experiment(name, artifact_location=loc), "create experiment")
+            return _retry(
+                lambda: self.client.create_experiment(name, artifact_location=loc),
+                "create experiment",
+            )
 
-    def start(self, experiment: str, run_name: str, tags: dict[str, str], resume: str | None = None) -> str:
+    def start(
+        self, experiment: str, run_name: str, tags: dict[str, str], resume: str | None = None
+    ) -> str:
         """Start the run, or re-open `resume` (an MLflow run id from an interrupted attempt)."""
         exp_id = self.experiment(experiment)
         if resume:
@@ -163,7 +174,9 @@ class Tracker:
             except Exception:  # noqa: BLE001 - store was wiped: start afresh
                 log.warning("MLflow run %s not found in %s; starting a new one", resume, self.uri)
         run = _retry(
-            lambda: self.client.create_run(exp_id, run_name=run_name, tags={RUN_ID_TAG: run_name, **tags}),
+            lambda: self.client.create_run(
+                exp_id, run_name=run_name, tags={RUN_ID_TAG: run_name, **tags}
+            ),
             "create run",
         )
         self.run_id = run.info.run_id
@@ -175,7 +188,9 @@ class Tracker:
             return None
         runs = _retry(
             lambda: self.client.search_runs(
-                [exp.experiment_id], filter_string=f"tags.`{RUN_ID_TAG}` = '{run_name}'", max_results=5,
+                [exp.experiment_id],
+                filter_string=f"tags.`{RUN_ID_TAG}` = '{run_name}'",
+                max_results=5,
                 order_by=["attributes.start_time DESC"],
             ),
             "search runs",
@@ -193,7 +208,9 @@ class Tracker:
         items = [Param(k, v[:6000]) for k, v in sorted(flat.items()) if k not in existing]
         for i in range(0, len(items), 100):
             chunk = items[i : i + 100]
-            _retry(lambda chunk=chunk: self.client.log_batch(self.run_id, params=chunk), "log params")
+            _retry(
+                lambda chunk=chunk: self.client.log_batch(self.run_id, params=chunk), "log params"
+            )
 
     def log_metrics(self, metrics: dict[str, float], step: int = 0) -> None:
         from mlflow.entities import Metric
@@ -202,7 +219,9 @@ class Tracker:
         items = [Metric(k, float(v), ts, step) for k, v in sorted(metrics.items())]
         for i in range(0, len(items), 500):
             chunk = items[i : i + 500]
-            _retry(lambda chunk=chunk: self.client.log_batch(self.run_id, metrics=chunk), "log metrics")
+            _retry(
+                lambda chunk=chunk: self.client.log_batch(self.run_id, metrics=chunk), "log metrics"
+            )
 
     def set_tags(self, tags: dict[str, str]) -> None:
         from mlflow.entities import RunTag

@@ -20,13 +20,28 @@ log = logging.getLogger(__name__)
 def command(cfg: dict, host: str, port: int) -> tuple[list[str], dict[str, str]]:
     uri = C.tracking_uri(cfg)
     if uri.startswith(("http://", "https://")):
-        raise ConfigError(f"tracking_uri {uri} is already a server; open it in a browser instead of `salience ui`")
+        raise ConfigError(
+            f"tracking_uri {uri} is already a server; open it in a browser instead of `salience ui`"
+        )
     from salience.tracking import _local_dir
 
     folder = _local_dir(uri)
     if folder is not None:
         folder.mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, "-m", "mlflow", "server", "--host", host, "--port", str(port), "--workers", "1", "--backend-store-uri", uri]
+    cmd = [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "server",
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+        "--backend-store-uri",
+        uri,
+    ]
     root = artifact_root(uri)
     if root:
         cmd += ["--default-artifact-root", root]
@@ -36,7 +51,13 @@ def command(cfg: dict, host: str, port: int) -> tuple[list[str], dict[str, str]]
 
 def serve(cfg: dict, host: str = "127.0.0.1", port: int = 5000) -> None:
     if host not in ("127.0.0.1", "localhost", "::1"):
-        log.warning("MLflow UI will listen on %s: reachable from other machines, with no authentication", host)
+        log.warning(
+            "MLflow UI will listen on %s: reachable from other machines, with no authentication",
+            host,
+        )
     cmd, env = command(cfg, host, port)
-    print(f"MLflow UI on http://{host}:{port}  (store {C.tracking_uri(cfg)}); Ctrl-C stops it", flush=True)
+    print(
+        f"MLflow UI on http://{host}:{port}  (store {C.tracking_uri(cfg)}); Ctrl-C stops it",
+        flush=True,
+    )
     os.execve(cmd[0], cmd, env)

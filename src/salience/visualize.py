@@ -31,16 +31,25 @@ def pick_samples(ds: PreparedDataset, split: str, per_class: int, seed: int = 0)
 
 
 @torch.no_grad()
-def panels(model: torch.nn.Module, images_u8: np.ndarray, labels: np.ndarray) -> dict[str, np.ndarray]:
+def panels(
+    model: torch.nn.Module, images_u8: np.ndarray, labels: np.ndarray
+) -> dict[str, np.ndarray]:
     """Arrays (N×S×S) of the true CAM, false CAM and Difference Salience, upsampled to the image."""
     if not (hasattr(model, "forward_all") and hasattr(model, "cams")):
-        raise ConfigError(f"{type(model).__name__} has no class activation maps; visualise a CAM-head model (e.g. fooling, cyborg)")
+        raise ConfigError(
+            f"{type(model).__name__} has no class activation maps; visualise a CAM-head model (e.g. fooling, cyborg)"
+        )
     model.eval()
     x = to_tensor_images(images_u8)
     out = model.forward_all(x)
     t, f = true_false_cams(model.cams(out), torch.as_tensor(labels))
     size = images_u8.shape[1:3]
-    up = lambda m: F.interpolate(m.unsqueeze(1), size=size, mode="bilinear", align_corners=False).squeeze(1)  # noqa: E731
+
+    def up(m: torch.Tensor) -> torch.Tensor:
+        return F.interpolate(
+            m.unsqueeze(1), size=size, mode="bilinear", align_corners=False
+        ).squeeze(1)
+
     return {
         "image": denormalize(x).permute(0, 2, 3, 1).numpy(),
         "true": up(minmax(t)).numpy(),
@@ -56,7 +65,12 @@ def draw(p: dict[str, np.ndarray], labels: np.ndarray, title: str, path: Path) -
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    cols = [("image", "Image"), ("true", "True-class CAM"), ("false", "False-class CAM"), ("difference", "Difference Salience")]
+    cols = [
+        ("image", "Image"),
+        ("true", "True-class CAM"),
+        ("false", "False-class CAM"),
+        ("difference", "Difference Salience"),
+    ]
     n = len(labels)
     fig, axes = plt.subplots(n, 4, figsize=(8, 2.1 * n), squeeze=False)
     for i in range(n):
@@ -79,7 +93,14 @@ def draw(p: dict[str, np.ndarray], labels: np.ndarray, title: str, path: Path) -
     return path
 
 
-def visualize_checkpoint(model_path: Path, prepared: Path, out: Path, samples: int = 4, split: str = "test", title: str | None = None) -> Path:
+def visualize_checkpoint(
+    model_path: Path,
+    prepared: Path,
+    out: Path,
+    samples: int = 4,
+    split: str = "test",
+    title: str | None = None,
+) -> Path:
     from salience.evaluation.evaluate import load_trained
 
     model, _, meta = load_trained(model_path)

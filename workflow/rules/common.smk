@@ -125,7 +125,7 @@ _SETTINGS = {}
 def get_run_settings(wildcards):
     """Hash of the run's resolved configuration: a Snakemake param, so editing the config reruns
     exactly the runs it changes (rerun trigger "params"), and nothing else. Cached per run: the
-    train, evaluate and pretrain jobs of a run ask for the same hash."""
+    train and pretrain jobs of a run ask for the same hash."""
     spec = run_spec(wildcards)
     if spec not in _SETTINGS:
         _SETTINGS[spec] = sc.config_hash(sc.resolve_run(CFG, spec))
@@ -175,7 +175,8 @@ def get_train_inputs(wildcards):
     return {"data": prepared(wildcards.dataset), **_previous_stage_model(wildcards, final)}
 
 
-def get_evaluate_inputs(wildcards):
+def get_model_inputs(wildcards):
+    """A trained run's selected model (and its prepared data): inputs of the DD Fig. 1 panels."""
     return {"data": prepared(wildcards.dataset), "model": RUN_DIR.format(**wildcards) + "/model.pt"}
 
 

@@ -77,7 +77,7 @@ rule figures:
 # DD Fig. 1: true-class, false-class and Difference-Salience CAMs of one passively fooled model.
 rule visualize:
     input:
-        unpack(get_evaluate_inputs),
+        unpack(get_model_inputs),
     output:
         report(
             f"{RESULTS}/figures/difference_salience/{RUN}.png",

@@ -1,7 +1,8 @@
 # ------------------------------------------------------------------------------------- training
-# One job per run and training stage. Methods with several stages (their registry entry lists e.g.
-# ("pretrain", "train"), MENTOR) get one `pretrain` job per earlier stage, whose model is an input
-# of the next stage. The CLI writes model.pt last and atomically, so a present model.pt is complete.
+# One job per run and training stage; the last stage also scores the test split. Methods with
+# several stages (their registry entry lists e.g. ("pretrain", "train"), MENTOR) get one `pretrain`
+# job per earlier stage, whose model is an input of the next stage. Every file is written
+# atomically (temp file, then rename), so a present output is complete.
 
 
 # Earlier training stages (e.g. MENTOR's saliency-decoder pretraining).
@@ -27,7 +28,10 @@ rule pretrain:
         " --stage {wildcards.stage} > {log} 2>&1"
 
 
-# The final (or only) training stage: model.pt, history.csv, run.json in the run directory.
+# The final (or only) training stage, then the evaluation of the selected model on the test split
+# in the same process (`--evaluate`: one interpreter, torch and MLflow start-up per run instead of
+# two; docs/decisions.md "evaluation"): model.pt, history.csv, run.json, scores.csv, metrics.json.
+# scores.csv and metrics.json are written together, last, once both are computed.
 rule train:
     input:
         unpack(get_train_inputs),
@@ -35,6 +39,8 @@ rule train:
         history=f"{RUN_DIR}/history.csv",
         meta=f"{RUN_DIR}/run.json",
         model=f"{RUN_DIR}/model.pt",
+        scores=f"{RUN_DIR}/scores.csv",
+        metrics=f"{RUN_DIR}/metrics.json",
     params:
         run_id=get_run_id,
         stage=lambda wildcards: _stages(wildcards.method)[-1],
@@ -50,4 +56,4 @@ rule train:
         gpu=0,  # the SLURM profile asks for a GPU (set-resources); 0 = CPU-only locally
     shell:
         "python -m salience train --config {CONFIG_ARG} --run-id {params.run_id}"
-        " --stage {params.stage} > {log} 2>&1"
+        " --stage {params.stage} --evaluate > {log} 2>&1"

@@ -30,8 +30,12 @@ from salience.training.seeding import pick_device
 log = logging.getLogger(__name__)
 
 
-def load_trained(path: Path, backbone: str | None = None, method_name: str | None = None,
-                 run: C.RunSpec | None = None) -> tuple[torch.nn.Module, Method, dict]:
+def load_trained(
+    path: Path,
+    backbone: str | None = None,
+    method_name: str | None = None,
+    run: C.RunSpec | None = None,
+) -> tuple[torch.nn.Module, Method, dict]:
     """Rebuild the model a `model.pt` was trained as and load its weights (weights_only).
     With `run`, the file must be that run's model (its metadata names the run, backbone and method)."""
     obj = ckpt.load(path)
@@ -46,17 +50,30 @@ def load_trained(path: Path, backbone: str | None = None, method_name: str | Non
     backbone = backbone or meta.get("backbone")
     method_name = method_name or meta.get("method")
     if not backbone or not method_name:
-        raise C.ConfigError(f"{path}: checkpoint has no backbone/method metadata; pass --backbone and --method")
+        raise C.ConfigError(
+            f"{path}: checkpoint has no backbone/method metadata; pass --backbone and --method"
+        )
     method = build_method(method_name, meta.get("method_params"))
     method.check_backbone(backbone)
-    model = method.build_model(build_backbone(backbone, weights="none"), cam_layer=meta.get("cam_layer", "pooled"), stage=meta.get("stage", "train"))
+    model = method.build_model(
+        build_backbone(backbone, weights="none"),
+        cam_layer=meta.get("cam_layer", "pooled"),
+        stage=meta.get("stage", "train"),
+    )
     ckpt.load_model_state(model, obj, path, {"backbone": backbone, "method": method_name})
     return model, method, meta
 
 
 @torch.no_grad()
-def score_split(model: torch.nn.Module, method: Method, ds: PreparedDataset, rows: np.ndarray, grid: int,
-                batch_size: int, device: torch.device) -> tuple[pd.DataFrame, float | None]:
+def score_split(
+    model: torch.nn.Module,
+    method: Method,
+    ds: PreparedDataset,
+    rows: np.ndarray,
+    grid: int,
+    batch_size: int,
+    device: torch.device,
+) -> tuple[pd.DataFrame, float | None]:
     """Per-image scores and the mean CAM–human agreement over annotated rows (None if none)."""
     model.eval()
     stream = BatchStream(ds, rows, batch_size, cam_grid=grid, device=device)
@@ -69,25 +86,47 @@ def score_split(model: torch.nn.Module, method: Method, ds: PreparedDataset, row
             if bool(batch["has_map"].any()):
                 t, _ = true_false_cams(model.cams(out), batch["label"])
                 m = batch["has_map"]
-                agree.append(pearson_agreement(minmax(t[m]).float().cpu().numpy(), batch["map_cam"][m].cpu().numpy()))
+                agree.append(
+                    pearson_agreement(
+                        minmax(t[m]).float().cpu().numpy(), batch["map_cam"][m].cpu().numpy()
+                    )
+                )
         else:
             logits = method.logits(model, batch)
         logits_all.append(logits.float().cpu().numpy())
     logits = np.concatenate(logits_all) if logits_all else np.zeros((0, 2), np.float32)
     idx = ds.index.iloc[rows]
-    scores = pd.DataFrame({
-        "row": rows, "split": idx["split"].to_numpy(), "subset": idx["subset"].fillna("").to_numpy(),
-        "label": idx["label"].to_numpy(), "logit0": logits[:, 0], "logit1": logits[:, 1],
-        "p1": softmax_p1(logits), "p_sigmoid1": 1.0 / (1.0 + np.exp(-logits[:, 1])),
-    })
+    scores = pd.DataFrame(
+        {
+            "row": rows,
+            "split": idx["split"].to_numpy(),
+            "subset": idx["subset"].fillna("").to_numpy(),
+            "label": idx["label"].to_numpy(),
+            "logit0": logits[:, 0],
+            "logit1": logits[:, 1],
+            "p1": softmax_p1(logits),
+            "p_sigmoid1": 1.0 / (1.0 + np.exp(-logits[:, 1])),
+        }
+    )
     r = np.concatenate(agree) if agree else np.zeros(0)
     r = r[np.isfinite(r)]
     return scores, (float(r.mean()) if len(r) else None)
 
 
-def evaluate_checkpoint(model_path: Path, prepared: Path, split: str, out_dir: Path, *, batch_size: int = 128,
-                        device: str = "auto", backbone: str | None = None, method: str | None = None, what: str | None = None,
-                        run: C.RunSpec | None = None, extra: dict | None = None) -> dict:
+def evaluate_checkpoint(
+    model_path: Path,
+    prepared: Path,
+    split: str,
+    out_dir: Path,
+    *,
+    batch_size: int = 128,
+    device: str = "auto",
+    backbone: str | None = None,
+    method: str | None = None,
+    what: str | None = None,
+    run: C.RunSpec | None = None,
+    extra: dict | None = None,
+) -> dict:
     """Score any checkpoint on any prepared split; writes scores.csv and metrics.json (+ `extra`) in
     out_dir, both only once everything is computed (a killed job leaves neither, only .tmp-*)."""
     dev = pick_device(device)
@@ -102,10 +141,23 @@ def evaluate_checkpoint(model_path: Path, prepared: Path, split: str, out_dir: P
     grid = feature_grid(find_backbone(model), ds.image_size)
     scores, agreement = score_split(model, meth, ds, rows, grid, batch_size, dev)
     metrics = subset_metrics(scores, what or f"{model_path} on {prepared}:{split}")
-    metrics.update({"cam_agreement": agreement, "split": split, "checkpoint": str(model_path),
-                    "best_epoch": meta.get("best_epoch"), **getattr(meth, "eval_notes", lambda: {})(), **(extra or {})})
-    text = json.dumps(metrics, indent=2, sort_keys=True, allow_nan=False) + "\n"  # as write_json: NaN is refused
-    with atomic_paths(out_dir / "scores.csv", out_dir / "metrics.json") as (tmp_scores, tmp_metrics):
+    metrics.update(
+        {
+            "cam_agreement": agreement,
+            "split": split,
+            "checkpoint": str(model_path),
+            "best_epoch": meta.get("best_epoch"),
+            **getattr(meth, "eval_notes", lambda: {})(),
+            **(extra or {}),
+        }
+    )
+    text = (
+        json.dumps(metrics, indent=2, sort_keys=True, allow_nan=False) + "\n"
+    )  # as write_json: NaN is refused
+    with atomic_paths(out_dir / "scores.csv", out_dir / "metrics.json") as (
+        tmp_scores,
+        tmp_metrics,
+    ):
         scores.to_csv(tmp_scores, index=False)
         tmp_metrics.write_text(text)
     return metrics
@@ -115,17 +167,28 @@ def evaluate_run(cfg: dict, spec: C.RunSpec, tracker=None) -> dict:
     """Evaluate a finished run on its test split and close its MLflow run."""
     rdir = C.run_dir(cfg, spec)
     resolved = C.resolve_run(cfg, spec)
-    metrics = evaluate_checkpoint(rdir / "model.pt", C.prepared_dir(cfg, spec.dataset), "test", rdir,
-                                  batch_size=resolved["train"]["eval_batch_size"], device=resolved["train"]["device"],
-                                  what=f"{spec.run_id} test split", run=spec,
-                                  extra={"epochs": resolved["train"]["epochs"], "run_id": spec.run_id})
+    metrics = evaluate_checkpoint(
+        rdir / "model.pt",
+        C.prepared_dir(cfg, spec.dataset),
+        "test",
+        rdir,
+        batch_size=resolved["train"]["eval_batch_size"],
+        device=resolved["train"]["device"],
+        what=f"{spec.run_id} test split",
+        run=spec,
+        extra={"epochs": resolved["train"]["epochs"], "run_id": spec.run_id},
+    )
     if tracker is not None:
         from salience.io import read_json
         from salience.tracking import experiment_name
 
-        run = read_json(rdir / "run.json").get("mlflow_run") or tracker.find(experiment_name(resolved["task"]), spec.run_id)
+        run = read_json(rdir / "run.json").get("mlflow_run") or tracker.find(
+            experiment_name(resolved["task"]), spec.run_id
+        )
         if run is None:
-            run = tracker.start(experiment_name(resolved["task"]), spec.run_id, {"stage": "evaluate"})
+            run = tracker.start(
+                experiment_name(resolved["task"]), spec.run_id, {"stage": "evaluate"}
+            )
         tracker.attach(run)
         flat = {f"test_auroc_{k}": v for k, v in metrics["auroc"].items()}
         flat.update({f"test_auroc_sigmoid_{k}": v for k, v in metrics["auroc_sigmoid"].items()})

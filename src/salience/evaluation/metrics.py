@@ -10,15 +10,39 @@ import math
 
 import numpy as np
 import pandas as pd
+
 from salience.errors import DataError
+
+
+def auroc(labels: np.ndarray, scores: np.ndarray, what: str) -> float:
+    """AUROC as the Mann–Whitney statistic with average ranks for ties: equal to sklearn's
+    roc_auc_score (tested), without sklearn's ~1 s import in every training job."""
+    labels = np.asarray(labels)
+    scores = np.asarray(scores, dtype=np.float64)
+    if len(np.unique(labels)) < 2:
+        raise DataError(
+            f"{what}: only one class present, AUROC is undefined; the split needs both labels"
+        )
+    if not np.all(np.isfinite(scores)):
+        raise DataError(f"{what}: scores contain NaN/inf; the model diverged — lower train.lr")
+    order = np.argsort(scores, kind="mergesort")
+    sorted_scores = scores[order]
+    ranks = np.empty(len(scores), dtype=np.float64)
+    # average rank of each tie group (1-based)
+    _, start, counts = np.unique(sorted_scores, return_index=True, return_counts=True)
+    avg = start + (counts + 1) / 2.0
+    ranks[order] = np.repeat(avg, counts)
+    pos = labels == 1
+    n_pos, n_neg = int(pos.sum()), int((~pos).sum())
+    return float((ranks[pos].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
 
 
 def _auc(labels: np.ndarray, scores: np.ndarray, what: str) -> float:
     if not np.all(np.isfinite(scores)):
-        raise DataError(f"{what}: scores contain NaN/inf; the model diverged — retrain with a lower train.lr")
-    from sklearn.metrics import roc_auc_score  # lazy: keeps job start-up short
-
-    value = float(roc_auc_score(labels, scores))
+        raise DataError(
+            f"{what}: scores contain NaN/inf; the model diverged — retrain with a lower train.lr"
+        )
+    value = auroc(labels, scores, what)
     if not math.isfinite(value):
         raise DataError(f"{what}: AUROC is {value}")
     return value
@@ -29,10 +53,14 @@ def subset_metrics(scores: pd.DataFrame, what: str) -> dict:
     out: dict = {"auroc": {}, "auroc_sigmoid": {}, "n": {}}
     labels = scores["label"].to_numpy()
     if len(np.unique(labels)) < 2:
-        raise DataError(f"{what}: test split has a single class; AUROC is undefined — the manifest needs both labels in test")
+        raise DataError(
+            f"{what}: test split has a single class; AUROC is undefined — the manifest needs both labels in test"
+        )
     groups = {"all": np.ones(len(scores), dtype=bool)}
     neg = labels == 0
-    for s in sorted(x for x in scores.loc[labels == 1, "subset"].unique() if isinstance(x, str) and x):
+    for s in sorted(
+        x for x in scores.loc[labels == 1, "subset"].unique() if isinstance(x, str) and x
+    ):
         groups[s] = neg | ((labels == 1) & (scores["subset"].to_numpy() == s))
     for name, mask in groups.items():
         sub = scores[mask]

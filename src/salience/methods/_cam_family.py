@@ -45,7 +45,9 @@ class CamMethod(Method):
         cams = model.cams(out)
         # cam_class 'predicted' reproduces the official CYBORG code (reference-implementations §1.1);
         # 'true' is DD's definition and the later CVRL code.
-        cls = batch["label"] if self.params["cam_class"] == "true" else out.logits.argmax(1).detach()
+        cls = (
+            batch["label"] if self.params["cam_class"] == "true" else out.logits.argmax(1).detach()
+        )
         t, f = true_false_cams(cams, cls)
         h = self.target(batch, tuple(t.shape[-2:]))
         has = batch["has_map"] if h is batch["map_cam"] else h.new_ones(h.shape[0], dtype=bool)

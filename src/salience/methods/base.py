@@ -79,7 +79,9 @@ class Method:
                 f"supported: {', '.join(self.supported_backbones)}"
             )
 
-    def build_model(self, backbone: Backbone, *, cam_layer: str = "pooled", stage: str = "train") -> nn.Module:
+    def build_model(
+        self, backbone: Backbone, *, cam_layer: str = "pooled", stage: str = "train"
+    ) -> nn.Module:
         """The model this method trains in `stage` (default: backbone + GAP + linear)."""
         return Classifier(backbone, num_classes=2, cam_layer=cam_layer)
 
@@ -89,6 +91,10 @@ class Method:
     def selection(self, stage: str) -> tuple[str, str]:
         """Model selection on validation: (metric, "max"|"min"). Never the test split."""
         return "val_auroc", "max"
+
+    def stage_epochs(self, stage: str, epochs: int) -> int:
+        """Epochs of `stage`; `epochs` is the config's train.epochs (the default for every stage)."""
+        return epochs
 
     def loss(self, model: nn.Module, batch: dict[str, Tensor], stage: str = "train") -> LossOutput:
         raise NotImplementedError

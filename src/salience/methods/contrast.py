@@ -14,11 +14,19 @@ from salience.methods.base import METHODS
 @METHODS.register("contrast")
 class Contrast(CamMethod):
     name = "contrast"
-    defaults: ClassVar[dict[str, Any]] = {"alpha": 0.3, "beta": 0.3, "gamma": 0.3, "cam_class": "true"}
+    defaults: ClassVar[dict[str, Any]] = {
+        "alpha": 0.3,
+        "beta": 0.3,
+        "gamma": 0.3,
+        "cam_class": "true",
+    }
 
     def terms(self, t: Tensor, f: Tensor, h: Tensor) -> dict[str, Tensor]:
         true_term, contrast_term = cam_terms.contrast(t, f, h)
-        return {"saliency": self.params["beta"] * true_term, "saliency_contrast": self.params["gamma"] * contrast_term}
+        return {
+            "saliency": self.params["beta"] * true_term,
+            "saliency_contrast": self.params["gamma"] * contrast_term,
+        }
 
     def term_names(self) -> tuple[str, ...]:
         return ("saliency", "saliency_contrast")

@@ -66,7 +66,17 @@ class Mentor(Method):
         None  # all: same decoder as unet_gaze; encoder keys are ours on both sides
     )
     stages = ("pretrain", "train")
-    defaults: ClassVar[dict[str, Any]] = {}
+    defaults: ClassVar[dict[str, Any]] = {
+        "pretrain_epochs": None,  # stage-1 epochs; None = train.epochs (docs/decisions.md)
+    }
+
+    def __init__(self, params: dict[str, Any] | None = None) -> None:
+        super().__init__(params)
+        n = self.params["pretrain_epochs"]
+        if n is not None and (not isinstance(n, int) or isinstance(n, bool) or n < 1):
+            raise ConfigError(
+                f"methods.mentor.pretrain_epochs: must be an integer >= 1 or null (= train.epochs), got {n!r}"
+            )
 
     def _stage(self, stage: str) -> str:
         if stage not in self.stages:
@@ -93,6 +103,10 @@ class Mentor(Method):
 
     def selection(self, stage: str) -> tuple[str, str]:
         return ("val_loss", "min") if self._stage(stage) == "pretrain" else ("val_auroc", "max")
+
+    def stage_epochs(self, stage: str, epochs: int) -> int:
+        n = self.params["pretrain_epochs"]
+        return n if self._stage(stage) == "pretrain" and n is not None else epochs
 
     def loss(self, model: nn.Module, batch: dict[str, Tensor], stage: str = "train") -> LossOutput:
         if self._stage(stage) == "train":

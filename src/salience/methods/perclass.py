@@ -14,11 +14,19 @@ from salience.methods.base import METHODS
 @METHODS.register("perclass")
 class PerClass(CamMethod):
     name = "perclass"
-    defaults: ClassVar[dict[str, Any]] = {"alpha": 0.3, "beta": 0.3, "gamma": 0.3, "cam_class": "true"}
+    defaults: ClassVar[dict[str, Any]] = {
+        "alpha": 0.3,
+        "beta": 0.3,
+        "gamma": 0.3,
+        "cam_class": "true",
+    }
 
     def terms(self, t: Tensor, f: Tensor, h: Tensor) -> dict[str, Tensor]:
         true_term, false_term = cam_terms.perclass(t, f, h)
-        return {"saliency": self.params["beta"] * true_term, "saliency_false": self.params["gamma"] * false_term}
+        return {
+            "saliency": self.params["beta"] * true_term,
+            "saliency_false": self.params["gamma"] * false_term,
+        }
 
     def term_names(self) -> tuple[str, ...]:
         return ("saliency", "saliency_false")

@@ -62,7 +62,10 @@ BACKBONES: Registry = Registry("backbone")
 # keeps this catalogue equal to the registry.
 BACKBONE_MODULES = {
     "smallcnn": "salience.models.small",
-    **{n: "salience.models.torchvision_backbones" for n in ("resnet18", "resnet50", "densenet121", "efficientnet_b7", "swin_t")},
+    **{
+        n: "salience.models.torchvision_backbones"
+        for n in ("resnet18", "resnet50", "densenet121", "efficientnet_b7", "swin_t")
+    },
 }
 
 
@@ -101,7 +104,9 @@ class Classifier(nn.Module):
     def __init__(self, backbone: Backbone, num_classes: int = 2, cam_layer: str = "pooled") -> None:
         super().__init__()
         if cam_layer not in CAM_LAYERS:
-            raise ConfigError(f"model.cam_layer {cam_layer!r}: choose one of {', '.join(CAM_LAYERS)}")
+            raise ConfigError(
+                f"model.cam_layer {cam_layer!r}: choose one of {', '.join(CAM_LAYERS)}"
+            )
         self.backbone = backbone
         self.fc = nn.Linear(backbone.num_features, num_classes)
         self.cam_layer = cam_layer
@@ -127,7 +132,9 @@ class Classifier(nn.Module):
                     f"model.cam_layer 'cyborg_legacy' is not defined for backbone "
                     f"{type(self.backbone).__name__}; use 'pooled'"
                 )
-        return ModelOutput(logits=self.fc(emb), features=feats, cam_features=cam_feats, embedding=emb)
+        return ModelOutput(
+            logits=self.fc(emb), features=feats, cam_features=cam_feats, embedding=emb
+        )
 
     def cams(self, out: ModelOutput) -> Tensor:
         """B×K×H×W class activation maps of `out` (no bias)."""

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from salience.errors import SalienceError
-from salience.io import atomic_paths, write_json, write_text
+from salience.io import atomic_paths, write_json
 from salience.reporting.aggregate import (
     collect_roc,
     collect_runs,

@@ -26,16 +26,24 @@ def load(path: str | os.PathLike) -> dict[str, Any]:
     """Load a model checkpoint safely; every failure is a one-line CheckpointError naming the file."""
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"{path}: checkpoint not found; train the run first (python -m salience train ...)")
+        raise CheckpointError(
+            f"{path}: checkpoint not found; train the run first (python -m salience train ...)"
+        )
     obj = read(path)
     if not isinstance(obj, dict) or not isinstance(obj.get("state_dict"), dict):
-        raise CheckpointError(f"{path}: not a salience checkpoint (no 'state_dict'); use a model.pt written by `salience train`")
+        raise CheckpointError(
+            f"{path}: not a salience checkpoint (no 'state_dict'); use a model.pt written by `salience train`"
+        )
     if not isinstance(obj.get("meta", {}), dict):
-        raise CheckpointError(f"{path}: not a salience checkpoint ('meta' is not a mapping); use a model.pt written by `salience train`")
+        raise CheckpointError(
+            f"{path}: not a salience checkpoint ('meta' is not a mapping); use a model.pt written by `salience train`"
+        )
     return obj
 
 
-def load_model_state(model: torch.nn.Module, ckpt: dict[str, Any], path: str | os.PathLike, expect: dict[str, Any]) -> None:
+def load_model_state(
+    model: torch.nn.Module, ckpt: dict[str, Any], path: str | os.PathLike, expect: dict[str, Any]
+) -> None:
     """Load `ckpt['state_dict']` into `model` after checking that its meta matches `expect`."""
     meta = ckpt.get("meta") or {}
     for key, want in expect.items():
@@ -48,7 +56,11 @@ def load_model_state(model: torch.nn.Module, ckpt: dict[str, Any], path: str | o
     own = model.state_dict()
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
-    shape = [k for k in own if k in state and tuple(getattr(state[k], "shape", ())) != tuple(own[k].shape)]
+    shape = [
+        k
+        for k in own
+        if k in state and tuple(getattr(state[k], "shape", ())) != tuple(own[k].shape)
+    ]
     if missing or unexpected or shape:
         example = (missing or unexpected or shape)[0]
         raise CheckpointError(
@@ -59,4 +71,6 @@ def load_model_state(model: torch.nn.Module, ckpt: dict[str, Any], path: str | o
         model.load_state_dict(state, strict=True)
     except (RuntimeError, TypeError) as exc:
         first = str(exc).splitlines()[0]
-        raise CheckpointError(f"{path}: weights do not fit this model ({first}); is it from another backbone/method?") from None
+        raise CheckpointError(
+            f"{path}: weights do not fit this model ({first}); is it from another backbone/method?"
+        ) from None

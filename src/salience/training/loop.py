@@ -26,6 +26,7 @@ from salience import config as C
 from salience.data.loader import BatchStream
 from salience.data.prepared import PreparedDataset
 from salience.errors import CheckpointError, DataError, TrainingDiverged
+from salience.evaluation.metrics import auroc
 from salience.io import atomic_path, write_json
 from salience.methods.base import Method, build_method
 from salience.models.base import Backbone, build_backbone, feature_grid
@@ -45,10 +46,14 @@ def split_rows(ds: PreparedDataset, split: str, fold: str) -> np.ndarray:
     """Rows of a split for a fold: the held-out subset is removed from train and val only."""
     exclude = () if fold == "all" else (fold,)
     if fold != "all" and fold not in ds.subsets():
-        raise DataError(f"{ds.root}: fold {fold!r} is not a subset of this dataset (subsets: {', '.join(ds.subsets())})")
+        raise DataError(
+            f"{ds.root}: fold {fold!r} is not a subset of this dataset (subsets: {', '.join(ds.subsets())})"
+        )
     rows = ds.rows(split, exclude_subsets=exclude if split != "test" else ())
     if len(rows) == 0:
-        raise DataError(f"{ds.root}: split {split!r} is empty for fold {fold!r}; add rows to the manifest")
+        raise DataError(
+            f"{ds.root}: split {split!r} is empty for fold {fold!r}; add rows to the manifest"
+        )
     return rows
 
 
@@ -66,29 +71,10 @@ def find_backbone(model: torch.nn.Module) -> Backbone:
     raise TypeError(f"{type(model).__name__} contains no Backbone")
 
 
-def auroc(labels: np.ndarray, scores: np.ndarray, what: str) -> float:
-    """AUROC as the Mann–Whitney statistic with average ranks for ties: equal to sklearn's
-    roc_auc_score (tested), without its 0.9 s import in every training job."""
-    labels = np.asarray(labels)
-    scores = np.asarray(scores, dtype=np.float64)
-    if len(np.unique(labels)) < 2:
-        raise DataError(f"{what}: only one class present, AUROC is undefined; the split needs both labels")
-    if not np.all(np.isfinite(scores)):
-        raise DataError(f"{what}: scores contain NaN/inf; the model diverged — lower train.lr")
-    order = np.argsort(scores, kind="mergesort")
-    sorted_scores = scores[order]
-    ranks = np.empty(len(scores), dtype=np.float64)
-    # average rank of each tie group (1-based)
-    _, start, counts = np.unique(sorted_scores, return_index=True, return_counts=True)
-    avg = start + (counts + 1) / 2.0
-    ranks[order] = np.repeat(avg, counts)
-    pos = labels == 1
-    n_pos, n_neg = int(pos.sum()), int((~pos).sum())
-    return float((ranks[pos].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
-
-
 @torch.no_grad()
-def predict(method: Method, model: torch.nn.Module, stream: BatchStream) -> tuple[np.ndarray, np.ndarray]:
+def predict(
+    method: Method, model: torch.nn.Module, stream: BatchStream
+) -> tuple[np.ndarray, np.ndarray]:
     """(labels, logits N×2) over a stream, in eval mode; restores the previous mode."""
     was = model.training
     model.eval()
@@ -137,7 +123,11 @@ class _Progress:
             self.bar.update(1)
             self.bar.set_postfix(loss=f"{loss:.4f}")
         elif self.n % self.every == 0 or self.n == self.total:
-            print(f"{self.desc} batch {self.n}/{self.total} loss {loss:.4f} ({time.time() - self.t0:.1f}s)", file=sys.stderr, flush=True)
+            print(
+                f"{self.desc} batch {self.n}/{self.total} loss {loss:.4f} ({time.time() - self.t0:.1f}s)",
+                file=sys.stderr,
+                flush=True,
+            )
 
     def close(self) -> None:
         if self.bar is not None:
@@ -149,7 +139,9 @@ def train(cfg: dict, spec: C.RunSpec, stage: str = "train", tracker=None) -> Pat
     resolved = C.resolve_run(cfg, spec)
     method = build_method(spec.method, resolved["method_params"])
     if stage not in method.stages:
-        raise C.ConfigError(f"method {spec.method!r} has stages {', '.join(method.stages)}; not {stage!r}")
+        raise C.ConfigError(
+            f"method {spec.method!r} has stages {', '.join(method.stages)}; not {stage!r}"
+        )
     tcfg = resolved["train"]
     out = stage_dir(C.run_dir(cfg, spec), stage, method)
     out.mkdir(parents=True, exist_ok=True)
@@ -165,17 +157,28 @@ def train(cfg: dict, spec: C.RunSpec, stage: str = "train", tracker=None) -> Pat
     if sel_metric == "val_loss" and not ds.index["has_map"].to_numpy()[rows_val].any():
         # a map-prediction loss is 0 on unannotated rows: with no annotated val row every epoch
         # would tie, so keep the last epoch instead (docs/decisions.md)
-        log.warning("%s (%s): val split has no saliency maps; selecting the last epoch", spec.run_id, stage)
+        log.warning(
+            "%s (%s): val split has no saliency maps; selecting the last epoch", spec.run_id, stage
+        )
         sel_mode = "last"
     if sel_metric == "val_auroc" and len(np.unique(ds.index["label"].to_numpy()[rows_val])) < 2:
-        raise DataError(f"{ds.root}: val split of fold {spec.fold!r} has a single class; AUROC-based model selection needs both")
+        raise DataError(
+            f"{ds.root}: val split of fold {spec.fold!r} has a single class; AUROC-based model selection needs both"
+        )
 
     seed_everything(spec.seed)
     model = build_model_for(spec, resolved, method, stage).to(device)
     grid = feature_grid(find_backbone(model), ds.image_size)
     if grid < 2 and method.uses_maps:
-        log.warning("%s: %s gives a %d×%d CAM grid at %d px: CAMs and map losses carry no spatial information; "
-                    "prepare the data at a larger image_size", spec.run_id, spec.backbone, grid, grid, ds.image_size)
+        log.warning(
+            "%s: %s gives a %d×%d CAM grid at %d px: CAMs and map losses carry no spatial information; "
+            "prepare the data at a larger image_size",
+            spec.run_id,
+            spec.backbone,
+            grid,
+            grid,
+            ds.image_size,
+        )
     previous = None
     idx = method.stages.index(stage)
     if idx > 0:
@@ -185,9 +188,21 @@ def train(cfg: dict, spec: C.RunSpec, stage: str = "train", tracker=None) -> Pat
     if tcfg["channels_last"] and device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
 
-    opt = torch.optim.SGD(model.parameters(), lr=tcfg["lr"], momentum=tcfg["momentum"], weight_decay=tcfg["weight_decay"])
+    opt = torch.optim.SGD(
+        model.parameters(),
+        lr=tcfg["lr"],
+        momentum=tcfg["momentum"],
+        weight_decay=tcfg["weight_decay"],
+    )
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=tcfg["lr_step"], gamma=tcfg["lr_gamma"])
-    state: dict[str, Any] = {"epoch": 0, "best": None, "best_epoch": -1, "best_state": None, "history": [], "mlflow_run": None}
+    state: dict[str, Any] = {
+        "epoch": 0,
+        "best": None,
+        "best_epoch": -1,
+        "best_state": None,
+        "history": [],
+        "mlflow_run": None,
+    }
     fingerprint = C.config_hash({"resolved": resolved, "stage": stage})
     ck_path = out / "checkpoint.pt"
     if ck_path.exists():
@@ -195,24 +210,51 @@ def train(cfg: dict, spec: C.RunSpec, stage: str = "train", tracker=None) -> Pat
         log.info("resuming %s (%s) from epoch %d", spec.run_id, stage, state["epoch"])
 
     if tracker is not None:
-        tags = {"stage": stage, "config_hash": fingerprint, "git_commit": _git(), "weights_origin": find_backbone(model).weights_origin,
-                "dataset": spec.dataset, "fold": spec.fold, "backbone": spec.backbone, "method": spec.method,
-                "variant": spec.variant, "seed": str(spec.seed)}
-        state["mlflow_run"] = tracker.start(_experiment(resolved), spec.run_id, tags, resume=state.get("mlflow_run"))
+        tags = {
+            "stage": stage,
+            "config_hash": fingerprint,
+            "git_commit": _git(),
+            "weights_origin": find_backbone(model).weights_origin,
+            "dataset": spec.dataset,
+            "fold": spec.fold,
+            "backbone": spec.backbone,
+            "method": spec.method,
+            "variant": spec.variant,
+            "seed": str(spec.seed),
+        }
+        state["mlflow_run"] = tracker.start(
+            _experiment(resolved), spec.run_id, tags, resume=state.get("mlflow_run")
+        )
         tracker.log_params({"stage": stage, **resolved})
 
     autocast = tcfg["bf16"] and device.type == "cuda"
-    for epoch in range(state["epoch"], tcfg["epochs"]):
+    epochs = method.stage_epochs(stage, tcfg["epochs"])
+    for epoch in range(state["epoch"], epochs):
         torch.manual_seed(spec.seed * 100_003 + epoch)  # per-epoch RNG: resume == uninterrupted
-        stream = BatchStream(ds, rows_train, tcfg["batch_size"], cam_grid=grid, shuffle=True, seed=spec.seed,
-                             epoch=epoch, flip_maps=resolved["flip_maps"], device=device, no_singleton=True)
+        stream = BatchStream(
+            ds,
+            rows_train,
+            tcfg["batch_size"],
+            cam_grid=grid,
+            shuffle=True,
+            seed=spec.seed,
+            epoch=epoch,
+            flip_maps=resolved["flip_maps"],
+            device=device,
+            no_singleton=True,
+        )
         if epoch == state["epoch"] and stream.merges_singleton:
-            log.info("%s: %d training rows in batches of %d would leave a last batch of one sample; it is merged "
-                     "into the batch before it (BatchNorm needs two samples)", spec.run_id, len(rows_train), tcfg["batch_size"])
+            log.info(
+                "%s: %d training rows in batches of %d would leave a last batch of one sample; it is merged "
+                "into the batch before it (BatchNorm needs two samples)",
+                spec.run_id,
+                len(rows_train),
+                tcfg["batch_size"],
+            )
         model.train()
         sums: dict[str, float] = {}
         n_seen = 0
-        progress = _Progress(len(stream), f"[{spec.run_id} {stage}] epoch {epoch + 1}/{tcfg['epochs']}")
+        progress = _Progress(len(stream), f"[{spec.run_id} {stage}] epoch {epoch + 1}/{epochs}")
         for b, batch in enumerate(stream):
             with torch.autocast("cuda", dtype=torch.bfloat16, enabled=autocast):
                 lo = method.loss(model, batch, stage)
@@ -231,9 +273,15 @@ def train(cfg: dict, spec: C.RunSpec, stage: str = "train", tracker=None) -> Pat
                 sums[k] = sums.get(k, 0.0) + float(v.detach()) * bs
             progress.update(value)
         progress.close()
-        row = {"epoch": epoch + 1, "lr": opt.param_groups[0]["lr"], **{f"train_{k}": v / n_seen for k, v in sums.items()}}
+        row = {
+            "epoch": epoch + 1,
+            "lr": opt.param_groups[0]["lr"],
+            **{f"train_{k}": v / n_seen for k, v in sums.items()},
+        }
         sched.step()
-        val_stream = BatchStream(ds, rows_val, tcfg["eval_batch_size"], cam_grid=grid, device=device)
+        val_stream = BatchStream(
+            ds, rows_val, tcfg["eval_batch_size"], cam_grid=grid, device=device
+        )
         if sel_metric == "val_loss":
             row["val_loss"] = mean_loss(method, model, val_stream, stage)
         else:
@@ -241,56 +289,126 @@ def train(cfg: dict, spec: C.RunSpec, stage: str = "train", tracker=None) -> Pat
             row["val_auroc"] = auroc(labels, softmax_p1(logits), f"{spec.run_id} val split")
         value = row[sel_metric]
         # strict improvement: the earliest epoch wins ties (CYBORG's `>=` let the latest win)
-        better = state["best"] is None or sel_mode == "last" or (value > state["best"] if sel_mode == "max" else value < state["best"])
+        better = (
+            state["best"] is None
+            or sel_mode == "last"
+            or (value > state["best"] if sel_mode == "max" else value < state["best"])
+        )
         if better:
-            state.update(best=value, best_epoch=epoch + 1, best_state=copy.deepcopy({k: v.cpu() for k, v in model.state_dict().items()}))
+            state.update(
+                best=value,
+                best_epoch=epoch + 1,
+                best_state=copy.deepcopy({k: v.cpu() for k, v in model.state_dict().items()}),
+            )
         state["history"].append(row)
         state["epoch"] = epoch + 1
-        print(f"[{spec.run_id} {stage}] epoch {epoch + 1}: " + " ".join(f"{k}={v:.4f}" for k, v in row.items() if k != "epoch"), file=sys.stderr, flush=True)
+        print(
+            f"[{spec.run_id} {stage}] epoch {epoch + 1}: "
+            + " ".join(f"{k}={v:.4f}" for k, v in row.items() if k != "epoch"),
+            file=sys.stderr,
+            flush=True,
+        )
         if tracker is not None:
             tracker.log_metrics({k: v for k, v in row.items() if k != "epoch"}, step=epoch + 1)
         ckpt.save(_checkpoint(state, fingerprint, model, opt, sched), ck_path)
 
-    meta = {"run_id": spec.run_id, "backbone": spec.backbone, "method": spec.method, "stage": stage,
-            "cam_layer": resolved["model"]["cam_layer"], "image_size": ds.image_size, "cam_grid": grid,
-            "best_epoch": state["best_epoch"], sel_metric: state["best"], "weights_origin": find_backbone(model).weights_origin,
-            "method_params": resolved["method_params"]}
+    meta = {
+        "run_id": spec.run_id,
+        "backbone": spec.backbone,
+        "method": spec.method,
+        "stage": stage,
+        "cam_layer": resolved["model"]["cam_layer"],
+        "image_size": ds.image_size,
+        "cam_grid": grid,
+        "best_epoch": state["best_epoch"],
+        sel_metric: state["best"],
+        "weights_origin": find_backbone(model).weights_origin,
+        "method_params": resolved["method_params"],
+    }
     with atomic_path(out / "history.csv") as tmp:
         pd.DataFrame(state["history"]).to_csv(tmp, index=False)
-    write_json(out / "run.json", {**resolved, "stage": stage, "best_epoch": state["best_epoch"], "selection": sel_metric,
-                                  "weights_origin": find_backbone(model).weights_origin, "mlflow_run": state["mlflow_run"],
-                                  "config_hash": fingerprint})
-    ckpt.save({"state_dict": state["best_state"], "meta": meta}, out / "model.pt")  # last: Snakemake's output
+    write_json(
+        out / "run.json",
+        {
+            **resolved,
+            "stage": stage,
+            "stage_epochs": epochs,
+            "best_epoch": state["best_epoch"],
+            "selection": sel_metric,
+            "weights_origin": find_backbone(model).weights_origin,
+            "mlflow_run": state["mlflow_run"],
+            "config_hash": fingerprint,
+        },
+    )
+    ckpt.save(
+        {"state_dict": state["best_state"], "meta": meta}, out / "model.pt"
+    )  # last: Snakemake's output
     if tracker is not None:
-        tracker.log_metrics({f"best_{sel_metric}": state["best"], "best_epoch": state["best_epoch"]})
+        tracker.log_metrics(
+            {f"best_{sel_metric}": state["best"], "best_epoch": state["best_epoch"]}
+        )
         if stage != method.stages[-1]:
             tracker.end("FINISHED")
     return out
 
 
 def _checkpoint(state: dict, fingerprint: str, model, opt, sched) -> dict:
-    return {"version": CHECKPOINT_VERSION, "fingerprint": fingerprint, "epoch": state["epoch"], "best": state["best"],
-            "best_epoch": state["best_epoch"], "best_state": state["best_state"], "history": state["history"],
-            "mlflow_run": state["mlflow_run"], "model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict()}
+    return {
+        "version": CHECKPOINT_VERSION,
+        "fingerprint": fingerprint,
+        "epoch": state["epoch"],
+        "best": state["best"],
+        "best_epoch": state["best_epoch"],
+        "best_state": state["best_state"],
+        "history": state["history"],
+        "mlflow_run": state["mlflow_run"],
+        "model": model.state_dict(),
+        "opt": opt.state_dict(),
+        "sched": sched.state_dict(),
+    }
 
 
 def _resume(path: Path, fingerprint: str, model, opt, sched) -> dict:
     """State of an interrupted attempt. The file is untrusted (weights_only; code is refused)."""
     restart = "delete it to restart the run"
-    obj = ckpt.read(path, fix=restart)  # a torn write cannot happen (atomic), but a foreign file can
-    keys = ("epoch", "best", "best_epoch", "best_state", "history", "mlflow_run", "model", "opt", "sched")
-    if not isinstance(obj, dict) or obj.get("version") != CHECKPOINT_VERSION or any(k not in obj for k in keys):
-        raise CheckpointError(f"{path}: not a resumable checkpoint of this salience version; {restart}")
+    obj = ckpt.read(
+        path, fix=restart
+    )  # a torn write cannot happen (atomic), but a foreign file can
+    keys = (
+        "epoch",
+        "best",
+        "best_epoch",
+        "best_state",
+        "history",
+        "mlflow_run",
+        "model",
+        "opt",
+        "sched",
+    )
+    if (
+        not isinstance(obj, dict)
+        or obj.get("version") != CHECKPOINT_VERSION
+        or any(k not in obj for k in keys)
+    ):
+        raise CheckpointError(
+            f"{path}: not a resumable checkpoint of this salience version; {restart}"
+        )
     if obj.get("fingerprint") != fingerprint:
-        raise CheckpointError(f"{path}: checkpoint belongs to a different configuration of this run; {restart}")
+        raise CheckpointError(
+            f"{path}: checkpoint belongs to a different configuration of this run; {restart}"
+        )
     try:
         model.load_state_dict(obj["model"])
         opt.load_state_dict(obj["opt"])
         sched.load_state_dict(obj["sched"])
     except (RuntimeError, KeyError, ValueError, TypeError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"{path}: checkpoint does not fit this run's model ({first}); {restart}") from None
-    return {k: obj[k] for k in ("epoch", "best", "best_epoch", "best_state", "history", "mlflow_run")}
+        raise CheckpointError(
+            f"{path}: checkpoint does not fit this run's model ({first}); {restart}"
+        ) from None
+    return {
+        k: obj[k] for k in ("epoch", "best", "best_epoch", "best_state", "history", "mlflow_run")
+    }
 
 
 def _experiment(resolved: dict) -> str:

@@ -36,6 +36,8 @@ def pick_device(name: str) -> torch.device:
         return torch.device("cpu")
     if name == "cuda":
         if not torch.cuda.is_available():
-            raise ConfigError("train.device is 'cuda' but no CUDA device is available; use 'auto' or 'cpu'")
+            raise ConfigError(
+                "train.device is 'cuda' but no CUDA device is available; use 'auto' or 'cpu'"
+            )
         return torch.device("cuda")
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
