@@ -16,7 +16,7 @@ import torch
 from _support import ROOT, prepare_tiny, run_cli, tiny_config, write_config
 
 from salience import config as C
-from salience.errors import CheckpointError, TrainingDiverged
+from salience.errors import CheckpointError, DataError, TrainingDiverged
 from salience.evaluation.evaluate import evaluate_run
 from salience.methods.base import METHODS, import_all
 from salience.training.loop import train
@@ -389,6 +389,10 @@ def test_auroc_equals_sklearn():
             np.zeros(n),
         ):  # ties included
             assert auroc(y, s, "x") == pytest.approx(roc_auc_score(y, s), abs=1e-12)
+    with pytest.raises(DataError, match=r"^x: scores contain NaN/inf; the model diverged"):
+        auroc(np.array([0, 1, 1]), np.array([0.1, np.nan, 0.3]), "x")
+    with pytest.raises(DataError, match=r"^x: only one class present"):
+        auroc(np.array([1, 1]), np.array([0.1, 0.3]), "x")
     y = rng.integers(0, 2, 400)
     subset = np.where(y == 1, rng.choice(["a", "b"], 400), "")
     p1, ps = rng.random(400), np.round(rng.random(400), 1)

@@ -151,9 +151,8 @@ def evaluate_checkpoint(
             **(extra or {}),
         }
     )
-    text = (
-        json.dumps(metrics, indent=2, sort_keys=True, allow_nan=False) + "\n"
-    )  # as write_json: NaN is refused
+    # as write_json: NaN is refused
+    text = json.dumps(metrics, indent=2, sort_keys=True, allow_nan=False) + "\n"
     with atomic_paths(out_dir / "scores.csv", out_dir / "metrics.json") as (
         tmp_scores,
         tmp_metrics,
