@@ -60,9 +60,11 @@ def gaussian_blur(x: Tensor, sigma: float, kernel_size: int = 7) -> Tensor:
     i = torch.arange(-r, r + 1, dtype=x.dtype, device=x.device)
     w = torch.exp(-0.5 * (i / float(sigma)) ** 2)
     w = w / w.sum()
+    band_w = _band(width, w)
+    band_h = band_w if height == width else _band(height, w)
     y = F.pad(x, [r, r, r, r], mode="reflect")  # B×C×(H+2r)×(W+2r)
-    y = y @ _band(width, w)  # along the width: B×C×(H+2r)×W
-    return _band(height, w).t() @ y  # along the height: B×C×H×W
+    y = y @ band_w  # along the width: B×C×(H+2r)×W
+    return band_h.t() @ y  # along the height: B×C×H×W
 
 
 def _as_b1hw(h: Tensor, x: Tensor) -> Tensor:
