@@ -53,8 +53,12 @@ def add_parsers(subparsers: Any) -> None:
     )
     p.set_defaults(func=cmd_prepare)
 
-    imp = subparsers.add_parser("import", help="convert a CYBORG or 4-column CSV into a manifest")
-    sub = imp.add_subparsers(dest="layout", required=True, metavar="{cyborg,fourcol}")
+    imp = subparsers.add_parser(
+        "import", help="convert a CSV, fixations or drawn regions into a manifest (+ maps)"
+    )
+    sub = imp.add_subparsers(
+        dest="layout", required=True, metavar="{cyborg,fourcol,fixations,regions}"
+    )
     c = sub.add_parser(
         "cyborg", help="CYBORG: headerless split,class,relative_path + heatmap folder"
     )
@@ -91,6 +95,9 @@ def add_parsers(subparsers: Any) -> None:
     f.add_argument("--split-map", nargs="*", default=[], help="OLD=NEW")
     f.add_argument("--label-map", nargs="*", default=[], help="NAME=0|1")
     f.set_defaults(func=cmd_import)
+    from salience.data.mapimport_cli import add_map_importers
+
+    add_map_importers(sub)
 
 
 KNOB_ARGS = (
