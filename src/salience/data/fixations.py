@@ -29,7 +29,13 @@ from pathlib import Path
 
 import numpy as np
 
-from salience.data.mapimport import locate_images, read_labels, to_uint8, write_output
+from salience.data.mapimport import (
+    Labelled,
+    locate_images,
+    read_labels,
+    to_uint8,
+    write_output,
+)
 from salience.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -131,7 +137,22 @@ class Counts:
     def __init__(self) -> None:
         self.bad: list[str] = []  # "file line n: reason"
         self.discarded = 0
-        self.scaled = 0
+
+    def report_bad(self, skip: bool) -> None:
+        """Refuse bad rows (one line with the count and the first), or warn when skipping them."""
+        if self.bad:
+            first = self.bad[0]
+            if not skip:
+                raise DataError(
+                    f"{len(self.bad)} fixation row(s) have a negative or NaN duration, a NaN "
+                    f"position or σ (first: {first}); fix or remove them, or pass --skip-bad-rows "
+                    f"to leave them out"
+                )
+            log.warning("left out %d bad fixation row(s) (first: %s)", len(self.bad), first)
+        if self.discarded:
+            log.warning(
+                "left out %d REFLACX reading(s) marked eye_tracking_data_discarded", self.discarded
+            )
 
 
 def read_fixations(path: Path, layout: str, sigma: float | None, counts: Counts) -> list[Reading]:
@@ -265,19 +286,7 @@ def import_fixations(
     readings: list[Reading] = []
     for f in fixations:
         readings += read_fixations(Path(f), layout, sigma, counts)
-    if counts.bad:
-        first = counts.bad[0]
-        if not skip_bad_rows:
-            raise DataError(
-                f"{len(counts.bad)} fixation row(s) have a negative or NaN duration, a NaN "
-                f"position or σ (first: {first}); fix or remove them, or pass --skip-bad-rows to "
-                f"leave them out"
-            )
-        log.warning("left out %d bad fixation row(s) (first: %s)", len(counts.bad), first)
-    if counts.discarded:
-        log.warning(
-            "left out %d REFLACX reading(s) marked eye_tracking_data_discarded", counts.discarded
-        )
+    counts.report_bad(skip_bad_rows)
     locate_images(labelled, images)
     by_image: dict[str, list[Reading]] = defaultdict(list)
     unknown: dict[str, int] = defaultdict(int)
@@ -295,16 +304,23 @@ def import_fixations(
             next(iter(unknown)),
         )
     stats = {"outside": 0, "fixations": 0, "scaled": 0}
-    maps: dict[str, np.ndarray] = {}
-    no_map = []
-    for key, row in labelled.items():
-        assert row.size is not None
-        per_reader = [reading_map(rd, row.size, outside, stats) for rd in by_image.get(key, [])]
-        per_reader = [m for m in per_reader if m is not None]
-        if per_reader:
-            maps[key] = to_uint8(np.mean(per_reader, axis=0))
-        else:
-            no_map.append(key)
+
+    def make_map(key: str, row: Labelled) -> np.ndarray | None:
+        # readers averaged with equal weight: each reading has unit mass (docs/decisions.md)
+        total, n = None, 0
+        for rd in by_image.get(key, []):
+            assert row.size is not None
+            m = reading_map(rd, row.size, outside, stats)
+            if m is not None:
+                total, n = (m if total is None else total + m), n + 1
+        return None if total is None else to_uint8(total / n)
+
+    manifest, mdir, no_map = write_output(labelled, make_map, out, maps_dir)
+    _report(stats, outside, no_map)
+    return manifest, mdir, len(labelled) - len(no_map)
+
+
+def _report(stats: dict[str, int], outside: str, no_map: list[str]) -> None:
     if stats["outside"]:
         how = "left out" if outside == "drop" else "moved to the nearest edge (--outside clip)"
         log.warning(
@@ -326,10 +342,3 @@ def import_fixations(
             len(no_map),
             no_map[0],
         )
-    if not maps:
-        raise DataError(
-            f"no labelled image has a fixation; check that the ids in {labels} match the "
-            f"fixation file's image ids"
-        )
-    manifest, mdir = write_output(labelled, maps, out, maps_dir)
-    return manifest, mdir, len(maps)

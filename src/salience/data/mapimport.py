@@ -17,6 +17,7 @@ from __future__ import annotations
 import csv
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -145,14 +146,17 @@ def to_uint8(m: np.ndarray) -> np.ndarray:
 
 def write_output(
     labelled: dict[str, Labelled],
-    maps: dict[str, np.ndarray],
+    make_map: Callable[[str, Labelled], np.ndarray | None],
     out: str | os.PathLike,
     maps_dir: str | os.PathLike | None,
-) -> tuple[Path, Path]:
-    """Write each uint8 map as `<maps_dir>/<id>.png` and the manifest `out`; return both paths.
+) -> tuple[Path, Path, list[str]]:
+    """Write `make_map(id, row)` (uint8 H×W, or None: no map) as `<maps_dir>/<id>.png` for every
+    labelled image, then the manifest `out`. Returns (manifest, maps folder, ids without a map).
 
-    `maps_dir` (default `<manifest folder>/maps`) is written as a temporary sibling and renamed;
-    an existing folder is replaced only if an earlier import made it (marker file).
+    Maps are saved as they are made (a study's maps do not fit in memory together) into a
+    temporary sibling of `maps_dir` (default `<manifest folder>/maps`) that is renamed when all
+    are written; an existing folder is replaced only if an earlier import made it (marker file).
+    A DataError from `make_map` or no map at all leaves nothing behind.
     """
     from PIL import Image
 
@@ -162,18 +166,28 @@ def write_output(
     out = Path(out)
     mdir = Path(maps_dir) if maps_dir else out.parent / "maps"
     check_replaceable(mdir, MAPS_MARKER, "a maps folder written by `salience import`")
-    rows = []
-    for key, row in labelled.items():
-        here = f"--labels line {row.line}"
-        sal = ""
-        if key in maps:
-            sal = relative_to_manifest(mdir / f"{key}.png", out.parent, here)
+    for row in labelled.values():  # before any work: every path must fit in the manifest
         assert row.path is not None
-        image = relative_to_manifest(row.path, out.parent, here)
-        rows.append((row.split, row.label, image, sal, row.subset))
+        relative_to_manifest(row.path, out.parent, f"--labels line {row.line}")
+    relative_to_manifest(mdir / "x.png", out.parent, "--maps")
+    rows, no_map = [], []
     with atomic_dir(mdir) as tmp:
         (tmp / MAPS_MARKER).write_text("maps written by `python -m salience import`\n")
-        for key, m in maps.items():
-            Image.fromarray(m).save(tmp / f"{key}.png")
+        for key, row in labelled.items():
+            assert row.path is not None
+            m = make_map(key, row)
+            sal = ""
+            if m is None:
+                no_map.append(key)
+            else:
+                Image.fromarray(m).save(tmp / f"{key}.png")
+                sal = relative_to_manifest(mdir / f"{key}.png", out.parent, "--maps")
+            image = relative_to_manifest(row.path, out.parent, f"--labels line {row.line}")
+            rows.append((row.split, row.label, image, sal, row.subset))
+        if len(no_map) == len(rows):
+            raise DataError(
+                "no labelled image got a map; check that the image ids in --labels match the ids "
+                "in the fixation or annotation file"
+            )
     write_manifest(out, rows)
-    return out, mdir
+    return out, mdir, no_map

@@ -26,7 +26,13 @@ from pathlib import Path
 
 import numpy as np
 
-from salience.data.mapimport import locate_images, read_labels, to_uint8, write_output
+from salience.data.mapimport import (
+    Labelled,
+    locate_images,
+    read_labels,
+    to_uint8,
+    write_output,
+)
 from salience.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -174,29 +180,29 @@ def import_regions(
             len(unknown),
             unknown[0],
         )
-    maps: dict[str, np.ndarray] = {}
-    no_map, beyond, scaled = [], 0, 0
-    for key, row in labelled.items():
+    stats = {"beyond": 0, "scaled": 0}
+
+    def make_map(key: str, row: Labelled) -> np.ndarray | None:
         assert row.size is not None
-        polys = regions.get(key, [])
-        w, h = row.size
+        polys, (w, h) = regions.get(key, []), row.size
         if key in grids and grids[key] != (w, h):
             fx, fy = w / grids[key][0], h / grids[key][1]
             polys = [[(x * fx, y * fy) for x, y in p] for p in polys]
-            scaled += 1
-        beyond += sum(any(not (0 <= x <= w - 1 and 0 <= y <= h - 1) for x, y in p) for p in polys)
+            stats["scaled"] += 1
+        stats["beyond"] += sum(
+            any(not (0 <= x <= w - 1 and 0 <= y <= h - 1) for x, y in p) for p in polys
+        )
         m = region_map(polys, (w, h), sigma) if polys else None
-        if m is None or m.max() <= 0:
-            no_map.append(key)
-        else:
-            maps[key] = to_uint8(m)
-    if beyond:
-        log.warning("%d region(s) reach outside their image: clipped to the image", beyond)
-    if scaled:
+        return None if m is None or m.max() <= 0 else to_uint8(m)
+
+    manifest, mdir, no_map = write_output(labelled, make_map, out, maps_dir)
+    if stats["beyond"]:
+        log.warning("%d region(s) reach outside their image: clipped to the image", stats["beyond"])
+    if stats["scaled"]:
         log.warning(
             "%d image(s) are stored at another size than the annotation file says: regions "
             "scaled to the file",
-            scaled,
+            stats["scaled"],
         )
     if no_map:
         log.warning(
@@ -205,10 +211,4 @@ def import_regions(
             len(no_map),
             no_map[0],
         )
-    if not maps:
-        raise DataError(
-            f"no labelled image has a drawn region; check that the ids in {labels} match the "
-            f"annotation file's image names"
-        )
-    manifest, mdir = write_output(labelled, maps, out, maps_dir)
-    return manifest, mdir, len(maps)
+    return manifest, mdir, len(labelled) - len(no_map)
