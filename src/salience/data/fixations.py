@@ -254,7 +254,10 @@ def reading_map(
         return None
     m = rasterise(x, y, d, sx, sy, (h, w))
     total = m.sum()
-    return m / total if total > 0 else None
+    if not total > 0:
+        return None
+    m /= total
+    return m
 
 
 def import_fixations(
@@ -312,8 +315,15 @@ def import_fixations(
             assert row.size is not None
             m = reading_map(rd, row.size, outside, stats)
             if m is not None:
-                total, n = (m if total is None else total + m), n + 1
-        return None if total is None else to_uint8(total / n)
+                n += 1
+                if total is None:
+                    total = m
+                else:
+                    total += m
+        if total is None:
+            return None
+        total /= n
+        return to_uint8(total)
 
     manifest, mdir, no_map = write_output(labelled, make_map, out, maps_dir)
     _report(stats, outside, no_map)
