@@ -242,6 +242,11 @@ def test_generic_layout_bad_rows_and_nothing_half_written(
     assert "1 of 7 fixation(s) fall outside their image: moved to the nearest edge" in caplog.text
     b = reference([[(8, 9, 0.2, 2.0, 2.0), (0, 9, 0.2, 2.0, 2.0)]])
     assert np.abs(load(mdir / "b.png") - b).max() <= 1
+    # --weight count: every fixation weighs 1, whatever its duration
+    fx.write_text("image,x,y,duration\n" + "\n".join(good) + "\na,20,20,5.0\n")
+    import_fixations([fx], labels, out, images=tmp_path, sigma=2.0, weight="count", maps_dir=mdir)
+    a = reference([[(3, 4, 1.0, 2.0, 2.0), (20, 20, 1.0, 2.0, 2.0)]])
+    assert np.abs(load(mdir / "a.png") - a).max() <= 1
 
 
 @pytest.mark.parametrize(
@@ -270,6 +275,12 @@ def test_labelled_image_without_file(tmp_path: Path) -> None:
         DataError, match=r"--labels line 8: no image file named g.png/.jpg/... under"
     ):
         import_fixations([tmp_path / "f.csv"], labels, tmp_path / "m.csv", images=tmp_path, sigma=1)
+    labels.write_text("\n".join(labels.read_text().splitlines()[:-1]) + "\n")
+    (tmp_path / "f.csv").write_text("image,x,y,duration\nzz,1,1,1\n")
+    with pytest.raises(DataError, match="^no labelled image got a map; check that the image ids"):
+        import_fixations([tmp_path / "f.csv"], labels, tmp_path / "m.csv", images=tmp_path, sigma=1)
+    assert not (tmp_path / "m.csv").exists() and not (tmp_path / "maps").exists()
+    assert not list(tmp_path.glob(".tmp-*"))
 
 
 def inside_polygon(poly: list[tuple[float, float]], shape: tuple[int, int]) -> np.ndarray:

@@ -231,7 +231,11 @@ def _read_reflacx(
 
 
 def reading_map(
-    rd: Reading, size: tuple[int, int], outside: str, counts: dict[str, int]
+    rd: Reading,
+    size: tuple[int, int],
+    outside: str,
+    counts: dict[str, int],
+    weight: str = "duration",
 ) -> np.ndarray | None:
     """The unit-mass float map of one reading on a `size` = (W, H) image, or None (no mass)."""
     w, h = size
@@ -250,6 +254,8 @@ def reading_map(
         x, y, d, sx, sy = (v[inside] for v in (x, y, d, sx, sy))
     else:
         x, y = np.clip(x, 0, w - 1), np.clip(y, 0, h - 1)
+    if weight == "count":  # the egd-cxr authors' heatmaps count fixations (docs/decisions.md)
+        d = np.ones_like(d)
     if len(x) == 0 or d.sum() <= 0:
         return None
     m = rasterise(x, y, d, sx, sy, (h, w))
@@ -269,6 +275,7 @@ def import_fixations(
     layout: str = "auto",
     sigma: float | None = None,
     outside: str = "drop",
+    weight: str = "duration",
     skip_bad_rows: bool = False,
     maps_dir: str | os.PathLike | None = None,
     split_map: dict[str, str] | None = None,
@@ -281,6 +288,7 @@ def import_fixations(
     without a file. Warnings (one line each, with counts): fixations outside their image
     (`outside` = "drop" leaves them out, "clip" moves them to the nearest edge pixel), labelled
     images without a usable fixation (no map), fixations on ids the labels do not list.
+    `weight` = "duration" (default) or "count" (every fixation weighs 1).
     """
     if sigma is not None and not sigma > 0:
         raise DataError(f"--sigma {sigma}: must be a positive number of pixels")
@@ -313,7 +321,7 @@ def import_fixations(
         total, n = None, 0
         for rd in by_image.get(key, []):
             assert row.size is not None
-            m = reading_map(rd, row.size, outside, stats)
+            m = reading_map(rd, row.size, outside, stats, weight)
             if m is not None:
                 n += 1
                 if total is None:

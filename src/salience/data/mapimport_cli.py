@@ -41,6 +41,7 @@ def add_map_importers(sub: Any) -> None:
         help="Gaussian σ in image pixels (default: egd 150, REFLACX 1° per fixation; generic: required)",
     )
     f.add_argument("--outside", choices=["drop", "clip"], default="drop")
+    f.add_argument("--weight", choices=["duration", "count"], default="duration")
     f.add_argument(
         "--skip-bad-rows", action="store_true", help="leave out NaN/negative rows (counted)"
     )
@@ -80,6 +81,7 @@ def cmd_fixations(args: argparse.Namespace) -> int:
         args.out,
         layout=args.layout,
         outside=args.outside,
+        weight=args.weight,
         skip_bad_rows=args.skip_bad_rows,
         **_maps(args),
     )
