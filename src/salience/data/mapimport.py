@@ -102,8 +102,9 @@ def locate_images(labelled: dict[str, Labelled], images: str | os.PathLike | Non
     index: dict[str, list[Path]] = {}
     if any(r.path is None for r in labelled.values()):
         if images is None or not Path(images).is_dir():
+            where = f"--images {images}: not a folder" if images else "no --images given"
             raise DataError(
-                f"--images {images}: not a folder; give the folder holding the image files "
+                f"{where}; give the folder holding the image files "
                 f"(found by name: <image id>.png/.jpg/...), or add a path column to --labels"
             )
         for dirpath, dirs, files in os.walk(images):
