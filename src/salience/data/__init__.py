@@ -3,6 +3,8 @@
 - `salience.data.generate`  — the embedded benchmark (iris / face / chest), PNGs + manifest.csv
 - `salience.data.manifest`  — the manifest format (`split,label,image,saliency,subset`) and its checks
 - `salience.data.importers` — CYBORG's headerless CSV + heatmap folder, the 4-column CSV
+- `salience.data.fixations`, `salience.data.regions` — eye-tracking fixations and drawn regions
+  to PNG maps + manifest (shared parts in `salience.data.mapimport`)
 - `salience.data.prepare`   — validate, decode and resize once into memory-mappable .npy arrays
 - `salience.data.prepared`  — `PreparedDataset`, the reader every later step uses
 

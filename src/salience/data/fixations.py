@@ -299,21 +299,7 @@ def import_fixations(
         readings += read_fixations(Path(f), layout, sigma, counts)
     counts.report_bad(skip_bad_rows)
     locate_images(labelled, images)
-    by_image: dict[str, list[Reading]] = defaultdict(list)
-    unknown: dict[str, int] = defaultdict(int)
-    for rd in readings:
-        if rd.image in labelled:
-            by_image[rd.image].append(rd)
-        else:
-            unknown[rd.image] += len(rd.rows)
-    if unknown:
-        log.warning(
-            "left out %d fixation(s) on %d image id(s) not in --labels (e.g. %r); add them to the "
-            "label CSV if they belong to the study (egd-cxr also has calibration images)",
-            sum(unknown.values()),
-            len(unknown),
-            next(iter(unknown)),
-        )
+    by_image = _by_image(readings, labelled)
     stats = {"outside": 0, "fixations": 0, "scaled": 0}
 
     def make_map(key: str, row: Labelled) -> np.ndarray | None:
@@ -336,6 +322,26 @@ def import_fixations(
     manifest, mdir, no_map = write_output(labelled, make_map, out, maps_dir)
     _report(stats, outside, no_map)
     return manifest, mdir, len(labelled) - len(no_map)
+
+
+def _by_image(readings: list[Reading], labelled: dict[str, Labelled]) -> dict[str, list[Reading]]:
+    """Readings grouped by labelled image id; fixations on other ids are counted and left out."""
+    by_image: dict[str, list[Reading]] = defaultdict(list)
+    unknown: dict[str, int] = defaultdict(int)
+    for rd in readings:
+        if rd.image in labelled:
+            by_image[rd.image].append(rd)
+        else:
+            unknown[rd.image] += len(rd.rows)
+    if unknown:
+        log.warning(
+            "left out %d fixation(s) on %d image id(s) not in --labels (e.g. %r); add them to the "
+            "label CSV if they belong to the study (egd-cxr also has calibration images)",
+            sum(unknown.values()),
+            len(unknown),
+            next(iter(unknown)),
+        )
+    return by_image
 
 
 def _report(stats: dict[str, int], outside: str, no_map: list[str]) -> None:

@@ -125,6 +125,23 @@ def read_box_csv(path: Path) -> dict[str, list[Polygon]]:
     return dict(regions)
 
 
+def read_annotations(
+    annotations: list[str | os.PathLike],
+) -> tuple[dict[str, list[Polygon]], dict[str, tuple[float, float]]]:
+    """Regions of every file (`.json` = COCO, else box CSV) by image id, and the COCO grids."""
+    regions: dict[str, list[Polygon]] = defaultdict(list)
+    grids: dict[str, tuple[float, float]] = {}
+    for a in map(Path, annotations):
+        if a.suffix.lower() == ".json":
+            regs, g = read_coco(a)
+            grids.update(g)
+        else:
+            regs = read_box_csv(a)
+        for key, polys in regs.items():
+            regions[key] += polys
+    return regions, grids
+
+
 def region_map(polygons: list[Polygon], size: tuple[int, int], sigma: float | None) -> np.ndarray:
     """Binary (0/1 float) union of `polygons` on a `size` = (W, H) grid, Gaussian-softened if σ."""
     from PIL import Image, ImageDraw
@@ -161,17 +178,7 @@ def import_regions(
     if sigma is not None and not sigma >= 0:
         raise DataError(f"--sigma {sigma}: must be a number of pixels ≥ 0 (0 = binary maps)")
     labelled = read_labels(labels, split_map, label_map)
-    regions: dict[str, list[Polygon]] = defaultdict(list)
-    grids: dict[str, tuple[float, float]] = {}
-    for a in annotations:
-        a = Path(a)
-        if a.suffix.lower() == ".json":
-            regs, g = read_coco(a)
-            grids.update(g)
-        else:
-            regs = read_box_csv(a)
-        for key, polys in regs.items():
-            regions[key] += polys
+    regions, grids = read_annotations(annotations)
     locate_images(labelled, images)
     unknown = [k for k in regions if k not in labelled]
     if unknown:
