@@ -210,13 +210,13 @@ def test_generic_layout_bad_rows_and_nothing_half_written(
     good = [f"{k},{x},{y},0.2" for k, x, y in (("a", 3, 4), ("b", 8, 9), ("c", 1, 1), ("d", 5, 5), ("e", 7, 7), ("f", 9, 2))]  # fmt: skip
     fx = tmp_path / "fix.csv"
     fx.write_text("image,x,y,duration,reader\n" + "\n".join(f"{g},r1" for g in good)
-                  + "\na,10,10,-0.1,r2\nb,nan,3,0.2,r1\nc,4,4,,r2\na,12,12,0.3,r2\n")  # fmt: skip
+                  + "\na,10,10,-0.1,r2\nb,nan,3,0.2,r1\nc,4,4,,r2\nd,1,1,inf,r2,extra\na,12,12,0.3,r2\n")  # fmt: skip
     out = tmp_path / "manifest.csv"
     with pytest.raises(DataError, match="generic layout needs --sigma PX"):
         import_fixations([fx], labels, out, images=tmp_path)
     with pytest.raises(
         DataError,
-        match=r"^3 fixation row\(s\) have a negative or NaN duration, a NaN position or σ "
+        match=r"^4 fixation row\(s\) have a negative or NaN duration, or a NaN position or σ "
         r"\(first: .*fix.csv line 8: duration -0.1\); fix or remove them, or pass --skip-bad-rows",
     ):
         import_fixations([fx], labels, out, images=tmp_path, sigma=2.0)
@@ -231,7 +231,7 @@ def test_generic_layout_bad_rows_and_nothing_half_written(
     caplog.set_level(logging.WARNING)
     _, mdir, n = import_fixations([fx], labels, out, images=tmp_path, sigma=2.0,
                                   skip_bad_rows=True, maps_dir=tmp_path / "gaze")  # fmt: skip
-    assert n == 6 and "left out 3 bad fixation row(s) (first: " in caplog.text
+    assert n == 6 and "left out 4 bad fixation row(s) (first: " in caplog.text
     # reader r1 and r2 on image a: averaged with equal weight
     a = reference([[(3, 4, 0.2, 2.0, 2.0)], [(12, 12, 0.3, 2.0, 2.0)]])
     assert np.abs(load(mdir / "a.png") - a).max() <= 1

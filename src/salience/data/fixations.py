@@ -106,7 +106,10 @@ def _table(path: Path) -> tuple[list[str], list[dict[str, str]]]:
         raise DataError(f"{path}: fixation file not found; check the path")
     with open(path, newline="", encoding="utf-8-sig") as fh:
         reader = csv.DictReader(fh)
-        rows = [{(k or "").strip(): (v or "").strip() for k, v in r.items()} for r in reader]
+        # cells beyond the header (key None) are ignored; missing cells read as empty
+        rows = [
+            {k.strip(): (v or "").strip() for k, v in r.items() if k is not None} for r in reader
+        ]
         return [h.strip() for h in reader.fieldnames or []], rows
 
 
@@ -144,7 +147,7 @@ class Counts:
             first = self.bad[0]
             if not skip:
                 raise DataError(
-                    f"{len(self.bad)} fixation row(s) have a negative or NaN duration, a NaN "
+                    f"{len(self.bad)} fixation row(s) have a negative or NaN duration, or a NaN "
                     f"position or σ (first: {first}); fix or remove them, or pass --skip-bad-rows "
                     f"to leave them out"
                 )
@@ -187,11 +190,11 @@ def read_fixations(path: Path, layout: str, sigma: float | None, counts: Counts)
 def _add(
     rd: Reading, x: float, y: float, d: float, sx: float, sy: float, here: str, counts: Counts
 ) -> None:
-    if math.isnan(d) or d < 0:
+    if not math.isfinite(d) or d < 0:
         counts.bad.append(f"{here}: duration {d}")
-    elif math.isnan(x) or math.isnan(y):
+    elif not (math.isfinite(x) and math.isfinite(y)):
         counts.bad.append(f"{here}: position ({x}, {y})")
-    elif not (sx > 0 and sy > 0):
+    elif not (0 < sx < math.inf and 0 < sy < math.inf):
         counts.bad.append(f"{here}: σ ({sx}, {sy}) px")
     else:
         rd.rows.append((x, y, d, sx, sy))
@@ -284,7 +287,8 @@ def import_fixations(
     """Rasterise fixations into one PNG map per labelled image and write a manifest at `out`.
 
     Returns (manifest, maps folder, number of maps). Raises DataError for unusable input: unknown
-    columns, negative/NaN durations or NaN positions (unless `skip_bad_rows`), labelled images
+    columns, negative/NaN/infinite durations or NaN/infinite positions and σ (unless
+    `skip_bad_rows`), labelled images
     without a file. Warnings (one line each, with counts): fixations outside their image
     (`outside` = "drop" leaves them out, "clip" moves them to the nearest edge pixel), labelled
     images without a usable fixation (no map), fixations on ids the labels do not list.
