@@ -305,7 +305,7 @@ def inside_polygon(poly: list[tuple[float, float]], shape: tuple[int, int]) -> n
 
 
 def test_regions_coco_and_box_csv_then_prepare(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture
 ) -> None:
     labels = dataset(tmp_path)
     tri = [4.0, 4.0, 30.0, 6.0, 12.0, 25.0]
@@ -330,9 +330,13 @@ def test_regions_coco_and_box_csv_then_prepare(
         "d,Nodule,R1,2,3,9,8\nd,Nodule,R2,20.0,10.0,35.0,28.0\ne,No finding,R1,,,,\n"
     )
     caplog.set_level(logging.WARNING)
-    out, mdir, n = import_regions([tmp_path / "ann.json", tmp_path / "boxes.csv"], labels,
-                                  tmp_path / "manifest.csv", images=tmp_path)  # fmt: skip
-    assert n == 4  # a, b, c (clipped), d; e: nothing drawn; f: not annotated
+    out, mdir = tmp_path / "manifest.csv", tmp_path / "maps"
+    argv = ["import", "regions", "--annotations", str(tmp_path / "ann.json"), "--annotations",
+            str(tmp_path / "boxes.csv"), "--labels", str(labels), "--images", str(tmp_path),
+            "--out", str(out)]  # fmt: skip
+    assert main(argv) == 0
+    # a, b, c (clipped), d; e: nothing drawn; f: not annotated
+    assert f"region maps: 4 in {mdir}" in capsys.readouterr().out
     assert "1 region(s) reach outside their image: clipped to the image" in caplog.text
     assert "2 labelled image(s) have no region inside the image (e.g. 'e')" in caplog.text
     assert "left out the regions of 1 image id(s) not in --labels (e.g. 'zz')" in caplog.text
