@@ -249,22 +249,57 @@ def test_generic_layout_bad_rows_and_nothing_half_written(
     assert np.abs(load(mdir / "a.png") - a).max() <= 1
 
 
-@pytest.mark.parametrize(
-    ("content", "message"),
-    [
-        ("timestamp_start_fixation,timestamp_end_fixation,x_position,y_position\n0,1,2,3\n",
-         "this is one REFLACX reading's fixations.csv; give the metadata_phase_<n>.csv"),
-        ("img,px,py\na,1,2\n", "columns img, px, py match no known layout: egd-cxr fixations.csv"),
-    ],
-)  # fmt: skip
-def test_fixation_file_of_unknown_layout(tmp_path: Path, content: str, message: str) -> None:
+REFLACX_ONE = "timestamp_start_fixation,timestamp_end_fixation,x_position,y_position\n0,1,2,3\n"
+RLE = {
+    "images": [{"id": 1, "file_name": "a.png"}],
+    "annotations": [{"id": 7, "image_id": 1, "segmentation": {"counts": "x", "size": [3, 4]}}],
+}
+# (case, kind, file content, extra arguments, the documented line in docs/data.md; F = the file)
+BAD = [
+    ("reflacx-reading-file", "fixations", REFLACX_ONE, [],
+     "F: this is one REFLACX reading's fixations.csv; give the metadata_phase_<n>.csv beside the "
+     "reading folders instead (--fixations main_data/metadata_phase_3.csv)"),
+    ("unknown-columns", "fixations", "img,px,py\na,1,2\n", [],
+     "F: columns img, px, py match no known layout: egd-cxr fixations.csv (DICOM_ID, X_ORIGINAL, "
+     "Y_ORIGINAL, FPOGD), REFLACX metadata (id, dicom_id, image_size_x, image_size_y) or generic "
+     "(image,x,y,duration[,reader])"),
+    ("generic-no-sigma", "fixations", "image,x,y,duration\na,1,1,1\n", [],
+     "F: the generic layout needs --sigma PX (one degree of visual angle in image pixels at your "
+     "viewing distance and zoom; see docs/decisions.md)"),
+    ("forced-layout-columns", "fixations", "image,x,y,duration\na,1,1,1\n", ["--layout", "egd"],
+     "F line 1: no column(s) DICOM_ID, X_ORIGINAL, Y_ORIGINAL, FPOGD for layout egd"),
+    ("ids-match-nothing", "fixations", "image,x,y,duration\nzz,1,1,1\n", ["--sigma", "2"],
+     "no labelled image got a map; check that the image ids in --labels match the ids in the "
+     "fixation or annotation file"),
+    ("rle", "regions", json.dumps(RLE), [],
+     "F: annotation 7: RLE segmentation is not supported; export polygons (or boxes) instead"),
+    ("inverted-box", "regions", "image,x_min,y_min,x_max,y_max\na,5,5,2,9\n", [],
+     "F line 2: box ['5', '5', '2', '9'] is not x_min ≤ x_max, y_min ≤ y_max numbers; fix the row "
+     "(leave all four empty for 'nothing drawn')"),
+    ("box-columns", "regions", "image,x_min,y_min,x_max\na,5,5,2\n", [],
+     "F line 1: no column(s) y_max; a box CSV has image,x_min,y_min,x_max,y_max (pixels)"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("kind", "content", "extra", "expect"), [c[1:] for c in BAD],
+                         ids=[c[0] for c in BAD])  # fmt: skip
+def test_bad_input_one_documented_line_nothing_written(
+    tmp_path: Path, capsys: pytest.CaptureFixture, kind: str, content: str, extra: list, expect: str
+) -> None:
+    """Exit status 2, one `error:` line exactly as docs/data.md lists it, no file added."""
     labels = dataset(tmp_path)
-    (tmp_path / "f.csv").write_text(content)
-    argv = ["import", "fixations", "--fixations", str(tmp_path / "f.csv"), "--labels",
-            str(labels), "--images", str(tmp_path), "--out", str(tmp_path / "m.csv")]  # fmt: skip
-    with pytest.raises(DataError, match=message):
-        import_fixations([tmp_path / "f.csv"], labels, tmp_path / "m.csv", images=tmp_path)
-    assert main(argv) == 2 and not (tmp_path / "m.csv").exists()
+    f = tmp_path / ("ann.json" if content.startswith("{") else "in.csv")
+    f.write_text(content)
+    before = set(tmp_path.rglob("*"))
+    flag = "--fixations" if kind == "fixations" else "--annotations"
+    argv = ["import", kind, flag, str(f), "--labels", str(labels), "--images", str(tmp_path),
+            "--out", str(tmp_path / "m.csv"), *extra]  # fmt: skip
+    assert main(argv) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    want = str(f) + expect[1:] if expect.startswith("F") else expect
+    assert lines[-1] == "error: " + want
+    assert set(tmp_path.rglob("*")) == before
+    assert expect in (REPO / "docs" / "data.md").read_text()
 
 
 def test_labelled_image_without_file(tmp_path: Path) -> None:
