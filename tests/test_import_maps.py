@@ -316,6 +316,16 @@ def test_labelled_image_without_file(tmp_path: Path) -> None:
         import_fixations([tmp_path / "f.csv"], labels, tmp_path / "m.csv", images=tmp_path, sigma=1)
     assert not (tmp_path / "m.csv").exists() and not (tmp_path / "maps").exists()
     assert not list(tmp_path.glob(".tmp-*"))
+    # a path column (relative to the label CSV) needs no --images; without either: one line
+    rows = [f"{k},{s},{lab},files/p{k}/{k}.png" for k, s, lab in IDS]
+    (tmp_path / "lab2.csv").write_text("image,split,label,path\n" + "\n".join(rows) + "\n")
+    (tmp_path / "f.csv").write_text("image,x,y,duration\nb,1,1,1\n")
+    out, _, n = import_fixations(
+        [tmp_path / "f.csv"], tmp_path / "lab2.csv", tmp_path / "m.csv", sigma=1
+    )
+    assert n == 1 and manifest_rows(out)["b"]["image"] == "files/pb/b.png"
+    with pytest.raises(DataError, match=r"^no --images given; give the folder holding the image"):
+        import_fixations([tmp_path / "f.csv"], labels, tmp_path / "m.csv", sigma=1)
 
 
 def inside_polygon(poly: list[tuple[float, float]], shape: tuple[int, int]) -> np.ndarray:
@@ -352,12 +362,14 @@ def test_regions_coco_and_box_csv_then_prepare(
         + [{"id": 99, "file_name": "zz.png", "width": W, "height": H}],
         "annotations": [
             {"id": 1, "image_id": 0, "segmentation": [tri], "bbox": [4, 4, 26, 21], "iscrowd": 0},
-            {"id": 2, "image_id": 1, "segmentation": [], "bbox": [10, 5, 12, 8], "iscrowd": 0},
+            # drawn on a 2× copy: scaled to the file, the box [10, 5, 12, 8]
+            {"id": 2, "image_id": 1, "segmentation": [], "bbox": [20, 10, 24, 16], "iscrowd": 0},
             {"id": 3, "image_id": 2, "segmentation": [[30, 20, 50, 20, 50, 40, 30, 40]]},
             {"id": 4, "image_id": 99, "bbox": [1, 1, 2, 2]},
         ],
         "categories": [{"id": 1, "name": "lesion"}],
     }
+    coco["images"][1].update(width=2 * W, height=2 * H)
     (tmp_path / "ann.json").write_text(json.dumps(coco))
     # VinDr-CXR-style box CSV: image_id, one row per box and reader; empty = "No finding"
     (tmp_path / "boxes.csv").write_text(
@@ -373,6 +385,7 @@ def test_regions_coco_and_box_csv_then_prepare(
     # a, b, c (clipped), d; e: nothing drawn; f: not annotated
     assert f"region maps: 4 in {mdir}" in capsys.readouterr().out
     assert "1 region(s) reach outside their image: clipped to the image" in caplog.text
+    assert "1 image(s) are stored at another size than the annotation file says" in caplog.text
     assert "2 labelled image(s) have no region inside the image (e.g. 'e')" in caplog.text
     assert "left out the regions of 1 image id(s) not in --labels (e.g. 'zz')" in caplog.text
     want_a = inside_polygon(list(zip(tri[0::2], tri[1::2])), (H, W))
