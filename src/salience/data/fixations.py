@@ -63,7 +63,6 @@ class Reading:
 
     image: str
     reader: str
-    where: str  # file (and line of the first fixation) for messages
     grid: tuple[float, float] | None = None  # (width, height) the coordinates refer to, if known
     rows: list[tuple[float, float, float, float, float]] = field(default_factory=list)
 
@@ -182,7 +181,7 @@ def read_fixations(path: Path, layout: str, sigma: float | None, counts: Counts)
     img_c, x_c, y_c, d_c = need
     for lineno, r in enumerate(table, start=2):
         key = (r[img_c], r.get("reader", "") if layout == "generic" else "")
-        rd = readings.setdefault(key, Reading(key[0], key[1], f"{path} line {lineno}"))
+        rd = readings.setdefault(key, Reading(key[0], key[1]))
         _add(rd, _num(r[x_c]), _num(r[y_c]), _num(r[d_c]), s, s, f"{path} line {lineno}", counts)
     return list(readings.values())
 
@@ -219,7 +218,7 @@ def _read_reflacx(
         grid = (_num(m["image_size_x"]), _num(m["image_size_y"]))
         if not all(v > 0 for v in grid):
             raise DataError(f"{path} line {lineno}: image_size_x/y {grid} are not sizes")
-        rd = Reading(m["dicom_id"], m["id"], f"{fpath}", grid)
+        rd = Reading(m["dicom_id"], m["id"], grid)
         for fl, f in enumerate(fixes, start=2):
             d = _num(f["timestamp_end_fixation"]) - _num(f["timestamp_start_fixation"])
             if sigma is None:
