@@ -1,5 +1,6 @@
 """DVC on a fresh git repository holding the working tree, with config/config.yaml replaced by the
-tiny CI config: `dvc repro` rebuilds the data and the study offline, `dvc metrics show` reads the
+tiny CI config and dvc.yaml written from it (`python -m salience dvc-stages`, as after any change of
+the config's datasets): `dvc repro` rebuilds the data and the study offline, `dvc metrics show` reads the
 summary, and a second `dvc repro` has nothing to do (stable dependency hashes)."""
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ def _git(root: Path, *args: str) -> None:
 def dvc_repo(tmp_path_factory) -> Path:
     root = copy_repo(tmp_path_factory.mktemp("dvc") / "repo")
     shutil.copy2(root / TEST_CONFIG, root / "config" / "config.yaml")
+    py = str(tool_bin() / "python")
+    run([py, "-m", "salience", "dvc-stages", "--config", "config/config.yaml"], root, timeout=120)
     _git(root, "init", "-q", "-b", "main")
     _git(root, "add", "-A")
     _git(root, "commit", "-q", "-m", "working tree under test")

@@ -146,6 +146,16 @@ def cmd_ui(args: argparse.Namespace) -> None:
     serve(cfg, host=args.host, port=args.port)
 
 
+def cmd_dvc_stages(args: argparse.Namespace) -> None:
+    from salience import dvcstages
+
+    if args.check:
+        dvcstages.check(args.config, args.out, args.cores)
+        print(f"{args.out} matches {args.config}")
+    else:
+        print(f"wrote {dvcstages.write(args.config, args.out, args.cores)} from {args.config}")
+
+
 def cmd_doctor(args: argparse.Namespace) -> None:
     from salience.doctor import report
 
@@ -156,7 +166,7 @@ def cmd_doctor(args: argparse.Namespace) -> None:
 # Commands defined in this module, and which plugin defines each of the others: a job imports only
 # what its command needs (the reporting plugin alone costs ~2 s of CPU at start-up, paid by every
 # job of a study). A command missing from the map, `--help` and errors load every plugin.
-_CORE = ("train", "evaluate", "visualize", "runs", "ui", "doctor")
+_CORE = ("train", "evaluate", "visualize", "runs", "ui", "doctor", "dvc-stages")
 _PLUGIN_OF = {
     "generate": "salience.data.cli",
     "prepare": "salience.data.cli",
@@ -232,6 +242,16 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     u.add_argument("--host", default="127.0.0.1")
     u.add_argument("--port", type=int, default=5000)
     u.set_defaults(func=cmd_ui)
+
+    s = sub.add_parser(
+        "dvc-stages",
+        help="write dvc.yaml (generate, prepare, study stages) from a config (docs/data.md)",
+    )
+    s.add_argument("--config", required=True)
+    s.add_argument("--out", default="dvc.yaml", help="file to write (default: dvc.yaml)")
+    s.add_argument("--cores", type=int, default=2, help="snakemake --cores of the study stage")
+    s.add_argument("--check", action="store_true", help="only check that the file matches")
+    s.set_defaults(func=cmd_dvc_stages)
 
     d = sub.add_parser(
         "doctor", help="versions, devices, torchvision shim, tracking URI, determinism"
