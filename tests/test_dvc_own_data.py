@@ -155,3 +155,20 @@ def test_fresh_clone_pulls_and_reproduces_bit_identically(alice, tmp_path):
     assert any(name.endswith(".csv") for name in tables)
     assert tables == sha256_tree(alice / "results/tables")
     assert "up to date" in dvc(bob, "status").lower()
+
+
+def test_imported_data_are_prepared_the_same_way(tmp_path):
+    """Data that live elsewhere come in with `dvc import-url` (here a lab's folder outside the
+    repository) instead of `dvc add`; the pipeline is the same."""
+    root = copy_repo(tmp_path / "repo")
+    git(root, "init", "-q", "-b", "main")
+    write_own_dataset(tmp_path / "lab" / "mine")
+    dvc(root, "import-url", str(tmp_path / "lab" / "mine"), "data/raw/mine")
+    assert (root / "data/raw/mine.dvc").is_file()
+    (root / "config" / "mine.yaml").write_text(OWN_CONFIG)
+    assert "not tracked" not in salience(root, "dvc-stages", "--config", "config/mine.yaml")
+    dvc(root, "repro", "prepare@mine")
+    prepared = root / "data/prepared/mine"
+    assert sha256_tree(root / "data/raw/mine") == sha256_tree(tmp_path / "lab" / "mine")
+    assert yaml.safe_load((prepared / "meta.json").read_text())["n"] == 76
+    assert "up to date" in dvc(root, "status", "prepare@mine").lower()
