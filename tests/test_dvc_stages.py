@@ -34,7 +34,7 @@ def salience(cwd: Path, *args: str) -> subprocess.CompletedProcess:
 
 
 def mixed_repo(tmp_path: Path) -> Path:
-    (tmp_path / "config").mkdir()
+    (tmp_path / "config").mkdir(parents=True)
     (tmp_path / "config" / "mine.yaml").write_text(MIXED)
     return tmp_path
 
@@ -113,5 +113,18 @@ def test_manifest_in_the_repository_root_is_refused(tmp_path):
         "error: datasets.mine.manifest: manifest.csv lies in the repository root, so DVC would "
         "track the whole repository as its data; move the dataset into its own folder (e.g. "
         "data/raw/mine/manifest.csv)"
+    )
+    assert not (root / "dvc.yaml").exists()
+
+
+def test_data_dir_outside_the_repository_is_refused(tmp_path):
+    root = mixed_repo(tmp_path / "repo")
+    outside = tmp_path / "scratch"
+    (root / "config" / "mine.yaml").write_text(f"data_dir: {outside}\n" + MIXED)
+    proc = salience(root, "dvc-stages", "--config", "config/mine.yaml")
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == (
+        f"error: data_dir: {outside} lies outside the repository ({root}), where DVC cannot keep "
+        "stage outputs; use a path inside it (e.g. data_dir: data)"
     )
     assert not (root / "dvc.yaml").exists()

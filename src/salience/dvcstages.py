@@ -73,14 +73,26 @@ def raw_folders(cfg: dict) -> dict[str, str]:
     return out
 
 
+def _inside(cfg: dict, key: str) -> str:
+    """`cfg[key]` (data_dir or results_dir) relative to the repository; ConfigError when it lies
+    outside, because DVC 3 refuses stage outputs outside its repository."""
+    rel = _rel(cfg[key])
+    if Path(rel).is_absolute() or rel.split("/")[0] == "..":
+        raise ConfigError(
+            f"{key}: {cfg[key]} lies outside the repository ({Path.cwd()}), where DVC cannot "
+            f"keep stage outputs; use a path inside it (e.g. {key}: "
+            f"{'data' if key == 'data_dir' else 'results'})"
+        )
+    return rel
+
+
 def stages(cfg: dict, config_path: str, cores: int = 2) -> dict[str, Any]:
     """The `stages` mapping of dvc.yaml for a validated config read from `config_path`."""
     cfg_arg = _rel(config_path)
+    data_dir, results = _inside(cfg, "data_dir"), _inside(cfg, "results_dir")
     raw = raw_folders(cfg)
     generated = [n for n, ds in cfg["datasets"].items() if ds["source"] == "generated"]
     prepared = [_rel(sc.prepared_dir(cfg, n)) for n in cfg["datasets"]]
-    data_dir = _rel(cfg["data_dir"])
-    results = _rel(cfg["results_dir"])
     params = [{cfg_arg: ["datasets.${key}"]}]
     out: dict[str, Any] = {}
     if generated:
