@@ -128,3 +128,19 @@ def test_data_dir_outside_the_repository_is_refused(tmp_path):
         "stage outputs; use a path inside it (e.g. data_dir: data)"
     )
     assert not (root / "dvc.yaml").exists()
+
+
+def test_manifest_outside_the_repository_is_a_dependency_with_a_warning(tmp_path):
+    root = mixed_repo(tmp_path / "repo")
+    lab = tmp_path / "lab" / "mine"
+    text = MIXED.replace("data/raw/mine/manifest.csv", f"{lab}/manifest.csv")
+    (root / "config" / "mine.yaml").write_text(text)
+    proc = salience(root, "dvc-stages", "--config", "config/mine.yaml")
+    assert proc.returncode == 0, proc.stderr
+    assert (
+        f"WARNING salience.dvcstages: {lab} (dataset mine) lies outside the repository: DVC "
+        f"hashes it but cannot push or pull it; `dvc import-url {lab} data/raw/mine` and point "
+        "the manifest there (docs/data.md, section 6)"
+    ) in proc.stderr
+    stages = yaml.safe_load((root / "dvc.yaml").read_text())["stages"]
+    assert stages["prepare"]["foreach"]["mine"] == str(lab)

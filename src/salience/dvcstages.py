@@ -181,7 +181,20 @@ def write(config_path: str, out: str | os.PathLike = "dvc.yaml", cores: int = 2)
     with atomic_path(out) as tmp:
         tmp.write_text(text)
     for name, folder in raw_folders(cfg).items():
-        if cfg["datasets"][name]["source"] == "manifest" and not _tracked(Path(folder)):
+        if cfg["datasets"][name]["source"] != "manifest":
+            continue
+        if Path(folder).is_absolute() or folder.split("/")[0] == "..":
+            log.warning(
+                "%s (dataset %s) lies outside the repository: DVC hashes it but cannot push or pull "
+                "it; `dvc import-url %s %s/raw/%s` and point the manifest there (docs/data.md, "
+                "section 6)",
+                folder,
+                name,
+                folder,
+                _rel(cfg["data_dir"]),
+                name,
+            )
+        elif not _tracked(Path(folder)):
             log.warning(
                 "%s (dataset %s) is not tracked by DVC: `dvc add %s` (docs/data.md, section 6)",
                 folder,
