@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import http.server
+import json
 import os
 import threading
 from pathlib import Path
@@ -22,17 +23,20 @@ from pathlib import Path
 import salience  # noqa: F401  - installs the torchvision shim before torchvision is imported
 
 # isort: split
+import pandas as pd
 import pytest
 import torch
 import torchvision.models as tvm
 from _shared_data import shared_tiny_root
 from _support import run_cli, tiny_config, write_config
 
+from salience import cli
 from salience.config import load_config, validate
 from salience.errors import ConfigError, SalienceError
 from salience.models.base import build_backbone
 from salience.models.fetch import fetch, hash_prefix
 from salience.models.weights import IMAGENET_URLS, imagenet_file
+from salience.reporting.aggregate import collect_runs, find_run_dirs
 
 ROOT = Path(__file__).resolve().parents[1]
 BASE = "https://download.pytorch.org/models/"
@@ -284,3 +288,74 @@ def test_paper_configs_require_imagenet_and_the_demo_does_not():
     for rel in ("config/paper.yaml", "config/paper-dd.yaml"):
         assert load_config(ROOT / rel)["model"]["weights"] == "imagenet", rel
     assert load_config(ROOT / "config/config.yaml")["model"]["weights"] == "auto"
+
+
+# ------------------------------------------------------------------------------ table captions
+def _run(root: Path, backbone: str, method: str, seed: int, origin: str) -> None:
+    run_id = f"chest/all/{backbone}/{method}/base/seed{seed}"
+    d = root / run_id
+    d.mkdir(parents=True)
+    meta = {"run_id": run_id, "dataset": "chest", "task": "chest", "fold": "all"}
+    meta |= {"backbone": backbone, "method": method, "variant": "base", "seed": seed}
+    (d / "run.json").write_text(json.dumps(meta | {"weights_origin": origin}))
+    au = 0.7 + 0.01 * seed + 0.02 * (method == "sage")
+    metrics = {
+        "auroc": {"all": au},
+        "auroc_sigmoid": {"all": au},
+        "n": {"all": {"pos": 8, "neg": 8}},
+    }
+    (d / "metrics.json").write_text(json.dumps(metrics | {"best_epoch": 1, "epochs": 2}))
+
+
+def _tables(tmp_path: Path, origin_of, *extra: str) -> tuple[int, Path]:
+    """Run dirs → runs.csv → `tables` (the CLI, in process); origin_of(backbone, seed)."""
+    root, out = tmp_path / "runs", tmp_path / "out"
+    for bb in ("resnet50", "efficientnet_b7"):
+        for m in ("xent", "sage"):
+            for s in range(3):
+                _run(root, bb, m, s, origin_of(bb, s))
+    out.mkdir(parents=True)
+    collect_runs(find_run_dirs(root)).to_csv(out / "runs.csv", index=False)  # as `aggregate`
+    rc = cli.main(["tables", "--runs", str(out / "runs.csv"), "--out-dir", str(out / "t"), *extra])
+    return rc, out / "t"
+
+
+def test_every_caption_states_the_weights_origin(tmp_path):
+    rc, out = _tables(tmp_path, lambda bb, s: f"imagenet:{imagenet_file(bb)}")
+    assert rc == 0
+    t2 = (out / "sage_t2.tex").read_text()
+    assert (
+        r"Backbones initialised from ImageNet (torchvision IMAGENET1K\_V1 files "
+        r"efficientnet\_b7\_lukemelas-c5b4e57e.pth, resnet50-0676ba61.pth)." in t2
+    )
+    assert "resnet50-0676ba61.pth)." in (out / "sage_t1.tex").read_text()
+    data = pd.read_csv(out / "sage_t2.csv")
+    assert set(data.loc[data["kind"] == "run", "weights_origin"].str.split(":").str[0]) == {
+        "imagenet"
+    }
+    rc, out = _tables(tmp_path / "r", lambda bb, s: "random")
+    assert rc == 0
+    for tid in ("sage_t1", "sage_t2", "agreement"):
+        tex = (out / f"{tid}.tex").read_text()
+        assert "no runs" in tex or "Backbones randomly initialised (no pretrained weights)." in tex
+
+
+def test_a_table_mixing_random_and_pretrained_runs_is_refused_unless_allowed(tmp_path, capsys):
+    def origin(bb: str, seed: int) -> str:  # one ResNet-50 seed lost its weights file
+        return "random" if (bb, seed) == ("resnet50", 1) else f"imagenet:{imagenet_file(bb)}"
+
+    rc, out = _tables(tmp_path, origin)
+    assert rc == 2 and not out.exists()  # no table written
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert line == (
+        "error: table sage_t1: its runs mix backbone initialisations (ImageNet: 4 runs (e.g. "
+        "chest/all/resnet50/sage/base/seed0); random init: 2 runs (e.g. "
+        "chest/all/resnet50/sage/base/seed1)); rerun them with one model.weights (`python -m "
+        "salience weights fetch` for the ImageNet files), or allow it with `tables "
+        "--allow-mixed-weights` (report.allow_mixed_weights: true)"
+    )
+    rc, out = _tables(tmp_path / "allowed", origin, "--allow-mixed-weights")
+    assert rc == 0
+    assert "Mixed backbone initialisation: ImageNet (4 runs), random init (2 runs)." in (
+        (out / "sage_t1.tex").read_text()
+    )
