@@ -11,16 +11,14 @@ fix the expected hashes.
 Why not `torch.hub.download_url_to_file`: when a server closes the connection before the
 Content-Length is reached, `http.client` returns a short body without error, and torch then
 reports a hash mismatch for what is a broken connection. Here the body length is checked first,
-the download goes to a hidden temporary file in the target folder, and only a verified file is
-renamed to its final name (nothing is left under the final name otherwise).
+the download goes to a temporary sibling (`salience.io.atomic_path`), and only a complete, verified
+file is renamed to its final name (nothing is left under the final name otherwise).
 """
 
 from __future__ import annotations
 
 import hashlib
 import http.client
-import os
-import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -31,6 +29,7 @@ from torch.hub import HASH_REGEX
 from tqdm import tqdm
 
 from salience.errors import ConfigError, SalienceError
+from salience.io import atomic_path
 from salience.models.weights import IMAGENET_URLS, hub_dir
 
 CHUNK = 1 << 20
@@ -104,9 +103,8 @@ def fetch_one(wf: WeightFile, mirror: str | None = None, progress: bool = True) 
             )
         return "present"
     src = source_url(wf.url, mirror)
-    wf.path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = wf.path.parent / f".{wf.path.name}.{uuid.uuid4().hex}.partial"
-    try:
+    # salience.io's temporary sibling (.tmp-<name>.*), renamed only when no exception left this block
+    with atomic_path(wf.path) as tmp:
         digest, got, total = _download(src, tmp, wf.path.name, progress)
         if total is not None and got != total:
             raise SalienceError(
@@ -118,9 +116,6 @@ def fetch_one(wf: WeightFile, mirror: str | None = None, progress: bool = True) 
                 f"{src}: sha256 starts with {digest[: len(prefix)]}, not {prefix} as the file name "
                 f"says (corrupt or another file); nothing saved under {wf.path}"
             )
-        os.replace(tmp, wf.path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return "downloaded"
 
 
@@ -142,8 +137,6 @@ def _download(src: str, tmp: Path, label: str, progress: bool) -> tuple[str, int
                     h.update(chunk)
                     got += len(chunk)
                     bar.update(len(chunk))
-                out.flush()
-                os.fsync(out.fileno())
     except (URLError, OSError, http.client.HTTPException, ValueError) as exc:
         reason = getattr(exc, "reason", None) or exc
         raise SalienceError(
