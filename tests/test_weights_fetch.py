@@ -40,6 +40,7 @@ from salience.reporting.aggregate import collect_runs, find_run_dirs
 
 ROOT = Path(__file__).resolve().parents[1]
 BASE = "https://download.pytorch.org/models/"
+DOC = (ROOT / "docs" / "robustness.md").read_text()
 
 
 # ------------------------------------------------------------------------------------- mirror
@@ -217,6 +218,7 @@ def test_unreachable_mirror_and_unknown_backbone_are_one_line(tmp_path):
         "error: weights: no pinned ImageNet file for smallcnn; choose from resnet18, resnet50, "
         "densenet121, efficientnet_b7, swin_t"
     ]
+    assert small.stderr.strip() in DOC  # docs/robustness.md quotes it
 
 
 def test_weights_list_shows_each_pinned_file_and_whether_it_is_present(hub):
@@ -280,6 +282,7 @@ def test_imagenet_for_smallcnn_is_a_one_line_config_error(tmp_path):
         "pretrained ImageNet file (files exist for resnet18, resnet50, densenet121, "
         "efficientnet_b7, swin_t); use weights: none for it"
     )
+    assert str(err.value).split(": ", 1)[1] in DOC
     with pytest.raises(ConfigError, match="has no pretrained ImageNet file"):
         build_backbone("smallcnn", weights="imagenet")
 
