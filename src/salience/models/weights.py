@@ -53,10 +53,12 @@ def hub_dir() -> Path:
 
 
 def hub_checkpoint(filename: str) -> Path:
+    """Where `model.weights: imagenet|auto` looks for `filename`."""
     return hub_dir() / filename
 
 
 def no_imagenet_file(backbone: str) -> ConfigError:
+    """The one-line error for `model.weights: imagenet` on a backbone without a pinned file."""
     return ConfigError(
         f"model.weights: imagenet: backbone {backbone} has no pretrained ImageNet file "
         f"(files exist for {', '.join(IMAGENET_URLS)}); use weights: none for it"

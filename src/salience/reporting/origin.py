@@ -23,7 +23,7 @@ KIND_NAMES = {
 
 
 def origin_kind(origin: object) -> str:
-    """ "imagenet", "random", "file" or "unrecorded" for one `weights_origin` value."""
+    """Kind of one `weights_origin` value: "imagenet", "random", "file" or "unrecorded"."""
     text = "" if origin is None or pd.isna(origin) else str(origin)
     kind = text.split(":", 1)[0]
     return kind if kind in ("imagenet", "random", "file") else "unrecorded"
