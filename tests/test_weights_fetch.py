@@ -32,6 +32,7 @@ from _support import run_cli, tiny_config, write_config
 
 from salience import cli
 from salience.config import load_config, validate
+from salience.doctor import report
 from salience.errors import ConfigError, SalienceError
 from salience.models.base import build_backbone
 from salience.models.fetch import fetch, hash_prefix
@@ -285,6 +286,19 @@ def test_imagenet_for_smallcnn_is_a_one_line_config_error(tmp_path):
     assert str(err.value).split(": ", 1)[1] in DOC
     with pytest.raises(ConfigError, match="has no pretrained ImageNet file"):
         build_backbone("smallcnn", weights="imagenet")
+
+
+def test_doctor_says_which_pinned_files_a_config_needs(hub):
+    cfg = load_config(ROOT / "config/paper-dd.yaml")
+    [line] = [ln for ln in report(cfg) if ln.startswith("weights ")]
+    assert line == (
+        f"weights       model.weights imagenet; 0 of 1 pinned ImageNet files in {hub} "
+        "(missing densenet121-a639ec97.pth: `python -m salience weights fetch`)"
+    )
+    (hub / "densenet121-a639ec97.pth").write_bytes(b"x")
+    assert f"weights       model.weights imagenet; 1 of 1 pinned ImageNet files in {hub}" in report(
+        cfg
+    )
 
 
 def test_paper_configs_require_imagenet_and_the_demo_does_not():
