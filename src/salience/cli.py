@@ -14,7 +14,7 @@ from salience.errors import SalienceError
 log = logging.getLogger("salience")
 
 # Sub-packages that contribute subcommands through `add_parsers(subparsers)`.
-_PLUGINS = ("salience.data.cli", "salience.reporting.cli")
+_PLUGINS = ("salience.data.cli", "salience.reporting.cli", "salience.models.cli")
 
 
 def _config(args: argparse.Namespace) -> dict:
@@ -165,6 +165,7 @@ _PLUGIN_OF = {
     "tables": "salience.reporting.cli",
     "figures": "salience.reporting.cli",
     "summary": "salience.reporting.cli",
+    "weights": "salience.models.cli",
 }
 
 

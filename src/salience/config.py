@@ -112,6 +112,7 @@ def _check_registries(cfg: dict, source: str) -> None:
                 check_backbone_name(bb)
             except ConfigError as exc:
                 raise ConfigError(f"{source}: experiments.{exp}.backbones: {exc}") from None
+        _check_imagenet(cfg, exp, grid, source)
         for m in grid["methods"]:
             try:
                 method_class(m)
@@ -139,6 +140,17 @@ def _check_registries(cfg: dict, source: str) -> None:
                 f"{source}: datasets.{name}.holdout_subsets: list the subsets to hold out "
                 f"(one fold each) when folds is leave_one_subset_out"
             )
+
+
+def _check_imagenet(cfg: dict, exp: str, grid: dict, source: str) -> None:
+    """`model.weights: imagenet` needs a pinned ImageNet file for every backbone of the grid."""
+    if cfg["model"]["weights"] != "imagenet":
+        return
+    from salience.models.weights import imagenet_file, no_imagenet_file
+
+    for bb in grid["backbones"]:
+        if imagenet_file(bb) is None:
+            raise ConfigError(f"{source}: experiments.{exp}.backbones: {no_imagenet_file(bb)}")
 
 
 # ------------------------------------------------------------------------------------- run grid

@@ -48,10 +48,13 @@ rule tables:
             category="Tables",
             labels={"table": "{name}"},
         ),
+    params:
+        # report.allow_mixed_weights: tables may mix random-init and pretrained runs (docs/decisions.md)
+        mixed="--allow-mixed-weights" if CFG["report"]["allow_mixed_weights"] else "",
     log:
         f"{LOGS}/tables/{RESULTS_SLUG}.log",
     shell:
-        "python -m salience tables --runs {input.runs} --out-dir {output} > {log} 2>&1"
+        "python -m salience tables --runs {input.runs} --out-dir {output} {params.mixed} > {log} 2>&1"
 
 
 # Summary figures (AUROC per method/backbone/task, ROC curves, ablations).

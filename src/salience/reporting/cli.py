@@ -20,6 +20,7 @@ from salience.reporting.aggregate import (
     read_runs_csv,
 )
 from salience.reporting.figures import build_all_figures
+from salience.reporting.origin import check_single_origin
 from salience.reporting.tables import build_all, write_table
 
 METRICS = ("auroc", "auroc_sigmoid")
@@ -43,7 +44,11 @@ def cmd_aggregate(args: argparse.Namespace) -> int:
 def cmd_tables(args: argparse.Namespace) -> int:
     """runs.csv → <out-dir>/<table id>.csv and .tex for every table (empty ones included)."""
     runs = read_runs_csv(args.runs)
-    for table in build_all(runs, args.metric, args.dd_baseline, args.sage_baseline):
+    built = build_all(runs, args.metric, args.dd_baseline, args.sage_baseline)
+    for table in built:  # every table checked before any is written
+        runs_of = table.data[table.data["kind"] == "run"]
+        check_single_origin(table.id, runs_of, args.allow_mixed_weights)
+    for table in built:
         csv, tex = write_table(table, args.out_dir)
         n = int((table.data["kind"] == "aggregate").sum())
         print(f"tables: {table.id}: {n} cells -> {csv}, {tex}")
@@ -94,6 +99,11 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--metric", choices=METRICS, default="auroc", help="softmax p1 or sigmoid AUROC")
     p.add_argument("--dd-baseline", default="cyborg", help="paired-test baseline, DD tables")
     p.add_argument("--sage-baseline", default="xent", help="paired-test baseline, SAGE tables")
+    p.add_argument(
+        "--allow-mixed-weights",
+        action="store_true",
+        help="let a table mix random-init and pretrained runs (its caption says so)",
+    )
     p.set_defaults(func=cmd_tables)
 
     p = subparsers.add_parser("figures", help="ROC, seed and ablation figures")

@@ -21,12 +21,14 @@ import pandas as pd
 
 from salience.io import write_text
 from salience.reporting import style as S
+from salience.reporting.origin import caption_note
 from salience.reporting.stats import paired_test, summarize
 
 DESCRIPTORS = ["method", "backbone", "dataset", "task", "fold", "subset", "variant"]
 TABLE_COLUMNS = ["table", "kind", "row", "row_label", "col", "col_label", *DESCRIPTORS, "metric"]
 TABLE_COLUMNS += ["seed", "run_id", "value", "mean", "std", "ci_low", "ci_high", "n_seeds"]
 TABLE_COLUMNS += ["baseline", "p_vs_baseline", "p_wilcoxon_vs_baseline"]
+TABLE_COLUMNS += ["weights_origin"]  # per run row: the caption's and the mix check's source
 DF, Opt = pd.DataFrame, str | None
 
 
@@ -117,6 +119,7 @@ def _build(
     n_txt = f"n = {ns[0]}" if len(ns) == 1 else f"n = {ns[0]}--{ns[-1]}"
     within = f" within each {group_name}" if group_name else ""
     cap = f"{caption} Mean $\\pm$ std over seeds ({n_txt}); best per column{within} in bold."
+    cap += " " + caption_note(units)  # backbone initialisation of the runs (reporting/origin.py)
     tex = S.render_latex(tid, cap, stub, [S.tex(lab) for _, lab in cols], body)
     meta = {"table": tid, "metric": metric}
     runs = units.assign(**meta, kind="run")
