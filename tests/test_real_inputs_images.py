@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from _support import run_cli
 from PIL import Image
 
 from salience.data.prepare import prepare
@@ -155,6 +156,14 @@ def test_12bit_xray_in_16bit_png_keeps_its_grey_levels(tmp_path: Path, caplog) -
         f"remove the row"
     )
     assert not (tmp_path / "p10").exists()
+    # signed integer data (a 32-bit TIFF with negative values) has no bit-depth reading: an error
+    Image.fromarray(ten.astype(np.int32) - 3).save(ds / "img/ten.tif")
+    with pytest.raises(DataError) as exc:
+        prepare(manifest, tmp_path / "pneg", 32)
+    assert str(exc.value) == (
+        f"{manifest} line 3: img/ten.tif: I image has negative pixel values (min -3); store it as "
+        f"unsigned integers; re-export the file or remove the row"
+    )
 
 
 def test_16bit_maps_keep_their_own_range_and_levels(tmp_path: Path, caplog) -> None:
@@ -211,13 +220,25 @@ def test_float_map_levels_and_nan(tmp_path: Path) -> None:
     assert sorted(np.unique(d.maps[0])) == [0, 76, 255]  # 0.003/0.01 → 76.5 → 76 (round half even)
     f[3, 3] = np.nan
     Image.fromarray(f).save(ds / "maps/f.tif")
-    with pytest.raises(DataError) as exc:
-        prepare(manifest, tmp_path / "prep2", 16)
-    assert str(exc.value) == (
-        f"{manifest} line 2: maps/f.tif: saliency map holds 1 NaN or infinite pixel value(s); "
-        f"re-export the map or empty the saliency cell"
+    before = sorted(tmp_path.rglob("*"))
+    proc = run_cli(
+        [
+            "prepare",
+            "--manifest",
+            str(manifest),
+            "--out",
+            str(tmp_path / "p2"),
+            "--image-size",
+            "16",
+        ],
+        check=False,
     )
-    assert not (tmp_path / "prep2").exists()
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == (
+        f"error: {manifest} line 2: maps/f.tif: saliency map holds 1 NaN or infinite pixel "
+        f"value(s); re-export the map or empty the saliency cell"
+    )
+    assert sorted(tmp_path.rglob("*")) == before  # nothing written
 
 
 # -------------------------------------------------------------- item 10: sparse maps on grids

@@ -6,10 +6,11 @@ memory-mappable .npy arrays (layout: salience.data.prepared, docs/data.md).
   writes through a plain file handle, so neither the whole array nor its dirty pages sit in RAM.
 - Everything is written into a temporary sibling folder that is renamed at the end
   (salience.io.atomic_dir): an error leaves no output and no temporary folder behind.
+- Decoding (EXIF orientation, bit depth, map values, area resizing of maps): salience.data.decode.
 - Images: PIL `.convert("RGB")`, `Image.BILINEAR` resize to S×S (antialiased, squash, no crop).
-- Maps: `.convert("L")` (RGB maps are converted, with a warning), the same resize to S×S, min-max
-  to 0..255; the CAM-grid maps are `resize_map` of that stored map, exactly what the reader would
-  compute for a grid that was not prepared.
+- Maps: their own values in float (RGB maps via `.convert("L")`, with a warning), resized to S×S
+  by area, min-max to 0..255; the CAM-grid maps are `resize_map` of that stored map, exactly what
+  the reader would compute for a grid that was not prepared.
 """
 
 from __future__ import annotations
