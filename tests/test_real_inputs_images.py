@@ -19,9 +19,14 @@ import torch.nn.functional as F
 from _support import run_cli
 from PIL import Image
 
+from salience.data.loader import BatchStream
 from salience.data.prepare import prepare
 from salience.data.prepared import PreparedDataset, resize_map
 from salience.errors import DataError
+from salience.methods.base import build_method, import_all
+from salience.models.base import build_backbone
+
+import_all()
 
 
 # ------------------------------------------------------------------------------------- helpers
@@ -283,11 +288,11 @@ def test_sparse_fixation_maps_survive_the_cam_grid(tmp_path: Path, caplog) -> No
 def test_map_constant_on_the_grid_has_no_map_there(tmp_path: Path, caplog) -> None:
     """Sibling: one equal dot in every grid cell is a real map at input resolution but constant on
     the grid; such rows have no map at that grid, reported in ONE line (count, two examples)."""
-    even = [(y * 16 + 5, x * 16 + 9) for y in range(7) for x in range(7)]
+    even = [(y * 8 + 3, x * 8 + 5) for y in range(7) for x in range(7)]
     dots = [even, even, even, [(3, 3)]]
-    manifest = dots_dataset(tmp_path / "ds", 4, 112, dots)
+    manifest = dots_dataset(tmp_path / "ds", 4, 56, dots)
     with caplog.at_level(logging.WARNING):
-        d = PreparedDataset(prepare(manifest, tmp_path / "prep", 112, [7]))
+        d = PreparedDataset(prepare(manifest, tmp_path / "prep", 56, [7]))
     line = (
         f"3 saliency map(s) are constant on the 7×7 CAM grid (e.g. {manifest} line 2: maps/00.png, "
         f"{manifest} line 3: maps/01.png); those rows have no map at that grid (CAM losses and "
@@ -299,16 +304,21 @@ def test_map_constant_on_the_grid_has_no_map_there(tmp_path: Path, caplog) -> No
     assert d.has_map_cam(7)[:4].tolist() == [False, False, False, True]
     # the reader computing an unprepared grid says the same, once
     caplog.clear()
-    plain = PreparedDataset(prepare(manifest, tmp_path / "plain", 112))
+    plain = PreparedDataset(prepare(manifest, tmp_path / "plain", 56))
     with caplog.at_level(logging.WARNING):
         assert plain.has_map_cam(7)[:4].tolist() == [False, False, False, True]
     assert caplog.text.count("3 saliency map(s) are constant on the 7×7 CAM grid") == 1
-    # the training batch carries the per-grid flag the CAM losses use
-    from salience.data.loader import BatchStream
-
+    # the training batch carries the per-grid flag, and a CAM-grid loss skips those rows
+    # (smallcnn at 56 px has a 7×7 CAM grid)
     batch = next(iter(BatchStream(d, np.arange(4), 4, cam_grid=7)))
     assert batch["has_map"].tolist() == [True] * 4
     assert batch["has_map_cam"].tolist() == [False, False, False, True]
+    cyborg = build_method("cyborg")
+    torch.manual_seed(0)
+    model = cyborg.build_model(build_backbone("smallcnn", weights="none"), cam_layer="pooled")
+    lost = next(iter(BatchStream(d, np.arange(3), 3, cam_grid=7)))
+    assert cyborg.loss(model, lost).parts["saliency"].item() == 0.0  # CE only, as without maps
+    assert cyborg.loss(model, batch).parts["saliency"].item() > 0.0
 
 
 def test_map_pooling_is_area_mean_as_torch_and_pil() -> None:
