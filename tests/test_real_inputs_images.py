@@ -114,11 +114,20 @@ def test_exif_orientation_8_on_the_map_and_map_drawn_on_stored_pixels(
     save_jpeg_with_orientation(hmap.convert("L"), ds / "maps/a.jpg", 8)
     save_jpeg_with_orientation(displayed, ds / "img/b.jpg", 6)
     hmap.transpose(Image.Transpose.ROTATE_90).save(ds / "maps/b.png")  # on the stored pixels
-    manifest = write_dataset(ds, [("img/a.png", "maps/a.jpg"), ("img/b.jpg", "maps/b.png")])
+    # a 16-bit scanner TIFF with the orientation in its own tag (PIL turns TIFFs while loading)
+    raw16 = (np.asarray(displayed.convert("L"), np.uint16) * 16).T[::-1]  # = stored pixels, tag 6
+    Image.fromarray(np.ascontiguousarray(raw16)).save(ds / "img/c.tif", tiffinfo={274: 6})
+    hmap.save(ds / "maps/c.png")
+    manifest = write_dataset(
+        ds,
+        [("img/a.png", "maps/a.jpg"), ("img/b.jpg", "maps/b.png"), ("img/c.tif", "maps/c.png")],
+    )
     with caplog.at_level(logging.WARNING):
         d = PreparedDataset(prepare(manifest, tmp_path / "prep", 24, [4]))
-    img = d.images[0].astype(np.float32).mean(axis=2)
-    assert iou(img > 130, d.maps[0] > 127) > 0.9
+    for row in (0, 2):
+        img = d.images[row].astype(np.float32).mean(axis=2)
+        assert iou(img > 130, d.maps[row] > 127) > 0.9
+    assert d.meta["decode"]["exif_oriented"] == 2  # b.jpg and c.tif (maps are not counted)
     assert (
         f"{manifest} line 3: maps/b.png: map is 36×60 but its image is 60×36; the image's EXIF "
         f"orientation 6 turns it, and maps are taken as drawn on the displayed image; resized to "

@@ -48,13 +48,18 @@ def decode(data: bytes) -> tuple[Image.Image, int]:
     none). Raises one of DECODE_ERRORS on unreadable or truncated data.
     """
     im = Image.open(io.BytesIO(data))
+    before = _orientation(im)  # PIL's TIFF reader applies (and drops) the tag itself on load
     im.load()  # raises on truncated / corrupt data
-    orientation = int(im.getexif().get(0x0112, 1) or 1)
-    if orientation not in (1, 2, 3, 4, 5, 6, 7, 8):
-        orientation = 1  # an out-of-range tag is ignored, as exif_transpose does
-    if orientation != 1:
+    after = _orientation(im)  # PNG keeps eXIf after the pixel data: known only after load
+    if after != 1:
         im = ImageOps.exif_transpose(im)
-    return im, orientation
+    return im, after if after != 1 else before
+
+
+def _orientation(im: Image.Image) -> int:
+    value = im.getexif().get(0x0112, 1)
+    # an out-of-range tag is ignored, as exif_transpose does
+    return int(value) if value in (2, 3, 4, 5, 6, 7, 8) else 1
 
 
 def reason(exc: BaseException) -> str:
