@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import csv
 import logging
+import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -253,6 +255,50 @@ def test_float_map_levels_and_nan(tmp_path: Path) -> None:
         f"value(s); re-export the map or empty the saliency cell"
     )
     assert sorted(tmp_path.rglob("*")) == before  # nothing written
+
+
+def write_png_16bit_colour(path: Path, a: np.ndarray) -> None:
+    """Write an H×W×3 uint16 array as a 48-bit PNG (PIL cannot write these; filter 0 rows)."""
+    h, w, _ = a.shape
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        crc = zlib.crc32(kind + body) & 0xFFFFFFFF
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", crc)
+
+    raw = b"".join(b"\0" + a[y].astype(">u2").tobytes() for y in range(h))
+    ihdr = struct.pack(">IIBBBBB", w, h, 16, 2, 0, 0, 0)
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + chunk(b"IDAT", zlib.compress(raw))
+        + chunk(b"IEND", b"")
+    )
+
+
+def test_16bit_colour_png_with_12bit_data_is_refused(tmp_path: Path) -> None:
+    """Sibling on another path: PIL decodes 16-bit colour PNGs to their high byte, so 12-bit data
+    would keep 16 levels (and a 16-bit colour map holding 0–100 would be all zero)."""
+    ds = tmp_path / "ds"
+    ds.mkdir()
+    a = np.zeros((8, 10, 3), np.uint16)
+    a[..., 0] = np.arange(10) * 400  # 0..3600: 12-bit data
+    write_png_16bit_colour(ds / "x.png", a)
+    full = a.copy()
+    full[..., 1] = 65535  # full-range 16-bit colour: the high byte is its 8-bit value
+    write_png_16bit_colour(ds / "full.png", full)
+    manifest = write_dataset(ds, [("full.png", ""), ("x.png", "")])
+    with pytest.raises(DataError) as exc:
+        prepare(manifest, tmp_path / "prep", 8)
+    assert str(exc.value) == (
+        f"{manifest} line 3: x.png: 16-bit colour PNG whose values fit in 12 bits: PIL reads only "
+        f"the high byte of each channel, which leaves 15 level(s); save it as 16-bit greyscale or "
+        f"8-bit colour; re-export the file or remove the row"
+    )
+    assert not (tmp_path / "prep").exists()
+    (ds / "full2.png").write_bytes((ds / "full.png").read_bytes())
+    manifest = write_dataset(ds, [("full.png", ""), ("full2.png", "x.png")])
+    with pytest.raises(DataError, match="line 3: x.png: 16-bit colour PNG whose values fit in 12"):
+        prepare(manifest, tmp_path / "prep", 8)  # the same as a map
 
 
 # -------------------------------------------------------------- item 10: sparse maps on grids

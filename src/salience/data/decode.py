@@ -62,6 +62,27 @@ def _orientation(im: Image.Image) -> int:
     return int(value) if value in (2, 3, 4, 5, 6, 7, 8) else 1
 
 
+def check_png_colour_depth(data: bytes, im: Image.Image) -> None:
+    """Refuse a PNG with 16 bits per colour channel (IHDR colour type 2 or 6) whose data fit in 12
+    bits: PIL has no 16-bit colour mode and keeps only each channel's high byte, which leaves such
+    an image at most 16 levels. Full-range 16-bit colour is fine (the high byte is its 8-bit
+    value). Raises DecodeProblem."""
+    if not (
+        data[:8] == b"\x89PNG\r\n\x1a\n"
+        and data[12:16] == b"IHDR"
+        and len(data) > 25
+        and data[24] == 16
+        and data[25] in (2, 6)
+    ):
+        return
+    top = int(np.asarray(im.convert("RGB")).max())
+    if top < 16:
+        raise DecodeProblem(
+            f"16-bit colour PNG whose values fit in 12 bits: PIL reads only the high byte of each "
+            f"channel, which leaves {top + 1} level(s); save it as 16-bit greyscale or 8-bit colour"
+        )
+
+
 def reason(exc: BaseException) -> str:
     """A short reason for a decode failure (no object reprs)."""
     if isinstance(exc, UnidentifiedImageError):

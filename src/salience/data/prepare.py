@@ -31,6 +31,7 @@ from salience.data.decode import (
     Decoded,
     DecodeProblem,
     DecodeStats,
+    check_png_colour_depth,
     decode,
     image_rgb,
     map_values,
@@ -117,6 +118,7 @@ def _load_image(
     here = f"{where(manifest, row.line)}: {row.image}"
     try:
         im, orientation = decode(data)
+        check_png_colour_depth(data, im)
         arr, bits = image_rgb(im, size, image_bits)
     except DecodeProblem as exc:
         raise DataError(f"{here}: {exc}; re-export the file or remove the row") from None
@@ -149,6 +151,7 @@ def _load_map(
     h.update(row.saliency.encode() + b"\0" + data)
     try:
         im, _ = decode(data)
+        check_png_colour_depth(data, im)
         mode = im.mode
         a = map_values(im)
     except DecodeProblem as exc:
