@@ -67,6 +67,7 @@ def make_batch(
         "map": m,
         "map_cam": mc,
         "has_map": torch.full((n,), has_map),
+        "has_map_cam": torch.full((n,), has_map),
         "row": torch.arange(n),
     }
 

@@ -48,6 +48,7 @@ def make_batch(backbone, size=48, b=4, flipped=False, has_map=None, seed=0):
         "map": h * has.view(-1, 1, 1),
         "map_cam": h_cam * has.view(-1, 1, 1),
         "has_map": has,
+        "has_map_cam": has,
         "row": torch.arange(b),
     }
 

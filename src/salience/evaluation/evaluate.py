@@ -83,9 +83,9 @@ def score_split(
         if has_cams:
             out = model.forward_all(batch["image"])
             logits = out.logits
-            if bool(batch["has_map"].any()):
+            if bool(batch["has_map_cam"].any()):
                 t, _ = true_false_cams(model.cams(out), batch["label"])
-                m = batch["has_map"]
+                m = batch["has_map_cam"]
                 agree.append(
                     pearson_agreement(
                         minmax(t[m]).float().cpu().numpy(), batch["map_cam"][m].cpu().numpy()

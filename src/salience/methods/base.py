@@ -10,8 +10,9 @@ A batch is a dict (see `salience.data.loader`):
   label   int64 B (1 = attack / synthetic / abnormal)
   map     float32 B×S×S human map at input resolution in [0, 1] (zeros where has_map is False;
           already 1 − h when the run uses flipped maps)
-  map_cam float32 B×g×g the same map on the CAM grid (antialiased resize, then min-max)
+  map_cam float32 B×g×g the same map on the CAM grid (area mean pooling, then min-max)
   has_map bool B
+  has_map_cam bool B: has_map, and the map is not constant on the CAM grid (use it with map_cam)
   row     int64 B (row index in the prepared dataset)
 """
 

@@ -142,8 +142,8 @@ class GazeGNN(Method):
 
     @staticmethod
     def _maps(model: nn.Module, batch: dict[str, Tensor]) -> Tensor:
-        """batch['map_cam'] where has_map, else the uniform constant."""
-        h, has = batch["map_cam"], batch["has_map"].bool()
+        """batch['map_cam'] where has_map_cam, else the uniform constant."""
+        h, has = batch["map_cam"], batch["has_map_cam"].bool()
         fill = h.new_full((), float(model.uniform_value()))
         return torch.where(has.view(-1, 1, 1), h, fill)
 
