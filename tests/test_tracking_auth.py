@@ -236,3 +236,19 @@ def test_tracking_uri_with_credentials_is_refused():
     msg = str(info.value)
     assert secret not in msg and "trainer" not in msg
     assert "MLFLOW_TRACKING_USERNAME" in msg and "http://tracking.example:5000" in msg
+
+
+def test_doctor_and_ui_never_print_credentials_of_a_uri(monkeypatch):
+    from salience.doctor import report
+    from salience.errors import ConfigError
+    from salience.ui import command
+
+    secret = "s3cret-in-a-uri"
+    uri = f"https://trainer:{secret}@tracking.example/mlflow"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    line = next(x for x in report() if x.startswith("tracking uri"))
+    assert line.startswith("tracking uri  https://***@tracking.example/mlflow  (credentials"), line
+    assert secret not in line and "trainer" not in line
+    with pytest.raises(ConfigError) as info:
+        command({"results_dir": "results", "tracking_uri": None}, "127.0.0.1", 5000)
+    assert secret not in str(info.value) and "***@tracking.example" in str(info.value)

@@ -92,6 +92,16 @@ def _retry(fn: Callable[[], T], what: str, attempts: int = 12) -> T:
     raise AssertionError("unreachable")
 
 
+def redact_uri(uri: str) -> str:
+    """`uri` with any user name and password replaced by `***`, for printing."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(uri)
+    if parts.username is None and parts.password is None:
+        return uri
+    return urlunsplit(parts._replace(netloc="***@" + parts.netloc.rsplit("@", 1)[1]))
+
+
 def _refuse_credentials_in_uri(uri: str) -> None:
     from urllib.parse import urlsplit
 
