@@ -147,15 +147,17 @@ def test_two_jobs_log_to_an_authenticated_server(tmp_path, monkeypatch):
     base = f"http://127.0.0.1:{port}"
     server_dir = tmp_path / "server"
     server_dir.mkdir()
+    t0 = time.monotonic()
     server = _start_server(server_dir, port)  # starts while the data are prepared
     try:
         cfg = tiny_config(tmp_path / "study", epochs=1)
-        cfg["experiments"]["main"]["seeds"] = [0, 1]
+        cfg["experiments"]["main"]["seeds"] = [0, 1, 2]
         prepare_tiny(cfg)
         cfg_path = write_config(cfg)
         assert "password" not in cfg_path.read_text().lower()
-        seconds = _wait_healthy(server, base, server_dir / "server.log")
-        print(f"authenticated MLflow server answered /health after {seconds:.1f} s")
+        print(f"data prepared after {time.monotonic() - t0:.1f} s")
+        _wait_healthy(server, base, server_dir / "server.log")
+        print(f"authenticated MLflow server answered /health after {time.monotonic() - t0:.1f} s")
 
         # the door is locked: no credentials and a wrong password get 401, the admin gets in
         search = f"{base}/api/2.0/mlflow/experiments/search?max_results=1"
@@ -171,21 +173,24 @@ def test_two_jobs_log_to_an_authenticated_server(tmp_path, monkeypatch):
         )
         assert created == 200
 
-        # a wrong password stops a job at start: one line, exit 2, nothing written
+        # two jobs at once with credentials from the environment only, and beside them a job
+        # with a wrong password, which stops at start: one line, exit 2, nothing written
         run_ids = [f"tiny/all/smallcnn/xent/base/seed{s}" for s in (0, 1)]
-        bad = _train(cfg_path, run_ids[0], _job_env(base, TRAINER, WRONG_PASSWORD))
+        bad_id = "tiny/all/smallcnn/xent/base/seed2"
+        env = _job_env(base, TRAINER, TRAINER_PASSWORD)
+        jobs = [_train(cfg_path, rid, env) for rid in run_ids]
+        bad = _train(cfg_path, bad_id, _job_env(base, TRAINER, WRONG_PASSWORD))
         out, err = bad.communicate(timeout=120)
         assert bad.returncode == 2, out + err
         lines = err.strip().splitlines()
         assert len(lines) == 1, err
         assert lines[0].startswith(f"error: MLflow server {base} refused the credentials (401"), err
         assert "MLFLOW_TRACKING_PASSWORD" in lines[0] and WRONG_PASSWORD not in err + out
-        assert not (Path(cfg["results_dir"]) / "runs").exists()
+        assert not (Path(cfg["results_dir"]) / "runs" / bad_id).exists()
 
-        # two jobs at once, credentials from the environment only
-        env = _job_env(base, TRAINER, TRAINER_PASSWORD)
-        jobs = [_train(cfg_path, rid, env) for rid in run_ids]
+        print(f"wrong password refused after {time.monotonic() - t0:.1f} s")
         outputs = [job.communicate(timeout=300) for job in jobs]
+        print(f"two jobs finished after {time.monotonic() - t0:.1f} s")
         for job, (out, err) in zip(jobs, outputs):
             assert job.returncode == 0, out + err
             assert TRAINER_PASSWORD not in out + err
