@@ -24,7 +24,7 @@ import pytest
 from _support import prepare_tiny, tiny_config, write_config
 
 from salience.errors import TrackingError
-from salience.tracking import preflight
+from salience.tracking import Tracker, preflight
 
 pytestmark = pytest.mark.slow
 
@@ -164,6 +164,15 @@ def test_two_jobs_log_to_an_authenticated_server(tmp_path, monkeypatch):
         assert _status(search) == 401
         assert _status(search, "admin", WRONG_PASSWORD) == 401
         assert _status(search, "admin", ADMIN_PASSWORD) == 200
+        # a job with no credentials at all is told which variables to set
+        monkeypatch.delenv("MLFLOW_TRACKING_USERNAME", raising=False)
+        monkeypatch.delenv("MLFLOW_TRACKING_PASSWORD", raising=False)
+        with pytest.raises(TrackingError) as info:
+            Tracker(base)
+        assert str(info.value).startswith(
+            f"MLflow server {base} refused the credentials (401, no MLFLOW_TRACKING_USERNAME); "
+            "export MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD"
+        )
         # the jobs run as their own (non-admin) user, created by the admin
         created = _status(
             f"{base}/api/2.0/mlflow/users/create",

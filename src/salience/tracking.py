@@ -122,11 +122,11 @@ def _auth_refused(exc: Exception, uri: str) -> TrackingError | None:
     if code not in ("UNAUTHENTICATED", "PERMISSION_DENIED"):
         return None
     user = os.environ.get("MLFLOW_TRACKING_USERNAME")
+    who = f"user {user!r}" if user else "no MLFLOW_TRACKING_USERNAME"
     if code == "UNAUTHENTICATED":
-        who = f"user {user!r}" if user else "no MLFLOW_TRACKING_USERNAME"
         what = f"refused the credentials (401, {who})"
     else:
-        what = f"denied user {user!r} access (403)"
+        what = f"denied access (403, {who})"
     return TrackingError(
         f"MLflow server {uri} {what}; export MLFLOW_TRACKING_USERNAME and "
         f"MLFLOW_TRACKING_PASSWORD of a user of that server in the job environment (docs/cluster.md)"
