@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -231,7 +232,13 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
         "--config", help="config whose tracking store to serve (default: results/mlflow)"
     )
     u.add_argument("--host", default="127.0.0.1")
-    u.add_argument("--port", type=int, default=5000)
+    # the port `mlflow server` itself reads from the environment; argparse converts the default
+    u.add_argument(
+        "--port",
+        type=int,
+        default=os.environ.get("MLFLOW_PORT", "5000"),
+        help="port (default: $MLFLOW_PORT, else 5000)",
+    )
     u.set_defaults(func=cmd_ui)
 
     d = sub.add_parser(

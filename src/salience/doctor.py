@@ -36,7 +36,15 @@ def report(cfg: dict | None = None) -> list[str]:
         f"tv shim       {_tvshim.STATE} (torchvision C extension {'loaded' if _tvshim.STATE == 'extension-loaded' else 'not loaded; operator schemas defined'})"
     )
     cfg = cfg or {"results_dir": "results", "tracking_uri": None}
-    lines.append(f"tracking uri  {C.tracking_uri(cfg)}")
+    from salience.tracking import redact_uri
+
+    uri = C.tracking_uri(cfg)
+    note = (
+        "  (credentials in the URI: use MLFLOW_TRACKING_USERNAME/PASSWORD)"
+        if uri != redact_uri(uri)
+        else ""
+    )
+    lines.append(f"tracking uri  {redact_uri(uri)}{note}")
     if cuda:
         det = "yes, if CUBLAS_WORKSPACE_CONFIG is set (salience sets :4096:8) and train.deterministic is true; bf16/autocast may still differ across GPUs"
     else:

@@ -3,15 +3,27 @@
 
 import re
 import shlex
+import sys
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 from snakemake.logging import logger
 from snakemake.utils import validate
 
-import salience.config as sc
-from salience.errors import SalienceError
-from salience.methods.base import method_class
+try:
+    import salience.config as sc
+    from salience.errors import SalienceError
+    from salience.methods.base import method_class
+except ImportError as _exc:
+    raise WorkflowError(
+        f"{sys.executable} cannot import the salience package ({_exc}); run `.venv/bin/snakemake` "
+        "or `source .venv/bin/activate` first (`make demo` or `make test` creates .venv)"
+    ) from None
+
+# Jobs run `python -m salience` with the interpreter that runs Snakemake (it has just imported the
+# package), not the first `python` on PATH: `.venv/bin/snakemake` works without activating .venv,
+# and on SLURM the jobs use the same (shared) environment as the submit host (docs/decisions.md).
+PYTHON = shlex.quote(sys.executable)
 
 
 # ------------------------------------------------------------------------------------- config

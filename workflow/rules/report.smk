@@ -32,7 +32,7 @@ rule aggregate:
         mem_mb=4000,
         runtime=30,
     shell:
-        "python -m salience aggregate --runs-root {params.runs_root} --run-list {input.run_list}"
+        "{PYTHON} -m salience aggregate --runs-root {params.runs_root} --run-list {input.run_list}"
         " --out-runs {output.runs} --out-roc {output.roc} > {log} 2>&1"
 
 
@@ -54,7 +54,7 @@ rule tables:
     log:
         f"{LOGS}/tables/{RESULTS_SLUG}.log",
     shell:
-        "python -m salience tables --runs {input.runs} --out-dir {output} {params.mixed} > {log} 2>&1"
+        "{PYTHON} -m salience tables --runs {input.runs} --out-dir {output} {params.mixed} > {log} 2>&1"
 
 
 # Summary figures (AUROC per method/backbone/task, ROC curves, ablations).
@@ -73,7 +73,7 @@ rule figures:
     log:
         f"{LOGS}/figures/{RESULTS_SLUG}.log",
     shell:
-        "python -m salience figures --runs {input.runs} --roc {input.roc} --out-dir {output}"
+        "{PYTHON} -m salience figures --runs {input.runs} --roc {input.roc} --out-dir {output}"
         " > {log} 2>&1"
 
 
@@ -97,7 +97,7 @@ rule visualize:
         mem_mb=4000,
         runtime=30,
     shell:
-        "python -m salience visualize --config {CONFIG_ARG} --run-id {params.run_id}"
+        "{PYTHON} -m salience visualize --config {CONFIG_ARG} --run-id {params.run_id}"
         " --out {output} --samples {params.samples} > {log} 2>&1"
 
 
@@ -110,7 +110,7 @@ rule summary:
     log:
         f"{LOGS}/summary/{RESULTS_SLUG}.log",
     shell:
-        "python -m salience summary --runs {input.runs} --out {output} > {log} 2>&1"
+        "{PYTHON} -m salience summary --runs {input.runs} --out {output} > {log} 2>&1"
 
 
 # Light rules run in the main Snakemake process even under the SLURM profile.

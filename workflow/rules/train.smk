@@ -24,7 +24,7 @@ rule pretrain:
         runtime=runtime(120),
         gpu=0,  # the SLURM profile asks for a GPU (set-resources); 0 = CPU-only locally
     shell:
-        "python -m salience train --config {CONFIG_ARG} --run-id {params.run_id}"
+        "{PYTHON} -m salience train --config {CONFIG_ARG} --run-id {params.run_id}"
         " --stage {wildcards.stage} > {log} 2>&1"
 
 
@@ -55,5 +55,5 @@ rule train:
         runtime=runtime(240),
         gpu=0,  # the SLURM profile asks for a GPU (set-resources); 0 = CPU-only locally
     shell:
-        "python -m salience train --config {CONFIG_ARG} --run-id {params.run_id}"
+        "{PYTHON} -m salience train --config {CONFIG_ARG} --run-id {params.run_id}"
         " --stage {params.stage} --evaluate > {log} 2>&1"

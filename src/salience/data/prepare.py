@@ -326,6 +326,10 @@ def prepare_from_config(cfg: dict, dataset: str) -> Path:
             f"dataset {dataset!r} is not defined in the config (defined: {', '.join(cfg['datasets'])})"
         )
     ds = cfg["datasets"][dataset]
+    if ds.get("folds") == "leave_one_subset_out":
+        from salience.data.folds import check_fold_subsets
+
+        check_fold_subsets(manifest_path(cfg, dataset), dataset, list(ds["holdout_subsets"]))
     return prepare(
         manifest_path(cfg, dataset),
         prepared_dir(cfg, dataset),
