@@ -10,7 +10,7 @@ import os
 import sys
 from pathlib import Path
 
-from salience.errors import SalienceError
+from salience.errors import SalienceError, os_error_line
 
 log = logging.getLogger("salience")
 
@@ -80,6 +80,11 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         if not (args.checkpoint and args.prepared and args.out):
             raise SalienceError(
                 "evaluate: give --config and --run-id, or --checkpoint, --prepared and --out"
+            )
+        if Path(args.out).exists() and not Path(args.out).is_dir():
+            raise SalienceError(
+                f"evaluate --out {args.out}: an existing file, not a folder; --out is the folder that "
+                f"receives scores.csv and metrics.json: give a new or existing folder"
             )
         m = evaluate_checkpoint(
             Path(args.checkpoint),
@@ -270,9 +275,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     for noisy in ("alembic", "mlflow", "matplotlib", "PIL", "urllib3", "git"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # The one place where the project's error kinds and operating-system errors (full disk,
+    # permission denied, file size limit) become the one-line form (docs/robustness.md); `-v`
+    # adds the traceback of an OSError for debugging.
     try:
         args.func(args)
     except SalienceError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        log.debug("operating-system error", exc_info=True)
+        print(f"error: {os_error_line(exc)}", file=sys.stderr)
         return 2
     return 0

@@ -241,6 +241,13 @@ class Tracker:
                 return resume
             except Exception:  # noqa: BLE001 - store was wiped: start afresh
                 log.warning("MLflow run %s not found in %s; starting a new one", resume, self.uri)
+        else:
+            # A rerun of the same run id (e.g. killed before its first checkpoint, which is where
+            # `resume` comes from) reuses its MLflow run instead of leaving one RUNNING forever.
+            reused = self._reuse(exp_id, run_name, tags)
+            if reused is not None:
+                self.run_id = reused
+                return reused
         run = _retry(
             lambda: self.client.create_run(
                 exp_id, run_name=run_name, tags={RUN_ID_TAG: run_name, **tags}
@@ -249,6 +256,38 @@ class Tracker:
         )
         self.run_id = run.info.run_id
         return self.run_id
+
+    def _reuse(self, exp_id: str, run_name: str, tags: dict[str, str]) -> str | None:
+        """Earlier MLflow run of this run id and stage (looked up by tag) with the same
+        configuration, re-opened as RUNNING; None when there is none. Earlier runs of the same run
+        id and stage under another configuration that were left RUNNING are closed as KILLED."""
+        query = f"tags.`{RUN_ID_TAG}` = '{run_name}'"
+        if "stage" in tags:
+            query += f" and tags.stage = '{tags['stage']}'"
+        runs = _retry(
+            lambda: self.client.search_runs(
+                [exp_id],
+                filter_string=query,
+                max_results=50,
+                order_by=["attributes.start_time DESC"],
+            ),
+            "search runs",
+        )
+        for run in runs:
+            if run.data.tags.get("config_hash") == tags.get("config_hash"):
+                _retry(
+                    lambda rid=run.info.run_id: self.client.update_run(rid, status="RUNNING"),
+                    "reuse run",
+                )
+                log.info("re-using MLflow run %s of %s", run.info.run_id, run_name)
+                return run.info.run_id
+        for run in runs:
+            if run.info.status == "RUNNING":
+                _retry(
+                    lambda rid=run.info.run_id: self.client.set_terminated(rid, status="KILLED"),
+                    "close stale run",
+                )
+        return None
 
     def find(self, experiment: str, run_name: str) -> str | None:
         exp = _retry(lambda: self.client.get_experiment_by_name(experiment), "get experiment")

@@ -27,6 +27,17 @@ PYTHON = shlex.quote(sys.executable)
 
 
 # ------------------------------------------------------------------------------------- config
+# Files of the workflow itself (templates, report captions, schemas) resolve against the workflow's
+# own folder, never the working directory: `snakemake --snakefile <repo>/Snakefile --directory
+# <elsewhere>` must work (docs/robustness.md, "Names and paths").
+WORKFLOW_DIR = Path(workflow.basedir)
+
+
+def workflow_file(rel):
+    """Absolute path of a file shipped with the workflow (`rel` is relative to the Snakefile)."""
+    return str(WORKFLOW_DIR / rel)
+
+
 def _config_file():
     """The one config file this invocation uses; every `python -m salience` call gets the same
     path, so the CLI sees exactly what Snakemake saw."""

@@ -56,7 +56,11 @@ class ArrayWriter:
     """Create an .npy file of a fixed shape and fill it row by row in chunks."""
 
     def __init__(self, path: Path, shape: tuple[int, ...], dtype: np.dtype | type) -> None:
-        mm = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)
+        try:
+            mm = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)
+        except OSError as exc:  # full disk: name the file (the CLI prints one line)
+            exc.filename = exc.filename or str(path)
+            raise
         offset = mm.offset
         del mm
         self.path = path
@@ -73,7 +77,11 @@ class ArrayWriter:
 
     def flush(self) -> None:
         if self.n:
-            self.fh.write(self.buf[: self.n].tobytes())
+            try:
+                self.fh.write(self.buf[: self.n].tobytes())
+            except OSError as exc:  # full disk: name the file (the CLI prints one line)
+                exc.filename = exc.filename or str(self.path)
+                raise
             self.n = 0
 
     def close(self) -> None:

@@ -57,6 +57,32 @@ def split_rows(ds: PreparedDataset, split: str, fold: str) -> np.ndarray:
     return rows
 
 
+def check_batchnorm_batches(
+    model: torch.nn.Module,
+    spec: C.RunSpec,
+    stage: str,
+    ds: PreparedDataset,
+    rows: np.ndarray,
+    batch_size: int,
+) -> None:
+    """Refuse training batches of one sample on a model with BatchNorm (one line, before any
+    output). BatchNorm in training mode normalises each channel over the batch: with one sample it
+    fails on a 1×1 feature map ("Expected more than 1 value per channel") and otherwise normalises
+    a sample by its own statistics. A last batch of one is merged instead (BatchStream); a batch
+    size of 1, or a training split of one row, leaves nothing to merge with."""
+    if not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules()):
+        return
+    what = f"{spec.run_id} ({stage}): {spec.backbone}/{spec.method} has BatchNorm layers, which need two or more samples per training batch"
+    if batch_size < 2:
+        raise C.ConfigError(
+            f"train.batch_size is {batch_size}: {what}; set train.batch_size to 2 or more"
+        )
+    if len(rows) < 2:
+        raise DataError(
+            f"{ds.root}: the train split of fold {spec.fold!r} holds {len(rows)} row: {what}; add training rows"
+        )
+
+
 def build_model_for(spec: C.RunSpec, resolved: dict, method: Method, stage: str) -> torch.nn.Module:
     method.check_backbone(spec.backbone)
     backbone = build_backbone(spec.backbone, weights=resolved["model"]["weights"])
@@ -144,7 +170,6 @@ def train(cfg: dict, spec: C.RunSpec, stage: str = "train", tracker=None) -> Pat
         )
     tcfg = resolved["train"]
     out = stage_dir(C.run_dir(cfg, spec), stage, method)
-    out.mkdir(parents=True, exist_ok=True)
     device = pick_device(tcfg["device"])
     configure_determinism(tcfg["deterministic"], device)
     if tcfg["threads"]:
@@ -168,6 +193,7 @@ def train(cfg: dict, spec: C.RunSpec, stage: str = "train", tracker=None) -> Pat
 
     seed_everything(spec.seed)
     model = build_model_for(spec, resolved, method, stage).to(device)
+    check_batchnorm_batches(model, spec, stage, ds, rows_train, tcfg["batch_size"])
     grid = feature_grid(find_backbone(model), ds.image_size)
     if grid < 2 and method.uses_maps:
         log.warning(
@@ -204,6 +230,7 @@ def train(cfg: dict, spec: C.RunSpec, stage: str = "train", tracker=None) -> Pat
         "mlflow_run": None,
     }
     fingerprint = C.config_hash({"resolved": resolved, "stage": stage})
+    out.mkdir(parents=True, exist_ok=True)  # only now: a refused run leaves no folder behind
     ck_path = out / "checkpoint.pt"
     if ck_path.exists():
         state = _resume(ck_path, fingerprint, model, opt, sched)
