@@ -45,6 +45,27 @@ def empty_table(tid: str, caption: str) -> Table:
     return Table(tid, pd.DataFrame(columns=TABLE_COLUMNS), tex)
 
 
+# How each paper defines CYBORG (docs/decisions.md): SAGE §5.2 compares against the official code
+# (CAM of the predicted class), DD §4 defines its Baseline with the CAM of the true class.
+CAM_CLASS_TEXT = {
+    "predicted": "CYBORG uses the predicted-class CAM (official CYBORG code, as in SAGE)",
+    "true": "CYBORG uses the true-class CAM (DD's Baseline)",
+}
+
+
+def method_notes(units: pd.DataFrame) -> str:
+    """Caption sentences naming the variant of a method whose definition differs between the
+    papers (today: CYBORG's CAM class, from runs.csv's `cam_class`); "" when no such row."""
+    if "cam_class" not in units:
+        return ""
+    kinds = sorted(set(units.loc[units["method"] == "cyborg", "cam_class"].astype(str)) - {""})
+    if len(kinds) == 1:
+        return f" {CAM_CLASS_TEXT.get(kinds[0], 'CYBORG uses the ' + kinds[0] + '-class CAM')}."
+    if len(kinds) > 1:
+        return " CYBORG runs mix " + " and ".join(f"{k}-class" for k in kinds) + " CAMs."
+    return ""
+
+
 def _cells(units, rows, cols, baseline_of, baseline_name, delta) -> dict[tuple[str, str], dict]:
     """Aggregate of each (row, col) cell over seeds; a seed with several units (one per fold)
     counts once, with their mean. `delta` = (a, b, d): column d = paired difference a − b."""
@@ -116,7 +137,8 @@ def _build(
     ns = sorted({a["n_seeds"] for a in cells.values()})
     n_txt = f"n = {ns[0]}" if len(ns) == 1 else f"n = {ns[0]}--{ns[-1]}"
     within = f" within each {group_name}" if group_name else ""
-    cap = f"{caption} Mean $\\pm$ std over seeds ({n_txt}); best per column{within} in bold."
+    cap = f"{caption}{S.tex(method_notes(units))} Mean $\\pm$ std over seeds ({n_txt}); "
+    cap += f"best per column{within} in bold."
     tex = S.render_latex(tid, cap, stub, [S.tex(lab) for _, lab in cols], body)
     meta = {"table": tid, "metric": metric}
     runs = units.assign(**meta, kind="run")
