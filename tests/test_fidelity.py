@@ -11,12 +11,22 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
+import torch
+from _support import prepare_tiny, tiny_config
 from conftest import REPO
 
 import salience.config as sc
+from salience.data.loader import BatchStream
+from salience.data.prepared import PreparedDataset
+from salience.errors import ConfigError
+from salience.evaluation.evaluate import load_trained
 from salience.evaluation.metrics import subset_metrics
+from salience.methods.base import build_method
+from salience.models.base import feature_grid
 from salience.reporting import tables
 from salience.reporting.aggregate import collect_runs
+from salience.training.loop import find_backbone, mean_loss, split_rows, train
 
 
 def write_run(
@@ -86,3 +96,56 @@ def test_table_caption_names_the_cyborg_variant(tmp_path):
     assert "true-class CAM (DD's Baseline)" in tables.dd_t2(dd).latex
     mixed = pd.concat([sage, dd.assign(run_id=dd["run_id"] + "x", seed=1)])
     assert "mix predicted-class and true-class CAMs" in tables.sage_t1(mixed).latex
+
+
+# ---- §3: MENTOR's stage 1 selects on the maps it trains on; published schedule ---------------------
+def test_mentor_stage1_defaults_are_the_published_schedule():
+    m = build_method("mentor")
+    assert m.params["pretrain_epochs"] == 11 and m.stage_epochs("pretrain", 50) == 11
+    train = {"lr": 0.005, "momentum": 0.9, "weight_decay": 1e-6, "lr_step": 12, "lr_gamma": 0.1}
+    opt = m.optimizer("pretrain", train)
+    assert (opt["name"], opt["lr"], opt["lr_gamma"]) == ("adam", 1e-4, 1.0)
+    assert m.optimizer("train", train) == {"name": "sgd", **train}
+    assert m.selection("pretrain") == ("val_loss", "min")
+    # settings, not constants: SGD at train.lr's schedule and train.epochs are one line away
+    m = build_method("mentor", {"pretrain_optimizer": "sgd", "pretrain_lr": 0.01})
+    assert m.optimizer("pretrain", train) == {
+        "name": "sgd",
+        **train,
+        "lr": 0.01,
+        "weight_decay": 0.0,
+    }
+    assert build_method("mentor", {"pretrain_epochs": None}).stage_epochs("pretrain", 50) == 50
+    with pytest.raises(ConfigError, match="pretrain_optimizer: must be 'adam' or 'sgd'"):
+        build_method("mentor", {"pretrain_optimizer": "rmsprop"})
+
+
+def test_flipped_mentor_pretraining_selects_on_the_flipped_validation_loss(tmp_path):
+    torch.set_num_threads(1)
+    sanity = {"datasets": ["tiny"], "backbones": ["smallcnn"], "methods": ["mentor"], "seeds": [0]}
+    extra = {"experiments": {"sanity": sanity}, "methods": {"mentor": {"pretrain_epochs": 3}}}
+    # a larger rate than the published 1e-4 so that three epochs move the loss noticeably
+    extra["methods"]["mentor"]["pretrain_lr"] = 3e-3
+    cfg = tiny_config(tmp_path, task="face", methods=["mentor"], extra=extra)
+    prepare_tiny(cfg)
+    spec = sc.RunSpec("tiny", "all", "smallcnn", "mentor", "flipped", 0)
+    out = train(cfg, spec, stage="pretrain")
+    hist = pd.read_csv(out / "history.csv")
+    meta = json.loads((out / "run.json").read_text())
+    assert len(hist) == 3 and meta["selection"] == "val_loss" and meta["flip_maps"] is True
+    assert meta["best_epoch"] == int(hist["val_loss"].idxmin()) + 1
+    assert (hist["lr"] == 3e-3).all()  # Adam at a constant rate (no StepLR decay)
+    assert "exp_avg" in torch.load(out / "checkpoint.pt", weights_only=True)["opt"]["state"][0]
+    # the selected model's validation loss against 1 − h is the one the selection recorded
+    model, method, _ = load_trained(out / "model.pt")
+    ds = PreparedDataset(sc.prepared_dir(cfg, "tiny"))
+    rows, grid = split_rows(ds, "val", "all"), feature_grid(find_backbone(model), ds.image_size)
+    val = {
+        flip: mean_loss(
+            method, model, BatchStream(ds, rows, 16, cam_grid=grid, flip_maps=flip), "pretrain"
+        )
+        for flip in (True, False)
+    }
+    recorded = hist["val_loss"].iloc[meta["best_epoch"] - 1]
+    assert recorded == pytest.approx(val[True], rel=1e-5)
+    assert abs(val[True] - val[False]) > 1e-3  # the two targets really differ

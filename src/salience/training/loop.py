@@ -99,6 +99,18 @@ def mean_loss(method: Method, model: torch.nn.Module, stream: BatchStream, stage
     return total / max(n, 1)
 
 
+def build_optimizer(model: torch.nn.Module, o: dict[str, Any]) -> tuple[Any, Any]:
+    """Optimiser + StepLR from a method's `optimizer(stage, train)` settings."""
+    if o["name"] == "adam":
+        opt = torch.optim.Adam(model.parameters(), lr=o["lr"], weight_decay=o["weight_decay"])
+    else:
+        opt = torch.optim.SGD(
+            model.parameters(), lr=o["lr"], momentum=o["momentum"], weight_decay=o["weight_decay"]
+        )
+    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=o["lr_step"], gamma=o["lr_gamma"])
+    return opt, sched
+
+
 def softmax_p1(logits: np.ndarray) -> np.ndarray:
     """p1 = softmax(l)[1] = σ(l1 − l0)."""
     return 1.0 / (1.0 + np.exp(-(logits[:, 1] - logits[:, 0])))
@@ -188,13 +200,7 @@ def train(cfg: dict, spec: C.RunSpec, stage: str = "train", tracker=None) -> Pat
     if tcfg["channels_last"] and device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
 
-    opt = torch.optim.SGD(
-        model.parameters(),
-        lr=tcfg["lr"],
-        momentum=tcfg["momentum"],
-        weight_decay=tcfg["weight_decay"],
-    )
-    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=tcfg["lr_step"], gamma=tcfg["lr_gamma"])
+    opt, sched = build_optimizer(model, method.optimizer(stage, tcfg))
     state: dict[str, Any] = {
         "epoch": 0,
         "best": None,
@@ -279,8 +285,15 @@ def train(cfg: dict, spec: C.RunSpec, stage: str = "train", tracker=None) -> Pat
             **{f"train_{k}": v / n_seen for k, v in sums.items()},
         }
         sched.step()
+        # model selection reads the maps training reads: 1 − h in a flipped-map (sanity) run, so a
+        # map-based validation loss (MENTOR stage 1) or a map-reading model is judged on its target
         val_stream = BatchStream(
-            ds, rows_val, tcfg["eval_batch_size"], cam_grid=grid, device=device
+            ds,
+            rows_val,
+            tcfg["eval_batch_size"],
+            cam_grid=grid,
+            flip_maps=resolved["flip_maps"],
+            device=device,
         )
         if sel_metric == "val_loss":
             row["val_loss"] = mean_loss(method, model, val_stream, stage)
