@@ -15,6 +15,7 @@ import pytest
 import torch
 from _support import prepare_tiny, tiny_config
 from conftest import REPO
+from sklearn.metrics import roc_auc_score
 
 import salience.config as sc
 from salience.data.loader import BatchStream
@@ -24,9 +25,16 @@ from salience.evaluation.evaluate import load_trained
 from salience.evaluation.metrics import subset_metrics
 from salience.methods.base import build_method
 from salience.models.base import feature_grid
-from salience.reporting import tables
-from salience.reporting.aggregate import collect_runs
-from salience.training.loop import find_backbone, mean_loss, split_rows, train
+from salience.reporting import cli, tables
+from salience.reporting.aggregate import collect_roc, collect_runs, read_runs_csv
+from salience.training.loop import (
+    find_backbone,
+    mean_loss,
+    softmax_p1,
+    split_rows,
+    train,
+    val_auroc,
+)
 
 
 def write_run(
@@ -149,3 +157,73 @@ def test_flipped_mentor_pretraining_selects_on_the_flipped_validation_loss(tmp_p
     recorded = hist["val_loss"].iloc[meta["best_epoch"] - 1]
     assert recorded == pytest.approx(val[True], rel=1e-5)
     assert abs(val[True] - val[False]) > 1e-3  # the two targets really differ
+
+
+# ---- §6: AUROC from scores that keep their ranking ------------------------------------------------
+def saturated(n: int = 300, seed: int = 0):
+    """Labels, subsets and float32 logits whose margins l1 − l0 lie in 20–2000 (p1 == 1.0 in
+    float32 for every image) and still rank the classes imperfectly."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, n)
+    y[:2] = [0, 1]
+    margin = np.exp(rng.uniform(np.log(20), np.log(2000), n) + 0.8 * y).clip(20, 2000)
+    logits = np.stack([rng.normal(0, 5, n), np.zeros(n)], 1).astype(np.float32)
+    logits[:, 1] = logits[:, 0] + margin.astype(np.float32)
+    subsets = np.where(y == 1, rng.choice(["gan_a", "gan_b"], n), "")
+    return y, subsets, logits
+
+
+def test_auroc_ranks_by_margin_when_p1_saturates():
+    y, subsets, logits = saturated()
+    p1 = softmax_p1(logits)
+    assert (p1 == 1.0).all()  # the float32 probability ties every image ...
+    margin = logits[:, 1].astype(np.float64) - logits[:, 0]
+    truth = roc_auc_score(y, margin)
+    assert 0.6 < truth < 0.95  # ... while the margins rank them
+    # validation (model selection)
+    assert val_auroc(y, logits, "val") == (pytest.approx(truth, abs=1e-12), False)
+    # test split, per subset and the CVRL σ(l1) variant
+    frame = pd.DataFrame({"label": y, "subset": subsets, "logit0": logits[:, 0]})
+    m = subset_metrics(frame.assign(logit1=logits[:, 1], p1=p1), "test")
+    assert m["auroc"]["all"] == pytest.approx(truth, abs=1e-12) and not m["constant_scores"]
+    for s in ("gan_a", "gan_b"):
+        keep = (y == 0) | (subsets == s)
+        assert m["auroc"][s] == pytest.approx(roc_auc_score(y[keep], margin[keep]), abs=1e-12)
+    l1 = logits[:, 1].astype(np.float64)
+    assert m["auroc_sigmoid"]["all"] == pytest.approx(roc_auc_score(y, l1), abs=1e-12)
+    assert m["auroc_sigmoid"]["all"] != 0.5
+
+
+def test_saturated_run_keeps_its_roc_curve(tmp_path):
+    y, subsets, logits = saturated(seed=1)
+    s = scores_frame(y, subsets, logits[:, 1].astype(np.float64) - logits[:, 0])
+    d = write_run(tmp_path, "face/all/resnet50/xent/base/seed0", "face", s)
+    roc = collect_roc([d])
+    assert len(roc[roc["subset"] == "all"]) > 10  # a curve, not the diagonal of one tie
+
+
+def test_constant_scores_are_flagged_and_marked_in_tables(tmp_path):
+    labels = np.r_[np.zeros(20, int), np.ones(20, int)]
+    rng = np.random.default_rng(3)
+    runs = []
+    for m, margin in (("xent", rng.normal(labels, 1.0)), ("cyborg", np.full(40, 3.25))):
+        d = write_run(
+            tmp_path,
+            f"chest/all/resnet50/{m}/base/seed0",
+            "chest",
+            scores_frame(labels, [""] * 40, margin),
+            {"cam_class": "predicted"} if m == "cyborg" else {},
+        )
+        runs.append(d)
+    metrics = json.loads((runs[1] / "metrics.json").read_text())
+    assert metrics["constant_scores"] is True and metrics["auroc"]["all"] == 0.5
+    assert "every image has the same score" in metrics["warnings"][0]
+    assert json.loads((runs[0] / "metrics.json").read_text())["constant_scores"] is False
+    out = tmp_path / "agg"
+    args = ["--runs-root", str(tmp_path), "--out-runs", str(out / "runs.csv")]
+    assert cli.main(["aggregate", *args, "--out-roc", str(out / "roc.csv")]) == 0
+    table = tables.sage_t1(read_runs_csv(out / "runs.csv"))
+    line = next(ln for ln in table.latex.splitlines() if ln.startswith("CYBORG"))
+    assert line.endswith(r"$^\dagger$ \\") and "constant scores" in table.latex
+    xent = next(ln for ln in table.latex.splitlines() if ln.startswith("Baseline (Xent)"))
+    assert r"\dagger" not in xent

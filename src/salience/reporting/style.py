@@ -129,6 +129,12 @@ def ordered_subsets(present: Iterable[str]) -> list[str]:
 
 # ---- LaTeX (booktabs) ---------------------------------------------------------------------------
 DASH = "---"  # LaTeX em dash: an undefined std (n < 2) or an empty cell
+# A cell with a run whose scores were constant over a split (metrics.json `constant_scores`).
+CONSTANT_MARK = r"$^\dagger$"
+CONSTANT_NOTE = (
+    r" $^\dagger$: at least one run of the cell gave every image of its test or validation split "
+    "the same score (constant scores), so its AUROC of 0.5 comes from ties, not from a ranking."
+)
 _TEX = {c: "\\" + c for c in "&%$#_{}"}
 _TEX |= {"\\": r"\textbackslash{}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
 _TEX_TABLE = str.maketrans(_TEX)

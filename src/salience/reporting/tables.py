@@ -66,6 +66,19 @@ def method_notes(units: pd.DataFrame) -> str:
     return ""
 
 
+def constant_cells(units: pd.DataFrame, delta: tuple | None = None) -> set[tuple[str, str]]:
+    """(row, col) cells holding a run whose scores were constant over a split (runs.csv
+    `constant_scores`: its AUROC of 0.5 comes from ties); a paired-difference column inherits
+    the marks of the two columns it compares."""
+    if "constant_scores" not in units or units.empty:
+        return set()
+    flags = units.groupby(["row", "col"])["constant_scores"].any()
+    out = {k for k, v in flags.items() if bool(v)}
+    if delta is not None:
+        out |= {(r, delta[2]) for r, c in list(out) if c in delta[:2]}
+    return out
+
+
 def _cells(units, rows, cols, baseline_of, baseline_name, delta) -> dict[tuple[str, str], dict]:
     """Aggregate of each (row, col) cell over seeds; a seed with several units (one per fold)
     counts once, with their mean. `delta` = (a, b, d): column d = paired difference a − b."""
@@ -120,6 +133,7 @@ def _build(
     for (r, c), m in shown.items():
         best[(group_of(r), c)] = max(best.get((group_of(r), c), m), m)
     contenders = Counter((group_of(r), c) for r, c in shown)
+    flagged = constant_cells(units, delta)
     body = []
     for r, labels in rows:
         line = []
@@ -129,9 +143,8 @@ def _build(
                 continue
             a, g = cells[(r, c)], (group_of(r), c)
             txt = S.cell(a["mean"], a["std"], plain=delta is not None and c == delta[2])
-            line.append(
-                rf"\textbf{{{txt}}}" if contenders[g] > 1 and shown[(r, c)] == best[g] else txt
-            )
+            txt = rf"\textbf{{{txt}}}" if contenders[g] > 1 and shown[(r, c)] == best[g] else txt
+            line.append(txt + (S.CONSTANT_MARK if (r, c) in flagged else ""))
         if any((r, c) in cells for c, _ in cols):
             body.append((labels, line))
     ns = sorted({a["n_seeds"] for a in cells.values()})
@@ -139,6 +152,7 @@ def _build(
     within = f" within each {group_name}" if group_name else ""
     cap = f"{caption}{S.tex(method_notes(units))} Mean $\\pm$ std over seeds ({n_txt}); "
     cap += f"best per column{within} in bold."
+    cap += S.CONSTANT_NOTE if any(k in cells for k in flagged) else ""
     tex = S.render_latex(tid, cap, stub, [S.tex(lab) for _, lab in cols], body)
     meta = {"table": tid, "metric": metric}
     runs = units.assign(**meta, kind="run")
