@@ -227,3 +227,131 @@ def test_constant_scores_are_flagged_and_marked_in_tables(tmp_path):
     assert line.endswith(r"$^\dagger$ \\") and "constant scores" in table.latex
     xent = next(ln for ln in table.latex.splitlines() if ln.startswith("Baseline (Xent)"))
     assert r"\dagger" not in xent
+
+
+# ---- §4: cell definitions as the papers' ----------------------------------------------------------
+def face_scores(seed: int, shift_a: float, shift_b: float) -> pd.DataFrame:
+    """200 real test images, 400 of generator A, 50 of generator B (unequal sizes on purpose)."""
+    rng = np.random.default_rng(seed)
+    labels = np.r_[np.zeros(200, int), np.ones(450, int)]
+    subsets = np.r_[[""] * 200, ["gen_a"] * 400, ["gen_b"] * 50]
+    margin = (
+        rng.normal(0, 1, 650) + np.r_[np.zeros(200), np.full(400, shift_a), np.full(50, shift_b)]
+    )
+    return scores_frame(labels, subsets, margin)
+
+
+def loo_scores(seed: int, fold: str) -> pd.DataFrame:
+    """Iris test split of a held-out fold: bona fide + every attack type (two here)."""
+    rng = np.random.default_rng(seed)
+    labels = np.r_[np.zeros(60, int), np.ones(80, int)]
+    subsets = np.r_[[""] * 60, ["printouts"] * 40, ["artificial"] * 40]
+    held = (subsets == fold).astype(float)
+    return scores_frame(labels, subsets, rng.normal(0, 1, 140) + 1.5 * held + 0.2 * labels)
+
+
+def test_face_cell_is_the_mean_over_generators_and_summary_uses_it(tmp_path):
+    expected, pooled = {}, {}
+    for m, shifts in (("cyborg", (2.5, 0.2)), ("difference", (2.0, 0.5))):
+        for seed in (0, 1):
+            s = face_scores(seed + 10 * len(m), *shifts)
+            write_run(tmp_path, f"dd_face/all/densenet121/{m}/base/seed{seed}", "face", s)
+            y, margin = s["label"].to_numpy(), s["logit1"].to_numpy() * 2.0
+            per_gen = [
+                roc_auc_score(
+                    y[(y == 0) | (s["subset"] == g)], margin[(y == 0) | (s["subset"] == g)]
+                )
+                for g in ("gen_a", "gen_b")
+            ]
+            expected.setdefault(m, []).append(np.mean(per_gen))
+            pooled.setdefault(m, []).append(roc_auc_score(y, margin))
+        for seed in (0, 1):
+            for fold in ("printouts", "artificial"):
+                s = loo_scores(seed * 7 + len(fold) + len(m), fold)
+                d = write_run(
+                    tmp_path, f"dd_iris/{fold}/densenet121/{m}/base/seed{seed}", "iris", s
+                )
+                held = json.loads((d / "metrics.json").read_text())["auroc"][fold]
+                expected.setdefault(f"iris/{m}", []).append(held)
+    out = tmp_path / "agg"
+    args = ["--runs-root", str(tmp_path), "--out-runs", str(out / "runs.csv")]
+    assert cli.main(["aggregate", *args, "--out-roc", str(out / "roc.csv")]) == 0
+    runs = read_runs_csv(out / "runs.csv")
+    t2 = tables.dd_t2(runs)
+    for m in ("cyborg", "difference"):
+        cell = t2.data[(t2.data["kind"] == "aggregate") & (t2.data["row"] == m)]
+        face = cell[cell["col"] == "dd_face"].iloc[0]
+        assert face["mean"] == pytest.approx(np.mean(expected[m]), abs=1e-12)
+        assert abs(face["mean"] - np.mean(pooled[m])) > 0.02  # pooled differs with these sizes
+        iris = cell[cell["col"] == "dd_iris"].iloc[0]
+        assert iris["mean"] == pytest.approx(np.mean(expected[f"iris/{m}"]), abs=1e-12)
+    assert "face cells: mean over generators" in t2.latex
+    # the headline numbers (`dvc metrics show`): same definitions, keyed by dataset name
+    assert cli.main(["summary", "--runs", str(out / "runs.csv"), "--out", str(out / "s.json")]) == 0
+    summary = json.loads((out / "s.json").read_text())
+    assert set(summary["auroc_mean"]) == {
+        f"{d}/{m}" for d in ("dd_face", "dd_iris") for m in expected if "/" not in m
+    }
+    for m in ("cyborg", "difference"):
+        assert summary["auroc_mean"][f"dd_face/{m}"] == round(float(np.mean(expected[m])), 4)
+        want = round(float(np.mean(expected[f"iris/{m}"])), 4)
+        assert summary["auroc_mean"][f"dd_iris/{m}"] == want
+
+
+def _runs_of(tmp_path: Path, pairs) -> pd.DataFrame:
+    labels = np.r_[np.zeros(20, int), np.ones(20, int)]
+    for i, (m, bb) in enumerate(pairs):
+        s = scores_frame(labels, [""] * 40, np.random.default_rng(i).normal(labels, 1.0))
+        write_run(tmp_path, f"chest/all/{bb}/{m}/base/seed0", "chest", s)
+    return collect_runs(p.parent for p in sorted(tmp_path.rglob("metrics.json")))
+
+
+def test_sage_t2_has_the_papers_rows_and_the_rest_goes_to_the_extended_table(tmp_path):
+    methods = ["xent", "cyborg", "ggcam", "gazegnn", "sage"]
+    runs = _runs_of(tmp_path, [(m, bb) for m in methods for bb in ("resnet50", "swin_t")])
+    rows = lambda t: set(t.data.loc[t.data["kind"] == "aggregate", "row"])  # noqa: E731
+    t2 = tables.sage_t2(runs)
+    assert rows(t2) == {
+        "xent/resnet50",
+        "xent/swin_t",
+        "cyborg/resnet50",
+        "sage/resnet50",
+        "sage/swin_t",
+    }
+    ext = tables.sage_t2_extended(runs)
+    extra = {
+        "cyborg/swin_t",
+        "ggcam/resnet50",
+        "ggcam/swin_t",
+        "gazegnn/resnet50",
+        "gazegnn/swin_t",
+    }
+    assert rows(ext) == extra | {"xent/resnet50", "xent/swin_t"}  # Xent as the reference
+    assert "beyond SAGE Table 2" in ext.latex and "Mirrors" not in ext.latex
+    # GG-CAM and Gaze-GNN stay in SAGE Table 1 (ResNet50)
+    assert {"ggcam", "gazegnn"} <= rows(tables.sage_t1(runs))
+    assert tables.sage_t2_extended(runs[runs["method"].isin(["xent", "sage"])]).data.empty
+
+
+def test_each_study_writes_its_own_papers_tables(tmp_path):
+    ids = lambda runs: [t.id for t in tables.build_all(runs)]  # noqa: E731
+    sage = _runs_of(
+        tmp_path / "sage", [("xent", "resnet50"), ("cyborg", "resnet50"), ("sage", "resnet50")]
+    )
+    dd = _runs_of(
+        tmp_path / "dd", [(m, "densenet121") for m in ("cyborg", "difference", "contrast")]
+    )
+    assert ids(sage) == [*tables.PAPER_TABLES["sage"], "agreement"]  # CYBORG alone: no DD mirror
+    assert ids(dd) == [*tables.PAPER_TABLES["dd"], "agreement"]  # CYBORG alone: no SAGE mirror
+    assert ids(pd.concat([sage, dd])) == tables.TABLE_IDS
+    # through the CLI, as the `tables` rule runs it
+    sage.to_csv(tmp_path / "runs.csv", index=False)
+    assert (
+        cli.main(["tables", "--runs", str(tmp_path / "runs.csv"), "--out-dir", str(tmp_path / "t")])
+        == 0
+    )
+    written = sorted(p.stem for p in (tmp_path / "t").glob("*.csv"))
+    assert written == sorted([*tables.PAPER_TABLES["sage"], "agreement"])
+    args = ["--papers", "dd,sage", "--out-dir", str(tmp_path / "both")]
+    assert cli.main(["tables", "--runs", str(tmp_path / "runs.csv"), *args]) == 0
+    assert len(list((tmp_path / "both").glob("*.tex"))) == len(tables.TABLE_IDS)

@@ -4,9 +4,15 @@ Each `Table` holds a tidy frame (one row per run used, kind="run", and one per t
 kind="aggregate", with mean, std, ci_low, ci_high, n_seeds, p_vs_baseline) and a booktabs LaTeX
 string. Rows and columns come from the runs present; order and names follow the papers (style.py).
 
-"Overall" AUROC of a dataset: subset "all" of its fold-"all" runs, or, for leave-one-subset-out
-datasets (iris), per seed the mean over folds of the AUROC on the held-out subset. DD Table 2
-uses the latter whenever folds exist; the SAGE tables use fold "all" runs when there are any.
+"Overall" AUROC of a dataset (`overall`): for leave-one-subset-out datasets (iris), per seed the
+mean over folds of the AUROC on the held-out subset; for face datasets, per run the mean over
+generators of the per-generator AUROC (DD Table 2's Face cell is the mean of Table 4's columns);
+else subset "all" of the fold-"all" runs. DD Table 2 prefers the held-out folds whenever they exist;
+the SAGE tables use fold "all" runs when there are any. `summary.json` uses the same definitions.
+
+Which tables a study writes (`build_all`): each paper's tables when the runs hold at least two of
+that paper's methods (DD: Baseline + its losses; SAGE: Xent and the baselines), so no paper mirror
+is built from a single method; the agreement table always.
 """
 
 from __future__ import annotations
@@ -183,14 +189,54 @@ def _one_backbone(
     return d[d["backbone"] == bb], S.tex(S.backbone_name(bb) if bb else "no backbone")
 
 
+GENERATOR_MEAN = "mean over generators"  # `subset` of a face run's overall unit
+
+
+def _generator_mean(g: pd.DataFrame) -> pd.DataFrame:
+    """One unit per face run: the mean over its generators of the per-generator AUROC (DD Table 2
+    = mean of Table 4's columns, whatever the generators' test-set sizes); a run without generator
+    subsets keeps its pooled "all" row."""
+    full = g[(g["fold"] == "all") & (g["subset"] == "all")]
+    gens = g[(g["fold"] == "all") & (g["subset"] != "all")]
+    if gens.empty:
+        return full
+    cols = [c for c in ("value", "auroc", "auroc_sigmoid") if c in gens]
+    per_run = gens.groupby("run_id")[cols].mean().add_suffix("_gen")
+    out = full.merge(per_run, left_on="run_id", right_index=True, how="left")
+    has = out[cols[0] + "_gen"].notna()
+    for c in cols:  # the metric columns too, so figures plot what the tables print
+        out.loc[has, c] = out.loc[has, c + "_gen"]
+    out.loc[has, "subset"] = GENERATOR_MEAN
+    if "constant_scores" in gens:  # a run is marked once, whatever subset showed it
+        const = gens.groupby("run_id")["constant_scores"].any()
+        out["constant_scores"] = out["constant_scores"].astype(bool) | out["run_id"].map(
+            const
+        ).fillna(False).astype(bool)
+    return out.drop(columns=[c + "_gen" for c in cols])
+
+
 def overall(d: pd.DataFrame, prefer_loo: bool) -> pd.DataFrame:
-    """Rows giving each dataset's overall AUROC (see the module docstring)."""
+    """Rows giving each dataset's overall AUROC, one per run (see the module docstring);
+    `d` needs a `value` column (the metric)."""
     parts = []
     for _, g in d.groupby("dataset"):
         loo = g[(g["fold"] != "all") & (g["subset"] == g["fold"])]
-        full = g[(g["fold"] == "all") & (g["subset"] == "all")]
+        if (g["task"] == "face").all():
+            full = _generator_mean(g)
+        else:
+            full = g[(g["fold"] == "all") & (g["subset"] == "all")]
         parts.append((loo if len(loo) else full) if prefer_loo else (full if len(full) else loo))
-    return pd.concat(parts) if parts else d.iloc[0:0]
+    return pd.concat(parts, ignore_index=True) if parts else d.iloc[0:0]
+
+
+def overall_note(u: pd.DataFrame) -> str:
+    """Caption sentence on the cell definitions that are not a pooled AUROC."""
+    notes = []
+    if (u["subset"] == GENERATOR_MEAN).any():
+        notes.append("face cells: mean over generators of the per-generator AUROC")
+    if (u["fold"] != "all").any():
+        notes.append("leave-one-out cells: mean over folds of the held-out attack type's AUROC")
+    return (" " + "; ".join(notes) + ".") if notes else ""
 
 
 def per_subset(d: pd.DataFrame) -> pd.DataFrame:
@@ -232,7 +278,7 @@ def _by_task(tid, cap, u, metric, order, baseline, base_name=None, dd=False, stu
     cols, base_of = task_cols(u, order), lambda r: baseline
     return _build(
         tid,
-        cap,
+        cap + overall_note(u),
         u.assign(col=u["dataset"]),
         metric,
         [stub],
@@ -294,6 +340,7 @@ def _by_backbone(tid: str, cap: str, d: DF, metric: str, baseline: str) -> Table
     fields, orders = ["method", "backbone"], [S.ALL_METHODS, S.BACKBONE_ORDER]
     u, rows = _keyed(overall(d, False), fields, orders, [S.method_name, S.backbone_name])
     u, cols = u.assign(col=u["dataset"]), task_cols(u, S.SAGE_TASK_ORDER)
+    cap += overall_note(u)
     base_of = lambda r: f"{baseline}/{_second(r)}"  # noqa: E731
     stub = ["Method", "Backbone"]
     return _build(
@@ -301,10 +348,31 @@ def _by_backbone(tid: str, cap: str, d: DF, metric: str, baseline: str) -> Table
     )
 
 
+def _in_sage_t2(d: DF) -> pd.Series:
+    """Rows SAGE Table 2 prints: its methods, without the (method, backbone) pairs it omits."""
+    pair = pd.Series(list(zip(d["method"], d["backbone"])), index=d.index)
+    return d["method"].isin(S.SAGE_T2_METHODS) & ~pair.isin(S.SAGE_T2_ABSENT)
+
+
 def sage_t2(runs: DF, metric: str = "auroc", baseline: str = "xent") -> Table:
-    """SAGE Table 2: methods × backbones × tasks; bold = best method per backbone and task."""
+    """SAGE Table 2: methods × backbones × tasks, only the rows the paper has (no GG-CAM or
+    Gaze-GNN, no CYBORG on Swin-T; those go to `sage_t2_extended`); bold = best per backbone."""
     cap = f"Mirrors SAGE Table 2: {S.metric_tex(metric)} per backbone and task."
-    return _by_backbone("sage_t2", cap, _select(runs, metric, S.SAGE_METHODS), metric, baseline)
+    d = _select(runs, metric, S.SAGE_METHODS)
+    return _by_backbone("sage_t2", cap, d[_in_sage_t2(d)], metric, baseline)
+
+
+def sage_t2_extended(runs: DF, metric: str = "auroc", baseline: str = "xent") -> Table:
+    """The SAGE method × backbone runs beyond SAGE Table 2's rows (e.g. GG-CAM and Gaze-GNN on
+    every backbone, CYBORG on Swin-T), with the Xent rows of their backbones as the reference."""
+    d = _select(runs, metric, S.SAGE_METHODS)
+    extra = d[~_in_sage_t2(d)]
+    ref = d[(d["method"] == baseline) & d["backbone"].isin(extra["backbone"].unique())]
+    cap = f"SAGE methods beyond SAGE Table 2's rows (no paper counterpart): {S.metric_tex(metric)} "
+    cap += f"per backbone and task, with {S.tex(S.method_name(baseline))} as reference."
+    if extra.empty:
+        return empty_table("sage_t2_extended", cap)
+    return _by_backbone("sage_t2_extended", cap, pd.concat([ref, extra]), metric, baseline)
 
 
 def agreement(runs: DF, baseline: str = "xent") -> Table:
@@ -330,7 +398,7 @@ def sage_t3(runs: DF, metric: str = "auroc", backbone: Opt = None) -> Table:
         ("delta", "Difference"),
     ]
     cap = f"Mirrors SAGE Table 3 (sanity check): {S.metric_tex(metric)} with human maps $h$, flipped maps "
-    cap += f"$1-h$, and their paired difference ({bname})."
+    cap += f"$1-h$, and their paired difference ({bname}).{overall_note(u)}"
     stub, delta = ["Method", "Dataset"], ("human", "flipped", "delta")
     return _build("sage_t3", cap, u, metric, stub, rows, cols, None, "", _second, delta, "dataset")
 
@@ -360,14 +428,38 @@ def sage_t5(
     return _ablation("sage_t5", "sigma", r"$\sigma$", default, runs, metric, method, backbone)
 
 
-TABLE_IDS = [*(f"dd_t{i}" for i in (2, 3, 4)), *(f"sage_t{i}" for i in range(1, 6)), "agreement"]
+PAPER_TABLES = {
+    "dd": ["dd_t2", "dd_t3", "dd_t4"],
+    "sage": ["sage_t1", "sage_t2", "sage_t2_extended", "sage_t3", "sage_t4", "sage_t5"],
+}
+TABLE_IDS = [*PAPER_TABLES["dd"], *PAPER_TABLES["sage"], "agreement"]
+PAPER_METHODS = {"dd": S.DD_METHODS, "sage": S.SAGE_METHODS}
 
 
-def build_all(runs: DF, metric: str = "auroc", dd_base: str = "cyborg", sage_base: str = "xent"):
-    """Every table, in TABLE_IDS order; baselines of the paired tests per paper."""
-    out = [f(runs, metric, dd_base) for f in (dd_t2, dd_t3, dd_t4)]
-    out += [sage_t1(runs, metric, sage_base), sage_t2(runs, metric, sage_base)]
-    out += [sage_t3(runs, metric), sage_t4(runs, metric), sage_t5(runs, metric)]
+def papers_of(runs: DF) -> list[str]:
+    """The papers whose tables these runs can fill: at least two of the paper's methods ran, so
+    no paper mirror is built from a single method (a SAGE study's CYBORG runs make no DD table)."""
+    present = set(runs["method"])
+    return [p for p, methods in PAPER_METHODS.items() if len(present & set(methods)) >= 2]
+
+
+def build_all(
+    runs: DF,
+    metric: str = "auroc",
+    dd_base: str = "cyborg",
+    sage_base: str = "xent",
+    papers: list[str] | None = None,
+) -> list[Table]:
+    """The tables of `papers` (default: `papers_of(runs)`) in TABLE_IDS order, empty ones
+    included, then the agreement table; baselines of the paired tests per paper."""
+    papers = papers_of(runs) if papers is None else papers
+    out = []
+    if "dd" in papers:
+        out += [f(runs, metric, dd_base) for f in (dd_t2, dd_t3, dd_t4)]
+    if "sage" in papers:
+        out += [sage_t1(runs, metric, sage_base), sage_t2(runs, metric, sage_base)]
+        out += [sage_t2_extended(runs, metric, sage_base)]
+        out += [sage_t3(runs, metric), sage_t4(runs, metric), sage_t5(runs, metric)]
     return [*out, agreement(runs, sage_base)]
 
 
