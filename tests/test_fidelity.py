@@ -21,12 +21,13 @@ import salience.config as sc
 from salience.data.loader import BatchStream
 from salience.data.prepared import PreparedDataset
 from salience.errors import ConfigError
-from salience.evaluation.evaluate import load_trained
+from salience.evaluation.evaluate import evaluate_checkpoint, load_trained
 from salience.evaluation.metrics import subset_metrics
 from salience.methods.base import build_method
-from salience.models.base import feature_grid
+from salience.models.base import build_backbone, feature_grid
 from salience.reporting import cli, tables
 from salience.reporting.aggregate import collect_roc, collect_runs, read_runs_csv
+from salience.training import checkpoint as ckpt
 from salience.training.loop import (
     find_backbone,
     mean_loss,
@@ -128,14 +129,22 @@ def test_mentor_stage1_defaults_are_the_published_schedule():
         build_method("mentor", {"pretrain_optimizer": "rmsprop"})
 
 
-def test_flipped_mentor_pretraining_selects_on_the_flipped_validation_loss(tmp_path):
+@pytest.fixture(scope="module")
+def face_data(tmp_path_factory) -> Path:
+    """The generated face task (real vs generators), generated and prepared through the CLI."""
+    root = tmp_path_factory.mktemp("face")
+    prepare_tiny(tiny_config(root, task="face"))
+    return root / "data"
+
+
+def test_flipped_mentor_pretraining_selects_on_the_flipped_validation_loss(tmp_path, face_data):
     torch.set_num_threads(1)
     sanity = {"datasets": ["tiny"], "backbones": ["smallcnn"], "methods": ["mentor"], "seeds": [0]}
     extra = {"experiments": {"sanity": sanity}, "methods": {"mentor": {"pretrain_epochs": 3}}}
     # a larger rate than the published 1e-4 so that three epochs move the loss noticeably
     extra["methods"]["mentor"]["pretrain_lr"] = 3e-3
     cfg = tiny_config(tmp_path, task="face", methods=["mentor"], extra=extra)
-    prepare_tiny(cfg)
+    cfg["data_dir"] = str(face_data)
     spec = sc.RunSpec("tiny", "all", "smallcnn", "mentor", "flipped", 0)
     out = train(cfg, spec, stage="pretrain")
     hist = pd.read_csv(out / "history.csv")
@@ -355,3 +364,21 @@ def test_each_study_writes_its_own_papers_tables(tmp_path):
     args = ["--papers", "dd,sage", "--out-dir", str(tmp_path / "both")]
     assert cli.main(["tables", "--runs", str(tmp_path / "runs.csv"), *args]) == 0
     assert len(list((tmp_path / "both").glob("*.tex"))) == len(tables.TABLE_IDS)
+
+
+def test_constant_model_gets_warnings_in_its_metrics(tmp_path, face_data):
+    """All-zero weights: every test image gets logits (0, 0); the run was also selected on an epoch
+    with constant validation scores (model.pt meta, as the training loop records it)."""
+    model = build_method("xent").build_model(build_backbone("smallcnn", weights="none"))
+    state = {k: torch.zeros_like(v) for k, v in model.state_dict().items()}
+    meta = {"backbone": "smallcnn", "method": "xent", "stage": "train", "best_epoch": 1}
+    ckpt.save(
+        {"state_dict": state, "meta": meta | {"val_constant_scores": True}}, tmp_path / "m.pt"
+    )
+    prepared = face_data / "prepared" / "tiny"
+    m = evaluate_checkpoint(tmp_path / "m.pt", prepared, "test", tmp_path / "out", what="zero")
+    assert m["constant_scores"] is True and m["auroc"]["all"] == 0.5
+    assert [w.split(":")[0] for w in m["warnings"]] == ["zero", "zero"]
+    assert "every image has the same score (logit margin 0)" in m["warnings"][0]
+    assert "selected epoch scored every validation image the same" in m["warnings"][1]
+    assert json.loads((tmp_path / "out" / "metrics.json").read_text())["warnings"] == m["warnings"]
