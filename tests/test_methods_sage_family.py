@@ -268,7 +268,8 @@ def test_mentor_transfers_every_encoder_tensor(backbone):
 
 
 def test_mentor_pretrain_epochs():
-    assert build_method("mentor").stage_epochs("pretrain", 4) == 4  # default: train.epochs
+    assert build_method("mentor").stage_epochs("pretrain", 4) == 11  # MENTOR's published 11
+    assert build_method("mentor", {"pretrain_epochs": None}).stage_epochs("pretrain", 4) == 4
     m = build_method("mentor", {"pretrain_epochs": 2})
     assert (m.stage_epochs("pretrain", 4), m.stage_epochs("train", 4)) == (2, 4)
     assert build_method("xent").stage_epochs("train", 4) == 4

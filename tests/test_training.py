@@ -396,9 +396,9 @@ def test_auroc_equals_sklearn():
     y = rng.integers(0, 2, 400)
     subset = np.where(y == 1, rng.choice(["a", "b"], 400), "")
     p1, ps = rng.random(400), np.round(rng.random(400), 1)
-    m = subset_metrics(
-        pd.DataFrame({"label": y, "subset": subset, "p1": p1, "p_sigmoid1": ps}), "t"
-    )
+    # ranked by the logits (p1 by l1 - l0, sigmoid by l1): margin = p1, l1 = ps
+    frame = {"label": y, "subset": subset, "logit0": ps - p1, "logit1": ps}
+    m = subset_metrics(pd.DataFrame(frame), "t")
     for name in ("all", "a", "b"):
         keep = (y == 0) | (subset == name) if name != "all" else np.ones(400, bool)
         assert m["auroc"][name] == pytest.approx(roc_auc_score(y[keep], p1[keep]), abs=1e-12)

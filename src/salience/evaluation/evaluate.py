@@ -140,7 +140,16 @@ def evaluate_checkpoint(
 
     grid = feature_grid(find_backbone(model), ds.image_size)
     scores, agreement = score_split(model, meth, ds, rows, grid, batch_size, dev)
-    metrics = subset_metrics(scores, what or f"{model_path} on {prepared}:{split}")
+    what = what or f"{model_path} on {prepared}:{split}"
+    metrics = subset_metrics(scores, what)
+    if meta.get("val_constant_scores"):
+        metrics["constant_scores"] = True
+        metrics.setdefault("warnings", []).append(
+            f"{what}: the selected epoch scored every validation image the same "
+            "(model selection could not rank; tables mark the cell)"
+        )
+    for warning in metrics.get("warnings", []):
+        log.warning("%s", warning)
     metrics.update(
         {
             "cam_agreement": agreement,

@@ -97,6 +97,13 @@ class Method:
         """Epochs of `stage`; `epochs` is the config's train.epochs (the default for every stage)."""
         return epochs
 
+    def optimizer(self, stage: str, train: dict[str, Any]) -> dict[str, Any]:
+        """Optimiser of `stage` from the config's `train` block: {"name": "sgd" | "adam", "lr",
+        "momentum" (sgd only), "weight_decay", "lr_step", "lr_gamma"} (StepLR, stepped per epoch).
+        Default: the papers' SGD + StepLR for every stage (SAGE §4.2, DD §5.3)."""
+        keys = ("lr", "momentum", "weight_decay", "lr_step", "lr_gamma")
+        return {"name": "sgd", **{k: train[k] for k in keys}}
+
     def loss(self, model: nn.Module, batch: dict[str, Tensor], stage: str = "train") -> LossOutput:
         raise NotImplementedError
 
