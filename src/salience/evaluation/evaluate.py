@@ -54,12 +54,15 @@ def load_trained(
             f"{path}: checkpoint has no backbone/method metadata; pass --backbone and --method"
         )
     method = build_method(method_name, meta.get("method_params"))
-    method.check_backbone(backbone)
-    model = method.build_model(
-        build_backbone(backbone, weights="none"),
-        cam_layer=meta.get("cam_layer", "pooled"),
-        stage=meta.get("stage", "train"),
-    )
+    if method.own_network:
+        model = method.build_own_model("none", meta.get("stage", "train"))
+    else:
+        method.check_backbone(backbone)
+        model = method.build_model(
+            build_backbone(backbone, weights="none"),
+            cam_layer=meta.get("cam_layer", "pooled"),
+            stage=meta.get("stage", "train"),
+        )
     ckpt.load_model_state(model, obj, path, {"backbone": backbone, "method": method_name})
     return model, method, meta
 
@@ -139,6 +142,7 @@ def evaluate_checkpoint(
     from salience.models.base import feature_grid
 
     grid = feature_grid(find_backbone(model), ds.image_size)
+    meth.prepare_eval(ds.index["has_map"].to_numpy()[rows], f"{prepared}: {split} split")
     scores, agreement = score_split(model, meth, ds, rows, grid, batch_size, dev)
     metrics = subset_metrics(scores, what or f"{model_path} on {prepared}:{split}")
     metrics.update(

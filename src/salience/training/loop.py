@@ -58,6 +58,8 @@ def split_rows(ds: PreparedDataset, split: str, fold: str) -> np.ndarray:
 
 
 def build_model_for(spec: C.RunSpec, resolved: dict, method: Method, stage: str) -> torch.nn.Module:
+    if method.own_network:  # GazeGNN: the grid backbone only places the run
+        return method.build_own_model(resolved["model"]["weights"], stage)
     method.check_backbone(spec.backbone)
     backbone = build_backbone(spec.backbone, weights=resolved["model"]["weights"])
     return method.build_model(backbone, cam_layer=resolved["model"]["cam_layer"], stage=stage)
@@ -167,6 +169,7 @@ def train(cfg: dict, spec: C.RunSpec, stage: str = "train", tracker=None) -> Pat
         )
 
     seed_everything(spec.seed)
+    method.prepare_eval(ds.index["has_map"].to_numpy()[rows_val], f"{ds.root}: val split")
     model = build_model_for(spec, resolved, method, stage).to(device)
     grid = feature_grid(find_backbone(model), ds.image_size)
     if grid < 2 and method.uses_maps:
