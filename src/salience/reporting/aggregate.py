@@ -32,6 +32,7 @@ RUN_COLUMNS = [
     "best_epoch",
     "epochs",
     "weights_origin",
+    "test_maps",  # GazeGNN: "provided" (the test images' own maps) or "uniform"; "" otherwise
 ]
 ROC_COLUMNS = [
     "run_id",
@@ -46,6 +47,7 @@ ROC_COLUMNS = [
     "tpr",
 ]
 STR_COLUMNS = ["run_id", "dataset", "task", "fold", "backbone", "method", "variant", "subset"]
+STR_COLUMNS += ["test_maps"]
 SCORE_COLUMNS = ("split", "subset", "label", "p1")
 
 
@@ -120,6 +122,7 @@ def _run_rows(run_dir: Path) -> list[dict]:
                 "best_epoch": int(m.get("best_epoch", -1)),
                 "epochs": int(m.get("epochs", -1)),
                 "weights_origin": str(meta.get("weights_origin", "")),
+                "test_maps": str(m.get("test_maps", "")),
             }
         )
     return rows

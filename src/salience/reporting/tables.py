@@ -117,6 +117,7 @@ def _build(
     n_txt = f"n = {ns[0]}" if len(ns) == 1 else f"n = {ns[0]}--{ns[-1]}"
     within = f" within each {group_name}" if group_name else ""
     cap = f"{caption} Mean $\\pm$ std over seeds ({n_txt}); best per column{within} in bold."
+    cap += gaze_note(units)
     tex = S.render_latex(tid, cap, stub, [S.tex(lab) for _, lab in cols], body)
     meta = {"table": tid, "metric": metric}
     runs = units.assign(**meta, kind="run")
@@ -125,6 +126,22 @@ def _build(
     data = data.assign(row_label=data["row"].map(rlabel), col_label=data["col"].map(clabel))
     data = data.reindex(columns=TABLE_COLUMNS).astype({"seed": "Int64", "n_seeds": "Int64"})
     return Table(tid, data, tex)
+
+
+def gaze_note(units: pd.DataFrame) -> str:
+    """Caption sentence saying which maps Gaze-GNN's runs in a table read at test time (it reads
+    one per image as input, docs/decisions.md "gazegnn"); "" when the table has no such run."""
+    if "test_maps" not in units or "method" not in units:
+        return ""
+    fed = set(units.loc[units["method"] == "gazegnn", "test_maps"].astype(str))
+    if not fed:
+        return ""
+    net = " Gaze-GNN is its own Pyramid ViG network;"
+    if fed == {"provided"}:
+        return f"{net} it read each test image's own saliency map at test time."
+    if fed == {"uniform"}:
+        return f"{net} it read a constant map at test time (no test-image saliency)."
+    return f"{net} it read test-image saliency maps in some runs and a constant map in others."
 
 
 # ---- selection helpers ---------------------------------------------------------------------------
