@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -192,6 +193,38 @@ def test_test_maps_policy_per_split():
 def test_bad_sizes_name_the_key(key, value):
     with pytest.raises(ConfigError, match=rf"methods\.gazegnn\.{key}: must be"):
         build_method("gazegnn", {key: value})
+
+
+# ------------------------------------------------------------------ published Pyramid ViG files
+def _published_names(state: dict) -> dict:
+    """Our PyramidViG keys → Efficient-AI-Backbones' (`stem.convs.*`, `backbone.*`, a Downsample's
+    `conv.*`, `graph_conv.gconv.nn.*`), the layout of pvig_ti_78.5.pth.tar that GazeGNN loads."""
+    out = {}
+    for key, value in state.items():
+        key = re.sub(r"^blocks\.(\d+)\.([01]\.[a-z_]+)$", r"blocks.\1.conv.\2", key)
+        key = key.replace("blocks.", "backbone.", 1).replace("stem.", "stem.convs.", 1)
+        out[key.replace(".graph_conv.nn.", ".graph_conv.gconv.nn.")] = value
+    return out
+
+
+def test_loads_a_published_layout_file_and_replaces_the_1000_class_conv(tmp_path):
+    torch.manual_seed(3)
+    src = GazeGNNNet(PyramidViG(SMALL["channels"], SMALL["blocks"]), num_classes=1000)
+    with torch.no_grad():
+        for p in src.parameters():
+            p.add_(torch.rand_like(p))
+    state = _published_names(src.backbone.state_dict())
+    state["backbone.0.0.relative_pos"] = torch.zeros(1, 64, 4)  # fixed; recomputed, not loaded
+    state.update({f"prediction.{k}": v for k, v in src.prediction.state_dict().items()})
+    path = tmp_path / "pvig_small.pth.tar"
+    torch.save(state, path)
+    net = build_method("gazegnn", SMALL).build_own_model(str(path))
+    assert net.backbone.weights_origin == "imagenet:pvig_small.pth.tar"
+    got, want = net.backbone.state_dict(), src.backbone.state_dict()
+    assert got.keys() == want.keys() and all(torch.equal(got[k], want[k]) for k in got)
+    assert torch.equal(net.prediction[0].weight, src.prediction[0].weight)  # pretrained head
+    assert torch.equal(net.prediction[1].weight, src.prediction[1].weight)
+    assert net.prediction[4].weight.shape == (2, 1024, 1, 1)  # GazeGNN's new class conv
 
 
 # ------------------------------------------------------------------------------ the run grid
