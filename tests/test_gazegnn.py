@@ -20,7 +20,7 @@ from salience import config as C
 from salience.data.loader import BatchStream
 from salience.data.prepared import PreparedDataset
 from salience.errors import ConfigError, DataError
-from salience.evaluation.evaluate import load_trained
+from salience.evaluation.evaluate import load_trained, score_split
 from salience.methods.base import build_method
 from salience.methods.gazegnn import GazeGNNNet, node_gaze
 from salience.models.pvig import (
@@ -280,6 +280,20 @@ def test_cli_training_run_reads_the_test_maps(trained):
     got = scores[["logit0", "logit1"]].to_numpy()
     np.testing.assert_allclose(got, torch.cat(with_maps).numpy(), rtol=1e-5, atol=1e-5)
     assert not np.allclose(got, torch.cat(constant).numpy(), atol=1e-4)
+
+
+def test_flipped_runs_read_flipped_test_maps(trained):
+    """A sanity (flipped-map) run trains on 1 − h; evaluation feeds it 1 − h too."""
+    cfg, spec, _ = trained
+    model, method, _ = load_trained(C.run_dir(cfg, spec) / "model.pt", run=spec)
+    ds = PreparedDataset(C.prepared_dir(cfg, "tiny"))
+    rows = ds.rows("test")[:16]
+    method.prepare_eval(ds.index["has_map"].to_numpy()[rows], "test split")
+    scores, _ = score_split(model, method, ds, rows, 4, 16, torch.device("cpu"), flip_maps=True)
+    batch = next(iter(BatchStream(ds, rows, 16, cam_grid=4)))
+    with torch.no_grad():
+        want = model(batch["image"], node_gaze(1 - batch["map"], model.backbone.node_grid(32)))
+    np.testing.assert_allclose(scores[["logit0", "logit1"]].to_numpy(), want.numpy(), atol=1e-5)
 
 
 def test_same_seed_same_model(trained):
