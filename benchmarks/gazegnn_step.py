@@ -90,7 +90,9 @@ def main() -> None:
     print("\n" + " ".join(["benchmarks/gazegnn_step.py", *sys.argv[1:]]) + "\n")
     size = "Ti" if not params else f"channels {args.channels}, blocks {args.blocks}"
     head = f"@{args.image_size}px, batch {args.batch}, {args.threads} thread(s)"
-    print(f"| model ({size} for gazegnn) | train s/step {head} | scoring s/batch | images/s scored |")
+    print(
+        f"| model ({size} for gazegnn) | train s/step {head} | scoring s/batch | images/s scored |"
+    )
     print("|---|---|---|---|")
     for k, v in samples.items():
         tr = statistics.median(s for s, _ in v)

@@ -167,7 +167,8 @@ class GazeGNN(Method):
     def build_model(
         self, backbone: Backbone, *, cam_layer: str = "pooled", stage: str = "train"
     ) -> nn.Module:
-        """GazeGNN on a Pyramid ViG built elsewhere (`backbone` must be one)."""
+        """GazeGNN on `backbone` when it is a Pyramid ViG; any other backbone is ignored and the
+        configured Pyramid ViG is built (random init): GazeGNN brings its own network."""
         if not isinstance(backbone, PyramidViG):
             return self.build_own_model("none", stage)
         return GazeGNNNet(backbone, dropout=float(self.params["dropout"]))
