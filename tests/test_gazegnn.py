@@ -30,7 +30,8 @@ from salience.models.pvig import (
     knn_graph,
     max_relative,
 )
-from salience.reporting.tables import gaze_note
+from salience.reporting.aggregate import collect_runs
+from salience.reporting.tables import gaze_note, sage_t1
 from salience.training.loop import train
 
 torch.set_num_threads(1)
@@ -308,6 +309,14 @@ def test_same_seed_same_model(trained):
 
 
 # --------------------------------------------------------------------------------- captions
+def test_sage_t1_caption_from_the_trained_run(trained):
+    cfg, spec, _ = trained
+    runs = collect_runs([C.run_dir(cfg, spec)])
+    assert set(runs["test_maps"]) == {"provided"}
+    tex = sage_t1(runs).latex
+    assert "Gaze-GNN is its own Pyramid ViG network; it read each test image's own saliency" in tex
+
+
 def test_caption_says_which_maps_gazegnn_read():
     runs = pd.DataFrame({"method": ["xent", "gazegnn"], "test_maps": ["", "provided"]})
     assert "read each test image's own saliency map at test time" in gaze_note(runs)
