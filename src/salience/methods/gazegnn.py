@@ -72,7 +72,11 @@ class GazeGNNNet(nn.Module):
     `gaze` B×g×g on the node grid (`node_gaze`), or None = the constant map (running mean)."""
 
     def __init__(
-        self, backbone: PyramidViG, num_classes: int = 2, dropout: float = 0.0, head=None
+        self,
+        backbone: PyramidViG,
+        num_classes: int = 2,
+        dropout: float = 0.0,
+        head: dict[str, Tensor] | None = None,
     ) -> None:
         super().__init__()
         self.backbone = backbone
