@@ -331,7 +331,9 @@ def test_ggcam_uncertainty_loss_by_hand(class_index):
 
 # --------------------------------------------------------------------------------- GazeGNN
 def test_gazegnn_uniform_test_maps_ignore_batch_map():
-    method, model = train_steps("gazegnn", "smallcnn")  # leaves the fusion BN with a running mean
+    # one step leaves the fusion BN with a running mean (the constant map)
+    method, model = train_steps("gazegnn", "smallcnn", params={"test_maps": "uniform"})
+    method.prepare_eval(torch.ones(4, dtype=torch.bool).numpy(), "test split")
     assert method.maps_at_test and method.eval_notes()["test_maps"] == "uniform"
     batch = make_batch(model.backbone, 48)
     other = dict(batch, map=1 - batch["map"], map_cam=torch.rand_like(batch["map_cam"]))

@@ -48,7 +48,10 @@ def run_all_stages(cfg, spec, tracker=None):
 @pytest.mark.parametrize("method", METHODS.names())
 def test_every_method_trains_and_evaluates(tmp_path, data_dir, method):
     torch.set_num_threads(1)
-    cfg = cfg_for(tmp_path, data_dir, methods=[method])
+    # GazeGNN trains its own Pyramid ViG: at the demo's widths, as the CNN here is the CPU one
+    sizes = {"gazegnn": {"channels": [16, 32, 64, 96], "blocks": [1, 1, 2, 1]}}
+    extra = {"methods": {method: sizes[method]}} if method in sizes else None
+    cfg = cfg_for(tmp_path, data_dir, methods=[method], extra=extra)
     spec = C.RunSpec("tiny", "all", "smallcnn", method, "base", 0)
     metrics = run_all_stages(cfg, spec)
     rdir = C.run_dir(cfg, spec)

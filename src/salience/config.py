@@ -272,11 +272,21 @@ def expand_runs(cfg: dict, experiments: list[str] | None = None) -> list[RunSpec
                                 and bb not in cls.supported_backbones
                             ):
                                 continue
+                            if cls.own_network and bb != home_backbone(grid["backbones"]):
+                                continue
                             if variant == VARIANT_FLIPPED and not cls.uses_maps:
                                 continue
                             for seed in grid["seeds"]:
                                 runs.add(RunSpec(ds, fold, bb, m, variant, int(seed)))
     return sorted(runs)
+
+
+def home_backbone(backbones: list[str]) -> str:
+    """The grid backbone under which a method with its own network (GazeGNN) runs, once:
+    resnet50 when listed (SAGE Table 1 lists GazeGNN with ResNet-50), else the first listed."""
+    from salience.methods.base import HOME_BACKBONE
+
+    return HOME_BACKBONE if HOME_BACKBONE in backbones else backbones[0]
 
 
 def skipped_combinations(cfg: dict) -> list[str]:
@@ -290,6 +300,11 @@ def skipped_combinations(cfg: dict) -> list[str]:
                 cls = method_class(m)
                 if cls.supported_backbones is not None and bb not in cls.supported_backbones:
                     out.add(f"{m} on {bb}: {cls.unsupported_reason or 'unsupported'}")
+                elif cls.own_network and bb != home_backbone(grid["backbones"]):
+                    home = home_backbone(grid["backbones"])
+                    out.add(
+                        f"{m} on {bb}: brings its own network ({cls.own_network}), run once under {home}"
+                    )
     return sorted(out)
 
 

@@ -23,6 +23,7 @@ import pkgutil
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+import numpy as np
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -31,6 +32,9 @@ from salience.models.base import Backbone, Classifier
 from salience.registry import Registry
 
 METHODS: Registry = Registry("method")
+#: where a method with its own network sits in a grid that lists this backbone (SAGE Table 1 lists
+#: GazeGNN in its ResNet-50 table); otherwise under the grid's first backbone
+HOME_BACKBONE = "resnet50"
 
 
 @dataclass
@@ -50,6 +54,9 @@ class Method:
     uses_maps: ClassVar[bool] = True
     #: True when the model needs the map at evaluation time too (gazegnn)
     maps_at_test: ClassVar[bool] = False
+    #: set when the method trains its own network whatever the grid's backbone (gazegnn: "pvig");
+    #: the grid then places one run per dataset/fold/seed, under HOME_BACKBONE or the grid's first
+    own_network: ClassVar[str | None] = None
     #: None = every registered backbone; else the names that work (others fail with a clear message)
     supported_backbones: ClassVar[tuple[str, ...] | None] = None
     #: why the unsupported backbones cannot serve (shown in the error)
@@ -85,6 +92,13 @@ class Method:
     ) -> nn.Module:
         """The model this method trains in `stage` (default: backbone + GAP + linear)."""
         return Classifier(backbone, num_classes=2, cam_layer=cam_layer)
+
+    def build_own_model(self, weights: str = "auto", stage: str = "train") -> nn.Module:
+        """The model of a method with `own_network` (`weights` as model.weights)."""
+        raise NotImplementedError
+
+    def prepare_eval(self, has_map: np.ndarray, where: str) -> None:
+        """Called before scoring a whole split (`has_map`: bool per row; `where` names the split)."""
 
     def init_stage(self, model: nn.Module, stage: str, previous: dict[str, Tensor] | None) -> None:
         """Called once before training `stage`, with the selected state dict of the previous stage."""

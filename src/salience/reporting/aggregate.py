@@ -34,6 +34,7 @@ RUN_COLUMNS = [
     "weights_origin",
     "cam_class",
     "constant_scores",
+    "test_maps",  # GazeGNN: "provided" (the test images' own maps) or "uniform"; "" otherwise
 ]
 ROC_COLUMNS = [
     "run_id",
@@ -48,7 +49,7 @@ ROC_COLUMNS = [
     "tpr",
 ]
 STR_COLUMNS = ["run_id", "dataset", "task", "fold", "backbone", "method", "variant", "subset"]
-STR_COLUMNS += ["cam_class"]
+STR_COLUMNS += ["cam_class", "test_maps"]
 SCORE_COLUMNS = ("split", "subset", "label", "logit0", "logit1")
 
 
@@ -127,6 +128,7 @@ def _run_rows(run_dir: Path) -> list[dict]:
                 "cam_class": str((meta.get("method_params") or {}).get("cam_class", "")),
                 # every test (or selected-epoch validation) image scored the same: tables mark it
                 "constant_scores": bool(m.get("constant_scores", False)),
+                "test_maps": str(m.get("test_maps", "")),
             }
         )
     return rows

@@ -133,6 +133,7 @@ def _build(
     cap = f"{caption}{S.tex(method_notes(units))} Mean $\\pm$ std over seeds ({n_txt}); "
     cap += f"best per column{within} in bold."
     cap += " " + caption_note(units)  # backbone initialisation of the runs (reporting/origin.py)
+    cap += gaze_note(units)
     cap += S.CONSTANT_NOTE if any(k in cells for k in flagged) else ""
     tex = S.render_latex(tid, cap, stub, [S.tex(lab) for _, lab in cols], body)
     meta = {"table": tid, "metric": metric}
@@ -142,6 +143,22 @@ def _build(
     data = data.assign(row_label=data["row"].map(rlabel), col_label=data["col"].map(clabel))
     data = data.reindex(columns=TABLE_COLUMNS).astype({"seed": "Int64", "n_seeds": "Int64"})
     return Table(tid, data, tex)
+
+
+def gaze_note(units: pd.DataFrame) -> str:
+    """Caption sentence saying which maps Gaze-GNN's runs in a table read at test time (it reads
+    one per image as input, docs/decisions.md "gazegnn"); "" when the table has no such run."""
+    if "test_maps" not in units or "method" not in units:
+        return ""
+    fed = set(units.loc[units["method"] == "gazegnn", "test_maps"].astype(str))
+    if not fed:
+        return ""
+    net = " Gaze-GNN is its own Pyramid ViG network;"
+    if fed == {"provided"}:
+        return f"{net} it read each test image's own saliency map at test time."
+    if fed == {"uniform"}:
+        return f"{net} it read a constant map at test time (no test-image saliency)."
+    return f"{net} it read test-image saliency maps in some runs and a constant map in others."
 
 
 # ---- selection helpers ---------------------------------------------------------------------------

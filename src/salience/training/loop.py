@@ -84,6 +84,8 @@ def check_batchnorm_batches(
 
 
 def build_model_for(spec: C.RunSpec, resolved: dict, method: Method, stage: str) -> torch.nn.Module:
+    if method.own_network:  # GazeGNN: the grid backbone only places the run
+        return method.build_own_model(resolved["model"]["weights"], stage)
     method.check_backbone(spec.backbone)
     backbone = build_backbone(spec.backbone, weights=resolved["model"]["weights"])
     return method.build_model(backbone, cam_layer=resolved["model"]["cam_layer"], stage=stage)
@@ -212,6 +214,7 @@ def train(cfg: dict, spec: C.RunSpec, stage: str = "train", tracker=None) -> Pat
         )
 
     seed_everything(spec.seed)
+    method.prepare_eval(ds.index["has_map"].to_numpy()[rows_val], f"{ds.root}: val split")
     model = build_model_for(spec, resolved, method, stage).to(device)
     check_batchnorm_batches(model, spec, stage, ds, rows_train, tcfg["batch_size"])
     grid = feature_grid(find_backbone(model), ds.image_size)
