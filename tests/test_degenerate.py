@@ -67,6 +67,7 @@ def make_batch(
         "map": m,
         "map_cam": mc,
         "has_map": torch.full((n,), has_map),
+        "has_map_cam": torch.full((n,), has_map),
         "row": torch.arange(n),
     }
 
@@ -82,7 +83,8 @@ def build_stage_models(method_name: str) -> list[tuple[str, object, torch.nn.Mod
             build_backbone(BACKBONE, weights="none"), cam_layer="pooled", stage=stage
         )
         method.init_stage(model, stage, previous)
-        assert feature_grid(find_backbone(model), SIZE) == SIZE // 8
+        if not method.own_network:  # GazeGNN trains its Pyramid ViG, whatever the backbone
+            assert feature_grid(find_backbone(model), SIZE) == SIZE // 8
         out.append((stage, method, model))
         previous = {k: v.detach().clone() for k, v in model.state_dict().items()}
     return out
@@ -111,8 +113,15 @@ SCENARIOS: dict[str, tuple[Callable[[], dict], bool]] = {
 }
 
 
-@pytest.mark.parametrize("scenario", list(SCENARIOS))
-@pytest.mark.parametrize("method_name", METHODS.names())
+# GazeGNN's published head batch-normalises the pooled vector (B×1024×1×1): a training batch of one
+# sample cannot be normalised, and the training loop never forms one (data/loader.py, no_singleton).
+ONE_SAMPLE = {"constant-cams-one-sample", "single-sample", "single-sample-no-map"}
+CASES = [
+    (m, s) for m in METHODS.names() for s in SCENARIOS if not (m == "gazegnn" and s in ONE_SAMPLE)
+]
+
+
+@pytest.mark.parametrize("method_name, scenario", CASES)
 def test_loss_and_gradients_are_finite(method_name: str, scenario: str):
     torch.set_num_threads(1)
     make, zero = SCENARIOS[scenario]

@@ -48,6 +48,7 @@ def make_batch(backbone, size=48, b=4, flipped=False, has_map=None, seed=0):
         "map": h * has.view(-1, 1, 1),
         "map_cam": h_cam * has.view(-1, 1, 1),
         "has_map": has,
+        "has_map_cam": has,
         "row": torch.arange(b),
     }
 
@@ -267,7 +268,8 @@ def test_mentor_transfers_every_encoder_tensor(backbone):
 
 
 def test_mentor_pretrain_epochs():
-    assert build_method("mentor").stage_epochs("pretrain", 4) == 4  # default: train.epochs
+    assert build_method("mentor").stage_epochs("pretrain", 4) == 11  # MENTOR's published 11
+    assert build_method("mentor", {"pretrain_epochs": None}).stage_epochs("pretrain", 4) == 4
     m = build_method("mentor", {"pretrain_epochs": 2})
     assert (m.stage_epochs("pretrain", 4), m.stage_epochs("train", 4)) == (2, 4)
     assert build_method("xent").stage_epochs("train", 4) == 4
@@ -329,7 +331,9 @@ def test_ggcam_uncertainty_loss_by_hand(class_index):
 
 # --------------------------------------------------------------------------------- GazeGNN
 def test_gazegnn_uniform_test_maps_ignore_batch_map():
-    method, model = train_steps("gazegnn", "smallcnn")  # leaves the fusion BN with a running mean
+    # one step leaves the fusion BN with a running mean (the constant map)
+    method, model = train_steps("gazegnn", "smallcnn", params={"test_maps": "uniform"})
+    method.prepare_eval(torch.ones(4, dtype=torch.bool).numpy(), "test split")
     assert method.maps_at_test and method.eval_notes()["test_maps"] == "uniform"
     batch = make_batch(model.backbone, 48)
     other = dict(batch, map=1 - batch["map"], map_cam=torch.rand_like(batch["map_cam"]))

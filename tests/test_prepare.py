@@ -176,9 +176,10 @@ def test_resize_map_guards_and_matches_pil() -> None:
     assert np.array_equal(resize_map(np.zeros((9, 9), np.uint8), 3), np.zeros((3, 3), np.float32))
     assert np.array_equal(resize_map(np.full((9, 9), 7.5), (2, 3)), np.zeros((2, 3), np.float32))
     m = np.zeros((12, 12), np.uint8)
-    m[:6, :6] = 200
+    m[:5, :7] = 200
     out = resize_map(m, 4)
-    ref = np.asarray(Image.fromarray(m).resize((4, 4), Image.BILINEAR), np.float32) / 255
+    # area mean pooling in float (PIL BOX on an 'F' image), then min-max
+    ref = np.asarray(Image.fromarray(m.astype(np.float32)).resize((4, 4), Image.BOX), np.float32)
     assert np.allclose(out, (ref - ref.min()) / (ref.max() - ref.min()))
     assert out.dtype == np.float32 and out[0, 0] == 1.0 and out[3, 3] == 0.0
     assert np.allclose(resize_map(m.astype(np.float64) / 200.0, 4), out, atol=1e-2)
@@ -273,7 +274,9 @@ def test_rgb_map_is_converted_with_a_warning(ds: Path, caplog) -> None:
         and rows[3][3] in text
         and "RGB saliency map converted to greyscale" in text
     )
-    ref = np.asarray(grey.resize((SIZE, SIZE), Image.BILINEAR), np.float32)
+    # maps shrink by area mean in float (PIL BOX on an 'F' image), then min-max (docs/data.md §3)
+    ref = Image.fromarray(np.asarray(grey, np.float32)).resize((SIZE, SIZE), Image.BOX)
+    ref = np.asarray(ref, np.float32)
     ref = np.round((ref - ref.min()) / (ref.max() - ref.min()) * 255)
     assert np.array_equal(d.maps[2], ref.astype(np.uint8))
     assert d.meta["warnings"] == {"colour map converted to greyscale": 1}

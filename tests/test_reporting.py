@@ -307,8 +307,9 @@ def test_missing_and_empty_tables(runs, tmp_path):
     assert "no runs for this table" in empty.latex.lower()
     csv, _ = tables.write_table(empty, tmp_path)
     assert csv.read_text().strip() == ",".join(tables.TABLE_COLUMNS)
-    allt = tables.build_all(runs.iloc[0:0])
+    allt = tables.build_all(runs.iloc[0:0], papers=["dd", "sage"])
     assert [t.id for t in allt] == tables.TABLE_IDS and all(t.data.empty for t in allt)
+    assert [t.id for t in tables.build_all(runs.iloc[0:0])] == ["agreement"]  # no paper's runs
 
 
 def test_latex_compiles_with_pdflatex(runs, tmp_path):

@@ -250,9 +250,10 @@ def test_tiny_config_through_slurm_profile(slurm_cluster, tmp_path):
     seconds = time.monotonic() - t0
     log = proc.stdout + proc.stderr
     tables = root / "results" / "tables"
-    for name in ("dd_t2", "sage_t1", "sage_t3"):
+    for name in ("sage_t1", "sage_t3", "agreement"):
         assert (tables / f"{name}.csv").is_file(), name
         assert (tables / f"{name}.tex").is_file(), name
+    assert not (tables / "dd_t2.csv").exists()  # CYBORG alone is no DD study (no 1-method mirror)
     assert (root / "results" / "aggregate" / "summary.json").is_file()
     # the plugin submitted the jobs through sbatch: the controller still lists them (MinJobAge)
     jobs = subprocess.run(

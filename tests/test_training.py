@@ -48,7 +48,10 @@ def run_all_stages(cfg, spec, tracker=None):
 @pytest.mark.parametrize("method", METHODS.names())
 def test_every_method_trains_and_evaluates(tmp_path, data_dir, method):
     torch.set_num_threads(1)
-    cfg = cfg_for(tmp_path, data_dir, methods=[method])
+    # GazeGNN trains its own Pyramid ViG: at the demo's widths, as the CNN here is the CPU one
+    sizes = {"gazegnn": {"channels": [16, 32, 64, 96], "blocks": [1, 1, 2, 1]}}
+    extra = {"methods": {method: sizes[method]}} if method in sizes else None
+    cfg = cfg_for(tmp_path, data_dir, methods=[method], extra=extra)
     spec = C.RunSpec("tiny", "all", "smallcnn", method, "base", 0)
     metrics = run_all_stages(cfg, spec)
     rdir = C.run_dir(cfg, spec)
@@ -396,9 +399,9 @@ def test_auroc_equals_sklearn():
     y = rng.integers(0, 2, 400)
     subset = np.where(y == 1, rng.choice(["a", "b"], 400), "")
     p1, ps = rng.random(400), np.round(rng.random(400), 1)
-    m = subset_metrics(
-        pd.DataFrame({"label": y, "subset": subset, "p1": p1, "p_sigmoid1": ps}), "t"
-    )
+    # ranked by the logits (p1 by l1 - l0, sigmoid by l1): margin = p1, l1 = ps
+    frame = {"label": y, "subset": subset, "logit0": ps - p1, "logit1": ps}
+    m = subset_metrics(pd.DataFrame(frame), "t")
     for name in ("all", "a", "b"):
         keep = (y == 0) | (subset == name) if name != "all" else np.ones(400, bool)
         assert m["auroc"][name] == pytest.approx(roc_auc_score(y[keep], p1[keep]), abs=1e-12)

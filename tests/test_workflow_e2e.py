@@ -22,6 +22,7 @@ TABLES = [
     "dd_t4",
     "sage_t1",
     "sage_t2",
+    "sage_t2_extended",
     "sage_t3",
     "sage_t4",
     "sage_t5",

@@ -6,15 +6,16 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 from pathlib import Path
 
-from salience.errors import SalienceError
+from salience.errors import SalienceError, os_error_line
 
 log = logging.getLogger("salience")
 
 # Sub-packages that contribute subcommands through `add_parsers(subparsers)`.
-_PLUGINS = ("salience.data.cli", "salience.reporting.cli")
+_PLUGINS = ("salience.data.cli", "salience.reporting.cli", "salience.models.cli")
 
 
 def _config(args: argparse.Namespace) -> dict:
@@ -79,6 +80,11 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         if not (args.checkpoint and args.prepared and args.out):
             raise SalienceError(
                 "evaluate: give --config and --run-id, or --checkpoint, --prepared and --out"
+            )
+        if Path(args.out).exists() and not Path(args.out).is_dir():
+            raise SalienceError(
+                f"evaluate --out {args.out}: an existing file, not a folder; --out is the folder that "
+                f"receives scores.csv and metrics.json: give a new or existing folder"
             )
         m = evaluate_checkpoint(
             Path(args.checkpoint),
@@ -175,6 +181,7 @@ _PLUGIN_OF = {
     "tables": "salience.reporting.cli",
     "figures": "salience.reporting.cli",
     "summary": "salience.reporting.cli",
+    "weights": "salience.models.cli",
 }
 
 
@@ -240,7 +247,13 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
         "--config", help="config whose tracking store to serve (default: results/mlflow)"
     )
     u.add_argument("--host", default="127.0.0.1")
-    u.add_argument("--port", type=int, default=5000)
+    # the port `mlflow server` itself reads from the environment; argparse converts the default
+    u.add_argument(
+        "--port",
+        type=int,
+        default=os.environ.get("MLFLOW_PORT", "5000"),
+        help="port (default: $MLFLOW_PORT, else 5000)",
+    )
     u.set_defaults(func=cmd_ui)
 
     s = sub.add_parser(
@@ -282,9 +295,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     for noisy in ("alembic", "mlflow", "matplotlib", "PIL", "urllib3", "git"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # The one place where the project's error kinds and operating-system errors (full disk,
+    # permission denied, file size limit) become the one-line form (docs/robustness.md); `-v`
+    # adds the traceback of an OSError for debugging.
     try:
         args.func(args)
     except SalienceError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        log.debug("operating-system error", exc_info=True)
+        print(f"error: {os_error_line(exc)}", file=sys.stderr)
         return 2
     return 0

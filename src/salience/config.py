@@ -9,6 +9,7 @@ import copy
 import hashlib
 import json
 import os
+import re
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -22,6 +23,36 @@ SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "co
 PACKAGE_SCHEMA = Path(__file__).resolve().parent / "config.schema.yaml"  # fallback for wheels
 VARIANT_BASE = "base"
 VARIANT_FLIPPED = "flipped"
+
+# Every name that becomes a folder, a part of a run id, an MLflow metric name or a shell argument
+# (dataset, subset = attack type / generator, fold, experiment, sweep label): MLflow refuses metric
+# names with '+', a space splits a shell argument and '/' a run id. Defined here, once.
+NAME_CHARS = "letters, digits, '_', '.' and '-', starting with a letter or digit"
+NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*\Z")
+
+
+def name_problem(name: str) -> str | None:
+    """Why `name` cannot be a dataset/subset/fold/experiment name, or None when it can."""
+    if NAME_RE.match(str(name)):
+        return None
+    return (
+        f"name {name!r} may use only {NAME_CHARS} (it becomes a folder, a run id part, an MLflow "
+        f"metric name and a shell argument)"
+    )
+
+
+def _check_names(cfg: dict, source: str) -> None:
+    """Names from the config that end up in paths, metric names or shell arguments."""
+    named = [(f"datasets.{d}", d) for d in cfg.get("datasets", {})]
+    for d, ds in cfg.get("datasets", {}).items():
+        named += [(f"datasets.{d}.holdout_subsets", s) for s in ds.get("holdout_subsets") or []]
+    for e, grid in cfg.get("experiments", {}).items():
+        if "key" in grid:
+            named.append((f"experiments.{e}.label", sweep_label(grid)))
+    for where, name in named:
+        problem = name_problem(name)
+        if problem:
+            raise ConfigError(f"{source}: {where}: {problem}; rename it")
 
 
 @lru_cache(maxsize=1)
@@ -71,6 +102,7 @@ def validate(cfg: dict, source: str = "config") -> dict:
             msg = err.message
         raise ConfigError(f"{source}: {where}: {msg}")
     _fill_defaults(cfg, sch, sch)
+    _check_names(cfg, source)
     _check_registries(cfg, source)
     return cfg
 
@@ -81,8 +113,10 @@ def load_config(path: str | os.PathLike) -> dict:
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found")
     try:
-        with open(path) as fh:
+        with open(path, encoding="utf-8-sig") as fh:
             raw = yaml.safe_load(fh)
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text; save the config as UTF-8 and rerun") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
@@ -112,6 +146,7 @@ def _check_registries(cfg: dict, source: str) -> None:
                 check_backbone_name(bb)
             except ConfigError as exc:
                 raise ConfigError(f"{source}: experiments.{exp}.backbones: {exc}") from None
+        _check_imagenet(cfg, exp, grid, source)
         for m in grid["methods"]:
             try:
                 method_class(m)
@@ -119,7 +154,10 @@ def _check_registries(cfg: dict, source: str) -> None:
                 raise ConfigError(f"{source}: experiments.{exp}.methods: {exc}") from None
         if "key" in grid:
             _, mname, param = grid["key"].split(".")
-            cls = method_class(mname)
+            try:
+                cls = method_class(mname)
+            except ConfigError as exc:
+                raise ConfigError(f"{source}: experiments.{exp}.key: {exc}") from None
             if param not in cls.defaults:
                 raise ConfigError(
                     f"{source}: experiments.{exp}.key: method {mname!r} has no setting {param!r} "
@@ -141,6 +179,17 @@ def _check_registries(cfg: dict, source: str) -> None:
             )
 
 
+def _check_imagenet(cfg: dict, exp: str, grid: dict, source: str) -> None:
+    """`model.weights: imagenet` needs a pinned ImageNet file for every backbone of the grid."""
+    if cfg["model"]["weights"] != "imagenet":
+        return
+    from salience.models.weights import imagenet_file, no_imagenet_file
+
+    for bb in grid["backbones"]:
+        if imagenet_file(bb) is None:
+            raise ConfigError(f"{source}: experiments.{exp}.backbones: {no_imagenet_file(bb)}")
+
+
 # ------------------------------------------------------------------------------------- run grid
 @dataclass(frozen=True, order=True)
 class RunSpec:
@@ -158,9 +207,10 @@ class RunSpec:
     @classmethod
     def from_run_id(cls, run_id: str) -> RunSpec:
         parts = run_id.strip("/").split("/")
-        if len(parts) != 6 or not parts[5].startswith("seed"):
+        if len(parts) != 6 or not re.fullmatch(r"seed\d+", parts[5]):
             raise ConfigError(
-                f"run id {run_id!r}: expected dataset/fold/backbone/method/variant/seedN"
+                f"run id {run_id!r}: expected dataset/fold/backbone/method/variant/seedN with N a "
+                f"whole number (list the run ids with `python -m salience runs --config CFG`)"
             )
         return cls(*parts[:5], seed=int(parts[5][4:]))
 
@@ -222,11 +272,21 @@ def expand_runs(cfg: dict, experiments: list[str] | None = None) -> list[RunSpec
                                 and bb not in cls.supported_backbones
                             ):
                                 continue
+                            if cls.own_network and bb != home_backbone(grid["backbones"]):
+                                continue
                             if variant == VARIANT_FLIPPED and not cls.uses_maps:
                                 continue
                             for seed in grid["seeds"]:
                                 runs.add(RunSpec(ds, fold, bb, m, variant, int(seed)))
     return sorted(runs)
+
+
+def home_backbone(backbones: list[str]) -> str:
+    """The grid backbone under which a method with its own network (GazeGNN) runs, once:
+    resnet50 when listed (SAGE Table 1 lists GazeGNN with ResNet-50), else the first listed."""
+    from salience.methods.base import HOME_BACKBONE
+
+    return HOME_BACKBONE if HOME_BACKBONE in backbones else backbones[0]
 
 
 def skipped_combinations(cfg: dict) -> list[str]:
@@ -240,6 +300,11 @@ def skipped_combinations(cfg: dict) -> list[str]:
                 cls = method_class(m)
                 if cls.supported_backbones is not None and bb not in cls.supported_backbones:
                     out.add(f"{m} on {bb}: {cls.unsupported_reason or 'unsupported'}")
+                elif cls.own_network and bb != home_backbone(grid["backbones"]):
+                    home = home_backbone(grid["backbones"])
+                    out.add(
+                        f"{m} on {bb}: brings its own network ({cls.own_network}), run once under {home}"
+                    )
     return sorted(out)
 
 

@@ -4,8 +4,13 @@ variant) named by its run id. Files in results/ are the artefacts of record; MLf
 Concurrency by design: many training jobs share one local store (a file store by default, each run
 in its own folder; or SQLite). Store creation and experiment creation happen under an exclusive
 file lock (fcntl), and every write is retried with backoff when SQLite reports a lock, so no metric
-is lost. A remote server that cannot be reached fails the job at
-start (`preflight`), not after training.
+is lost. A remote server that cannot be reached, or that refuses the job's credentials, fails the
+job at start (`preflight`, `Tracker.__init__`), not after training.
+
+Credentials for a server with MLflow's basic authentication come only from MLflow's environment
+variables MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD (docs/cluster.md §6): a URI that
+carries them (http://user:password@host) is refused, because the URI is printed and may sit in a
+config file.
 """
 
 from __future__ import annotations
@@ -87,9 +92,55 @@ def _retry(fn: Callable[[], T], what: str, attempts: int = 12) -> T:
     raise AssertionError("unreachable")
 
 
+def redact_uri(uri: str) -> str:
+    """`uri` with any user name and password replaced by `***`, for printing."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(uri)
+    if parts.username is None and parts.password is None:
+        return uri
+    return urlunsplit(parts._replace(netloc="***@" + parts.netloc.rsplit("@", 1)[1]))
+
+
+def _refuse_credentials_in_uri(uri: str) -> None:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(uri)
+    if parts.username is not None or parts.password is not None:
+        host = parts.hostname or ""
+        where = f"{parts.scheme}://{host}" + (f":{parts.port}" if parts.port else "")
+        raise TrackingError(
+            f"tracking URI {where} carries a user name or password; remove them from tracking_uri / "
+            f"MLFLOW_TRACKING_URI and export MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD "
+            f"in the job environment instead (docs/cluster.md)"
+        )
+
+
+def _auth_refused(exc: Exception, uri: str) -> TrackingError | None:
+    """One line for a server that refuses the job's credentials (HTTP 401/403), else None."""
+    code = getattr(exc, "error_code", None)
+    if code not in ("UNAUTHENTICATED", "PERMISSION_DENIED"):
+        return None
+    user = os.environ.get("MLFLOW_TRACKING_USERNAME")
+    who = f"user {user!r}" if user else "no MLFLOW_TRACKING_USERNAME"
+    if code == "UNAUTHENTICATED":
+        what = f"refused the credentials (401, {who})"
+    else:
+        what = f"denied access (403, {who})"
+    return TrackingError(
+        f"MLflow server {uri} {what}; export MLFLOW_TRACKING_USERNAME and "
+        f"MLFLOW_TRACKING_PASSWORD of a user of that server in the job environment (docs/cluster.md)"
+    )
+
+
 def preflight(uri: str) -> None:
-    """Fail fast with one clear line when the tracking store cannot be used."""
+    """Fail fast with one clear line when the tracking store cannot be used.
+
+    Raises TrackingError for an unreachable server, a URI holding credentials, or a local store
+    folder that cannot be created. Credentials themselves are checked by `Tracker` (the server's
+    /health endpoint answers without them)."""
     if uri.startswith(("http://", "https://")):
+        _refuse_credentials_in_uri(uri)
         url = uri.rstrip("/") + "/health"
         try:
             with urllib.request.urlopen(url, timeout=5) as resp:  # noqa: S310 - user-configured URI
@@ -145,8 +196,15 @@ class Tracker:
         self.uri = uri
         with _store_lock(uri):
             self.client = _retry(lambda: MlflowClient(tracking_uri=uri), "open store")
-            # touching the store creates/migrates the SQLite schema while we hold the lock
-            _retry(lambda: self.client.search_experiments(max_results=1), "open store")
+            # touching the store creates/migrates the SQLite schema while we hold the lock; on a
+            # server with authentication it also checks the credentials before any training
+            try:
+                _retry(lambda: self.client.search_experiments(max_results=1), "open store")
+            except Exception as exc:  # noqa: BLE001 - MlflowException, or the REST layer's own
+                refused = _auth_refused(exc, uri)
+                if refused is None:
+                    raise
+                raise refused from None
         self.run_id: str | None = None
 
     def experiment(self, name: str) -> str:
@@ -156,10 +214,20 @@ class Tracker:
                 return exp.experiment_id
             root = artifact_root(self.uri)
             loc = f"{root}/{name}" if root else None
-            return _retry(
-                lambda: self.client.create_experiment(name, artifact_location=loc),
-                "create experiment",
-            )
+            try:
+                return _retry(
+                    lambda: self.client.create_experiment(name, artifact_location=loc),
+                    "create experiment",
+                )
+            except Exception as exc:  # noqa: BLE001 - RestException from a server
+                # the file lock cannot serialise jobs on several nodes against one server: the
+                # first job's experiment wins and the others use it
+                if getattr(exc, "error_code", None) != "RESOURCE_ALREADY_EXISTS":
+                    raise
+                exp = _retry(lambda: self.client.get_experiment_by_name(name), "get experiment")
+                if exp is None:
+                    raise
+                return exp.experiment_id
 
     def start(
         self, experiment: str, run_name: str, tags: dict[str, str], resume: str | None = None
@@ -173,6 +241,13 @@ class Tracker:
                 return resume
             except Exception:  # noqa: BLE001 - store was wiped: start afresh
                 log.warning("MLflow run %s not found in %s; starting a new one", resume, self.uri)
+        else:
+            # A rerun of the same run id (e.g. killed before its first checkpoint, which is where
+            # `resume` comes from) reuses its MLflow run instead of leaving one RUNNING forever.
+            reused = self._reuse(exp_id, run_name, tags)
+            if reused is not None:
+                self.run_id = reused
+                return reused
         run = _retry(
             lambda: self.client.create_run(
                 exp_id, run_name=run_name, tags={RUN_ID_TAG: run_name, **tags}
@@ -181,6 +256,38 @@ class Tracker:
         )
         self.run_id = run.info.run_id
         return self.run_id
+
+    def _reuse(self, exp_id: str, run_name: str, tags: dict[str, str]) -> str | None:
+        """Earlier MLflow run of this run id and stage (looked up by tag) with the same
+        configuration, re-opened as RUNNING; None when there is none. Earlier runs of the same run
+        id and stage under another configuration that were left RUNNING are closed as KILLED."""
+        query = f"tags.`{RUN_ID_TAG}` = '{run_name}'"
+        if "stage" in tags:
+            query += f" and tags.stage = '{tags['stage']}'"
+        runs = _retry(
+            lambda: self.client.search_runs(
+                [exp_id],
+                filter_string=query,
+                max_results=50,
+                order_by=["attributes.start_time DESC"],
+            ),
+            "search runs",
+        )
+        for run in runs:
+            if run.data.tags.get("config_hash") == tags.get("config_hash"):
+                _retry(
+                    lambda rid=run.info.run_id: self.client.update_run(rid, status="RUNNING"),
+                    "reuse run",
+                )
+                log.info("re-using MLflow run %s of %s", run.info.run_id, run_name)
+                return run.info.run_id
+        for run in runs:
+            if run.info.status == "RUNNING":
+                _retry(
+                    lambda rid=run.info.run_id: self.client.set_terminated(rid, status="KILLED"),
+                    "close stale run",
+                )
+        return None
 
     def find(self, experiment: str, run_name: str) -> str | None:
         exp = _retry(lambda: self.client.get_experiment_by_name(experiment), "get experiment")

@@ -12,7 +12,7 @@ import sys
 
 from salience import config as C
 from salience.errors import ConfigError
-from salience.tracking import artifact_root
+from salience.tracking import artifact_root, redact_uri
 
 log = logging.getLogger(__name__)
 
@@ -21,7 +21,8 @@ def command(cfg: dict, host: str, port: int) -> tuple[list[str], dict[str, str]]
     uri = C.tracking_uri(cfg)
     if uri.startswith(("http://", "https://")):
         raise ConfigError(
-            f"tracking_uri {uri} is already a server; open it in a browser instead of `salience ui`"
+            f"tracking_uri {redact_uri(uri)} is already a server; open it in a browser instead of "
+            f"`salience ui`"
         )
     from salience.tracking import _local_dir
 

@@ -3,18 +3,41 @@
 
 import re
 import shlex
+import sys
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 from snakemake.logging import logger
 from snakemake.utils import validate
 
-import salience.config as sc
-from salience.errors import SalienceError
-from salience.methods.base import method_class
+try:
+    import salience.config as sc
+    from salience.errors import SalienceError
+    from salience.methods.base import method_class
+except ImportError as _exc:
+    raise WorkflowError(
+        f"{sys.executable} cannot import the salience package ({_exc}); run `.venv/bin/snakemake` "
+        "or `source .venv/bin/activate` first (`make demo` or `make test` creates .venv)"
+    ) from None
+
+# Jobs run `python -m salience` with the interpreter that runs Snakemake (it has just imported the
+# package), not the first `python` on PATH: `.venv/bin/snakemake` works without activating .venv,
+# and on SLURM the jobs use the same (shared) environment as the submit host (docs/decisions.md).
+PYTHON = shlex.quote(sys.executable)
 
 
 # ------------------------------------------------------------------------------------- config
+# Files of the workflow itself (templates, report captions, schemas) resolve against the workflow's
+# own folder, never the working directory: `snakemake --snakefile <repo>/Snakefile --directory
+# <elsewhere>` must work (docs/robustness.md, "Names and paths").
+WORKFLOW_DIR = Path(workflow.basedir)
+
+
+def workflow_file(rel):
+    """Absolute path of a file shipped with the workflow (`rel` is relative to the Snakefile)."""
+    return str(WORKFLOW_DIR / rel)
+
+
 def _config_file():
     """The one config file this invocation uses; every `python -m salience` call gets the same
     path, so the CLI sees exactly what Snakemake saw."""

@@ -18,7 +18,7 @@ rule generate:
         mem_mb=2000,
         runtime=30,
     shell:
-        "python -m salience generate --config {CONFIG_ARG} --dataset {wildcards.dataset} > {log} 2>&1"
+        "{PYTHON} -m salience generate --config {CONFIG_ARG} --dataset {wildcards.dataset:q} > {log:q} 2>&1"
 
 
 # Validate and prepare one dataset for training (fixed size, maps at the CAM grids, meta.json).
@@ -35,4 +35,4 @@ rule prepare:
         mem_mb=mem_mb(4000),
         runtime=runtime(60),
     shell:
-        "python -m salience prepare --config {CONFIG_ARG} --dataset {wildcards.dataset} > {log} 2>&1"
+        "{PYTHON} -m salience prepare --config {CONFIG_ARG} --dataset {wildcards.dataset:q} > {log:q} 2>&1"

@@ -8,7 +8,7 @@
 # A run directory left over from an earlier config is therefore never averaged into a table.
 rule run_list:
     input:
-        "workflow/templates/run-list.txt.j2",
+        workflow_file("workflow/templates/run-list.txt.j2"),
     output:
         f"{RESULTS}/aggregate/run-list.txt",
     params:
@@ -32,8 +32,8 @@ rule aggregate:
         mem_mb=4000,
         runtime=30,
     shell:
-        "python -m salience aggregate --runs-root {params.runs_root} --run-list {input.run_list}"
-        " --out-runs {output.runs} --out-roc {output.roc} > {log} 2>&1"
+        "{PYTHON} -m salience aggregate --runs-root {params.runs_root:q} --run-list {input.run_list:q}"
+        " --out-runs {output.runs:q} --out-roc {output.roc:q} > {log:q} 2>&1"
 
 
 # The papers' tables (DD Tables 2–4, SAGE Tables 1–5, CAM agreement), each as CSV and LaTeX.
@@ -48,10 +48,13 @@ rule tables:
             category="Tables",
             labels={"table": "{name}"},
         ),
+    params:
+        # report.allow_mixed_weights: tables may mix random-init and pretrained runs (docs/decisions.md)
+        mixed="--allow-mixed-weights" if CFG["report"]["allow_mixed_weights"] else "",
     log:
         f"{LOGS}/tables/{RESULTS_SLUG}.log",
     shell:
-        "python -m salience tables --runs {input.runs} --out-dir {output} > {log} 2>&1"
+        "{PYTHON} -m salience tables --runs {input.runs:q} --out-dir {output:q} {params.mixed} > {log:q} 2>&1"
 
 
 # Summary figures (AUROC per method/backbone/task, ROC curves, ablations).
@@ -70,8 +73,8 @@ rule figures:
     log:
         f"{LOGS}/figures/{RESULTS_SLUG}.log",
     shell:
-        "python -m salience figures --runs {input.runs} --roc {input.roc} --out-dir {output}"
-        " > {log} 2>&1"
+        "{PYTHON} -m salience figures --runs {input.runs:q} --roc {input.roc:q} --out-dir {output:q}"
+        " > {log:q} 2>&1"
 
 
 # DD Fig. 1: true-class, false-class and Difference-Salience CAMs of one passively fooled model.
@@ -94,8 +97,8 @@ rule visualize:
         mem_mb=4000,
         runtime=30,
     shell:
-        "python -m salience visualize --config {CONFIG_ARG} --run-id {params.run_id}"
-        " --out {output} --samples {params.samples} > {log} 2>&1"
+        "{PYTHON} -m salience visualize --config {CONFIG_ARG} --run-id {params.run_id:q}"
+        " --out {output:q} --samples {params.samples:q} > {log:q} 2>&1"
 
 
 # A few headline numbers as JSON (`dvc metrics show` reads it; see dvc.yaml).
@@ -107,7 +110,7 @@ rule summary:
     log:
         f"{LOGS}/summary/{RESULTS_SLUG}.log",
     shell:
-        "python -m salience summary --runs {input.runs} --out {output} > {log} 2>&1"
+        "{PYTHON} -m salience summary --runs {input.runs:q} --out {output:q} > {log:q} 2>&1"
 
 
 # Light rules run in the main Snakemake process even under the SLURM profile.

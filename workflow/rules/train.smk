@@ -24,8 +24,8 @@ rule pretrain:
         runtime=runtime(120),
         gpu=0,  # the SLURM profile asks for a GPU (set-resources); 0 = CPU-only locally
     shell:
-        "python -m salience train --config {CONFIG_ARG} --run-id {params.run_id}"
-        " --stage {wildcards.stage} > {log} 2>&1"
+        "{PYTHON} -m salience train --config {CONFIG_ARG} --run-id {params.run_id:q}"
+        " --stage {wildcards.stage:q} > {log:q} 2>&1"
 
 
 # The final (or only) training stage, then the evaluation of the selected model on the test split
@@ -55,5 +55,5 @@ rule train:
         runtime=runtime(240),
         gpu=0,  # the SLURM profile asks for a GPU (set-resources); 0 = CPU-only locally
     shell:
-        "python -m salience train --config {CONFIG_ARG} --run-id {params.run_id}"
-        " --stage {params.stage} --evaluate > {log} 2>&1"
+        "{PYTHON} -m salience train --config {CONFIG_ARG} --run-id {params.run_id:q}"
+        " --stage {params.stage:q} --evaluate > {log:q} 2>&1"

@@ -51,6 +51,12 @@ def add_parsers(subparsers: Any) -> None:
     p.add_argument(
         "--cam-grids", type=int, nargs="*", default=[], help="CAM grid sizes to store maps at"
     )
+    p.add_argument(
+        "--image-bits",
+        default="auto",
+        help="bit depth that >8-bit integer images are scaled by (8..16), or auto (default: the "
+        "smallest of 8/10/12/14/16 bits holding each image's maximum); docs/data.md §3",
+    )
     p.set_defaults(func=cmd_prepare)
 
     imp = subparsers.add_parser(
@@ -155,7 +161,9 @@ def cmd_prepare(args: argparse.Namespace) -> int:
             raise ConfigError(
                 "prepare needs either --config CFG --dataset NAME, or --manifest CSV --out DIR --image-size N"
             )
-        out = prepare(args.manifest, args.out, args.image_size, args.cam_grids)
+        out = prepare(
+            args.manifest, args.out, args.image_size, args.cam_grids, image_bits=args.image_bits
+        )
     print(f"prepared data: {out}")
     return 0
 

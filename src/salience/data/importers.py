@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from salience.data import SPLITS
-from salience.data.manifest import write_manifest
+from salience.data.manifest import read_csv_lines, write_manifest
 from salience.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -93,12 +93,11 @@ def relative_to_manifest(path: Path, out_dir: Path, here: str) -> str:
 def _rows(csv_path: Path) -> list[tuple[int, list[str]]]:
     if not csv_path.is_file():
         raise DataError(f"{csv_path}: CSV not found; check the path")
-    with open(csv_path, newline="", encoding="utf-8-sig") as fh:
-        return [
-            (i, [c.strip() for c in cells])
-            for i, cells in enumerate(csv.reader(fh), 1)
-            if any(c.strip() for c in cells)
-        ]
+    return [
+        (i, [c.strip() for c in cells])
+        for i, cells in enumerate(read_csv_lines(csv_path), 1)
+        if any(c.strip() for c in cells)
+    ]
 
 
 def import_cyborg(

@@ -70,6 +70,8 @@ class BatchStream:
         self._maps_cam = ds.maps_cam(cam_grid)
         self._labels = ds.index["label"].to_numpy(dtype=np.int64)
         self._has_map = ds.index["has_map"].to_numpy(dtype=bool)
+        # a map constant once pooled to the CAM grid carries no saliency there (docs/data.md §3)
+        self._has_map_cam = ds.has_map_cam(cam_grid)
 
     def __len__(self) -> int:
         n = len(self.rows)
@@ -81,7 +83,12 @@ class BatchStream:
     def merges_singleton(self) -> bool:
         """True when the last batch would hold one sample and is merged into the one before."""
         n = len(self.rows)
-        return self.no_singleton and not self.drop_last and n > self.batch_size and n % self.batch_size == 1
+        return (
+            self.no_singleton
+            and not self.drop_last
+            and n > self.batch_size
+            and n % self.batch_size == 1
+        )
 
     def order(self) -> np.ndarray:
         if not self.shuffle:
@@ -119,6 +126,7 @@ class BatchStream:
             "map": maps,
             "map_cam": maps_cam,
             "has_map": has,
+            "has_map_cam": torch.from_numpy(self._has_map_cam[idx]),
             "row": torch.from_numpy(idx),
         }
         if self.device.type != "cpu":

@@ -13,11 +13,13 @@ All problems are logged; the raised DataError carries the first one in one line.
 from __future__ import annotations
 
 import csv
+import io
 import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from salience.config import name_problem
 from salience.data import SPLITS
 from salience.errors import DataError
 
@@ -91,6 +93,27 @@ def resolve_inside(root: Path, cell: str) -> tuple[str, Path] | str:
     return rel.as_posix(), lexical
 
 
+def read_csv_lines(path: Path) -> list[list[str]]:
+    """Cells of a UTF-8 CSV (a BOM is allowed). Any other encoding (a UTF-16 "Unicode text" export
+    of a spreadsheet, Latin-1) is a DataError naming the line, never a traceback or guessed text.
+    """
+    data = Path(path).read_bytes()
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise DataError(
+            f"{path}: UTF-16 text (a spreadsheet's 'Unicode text' export), not a UTF-8 CSV; save it "
+            f"as 'CSV UTF-8 (comma delimited)' and rerun"
+        )
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise DataError(
+            f"{where(path, line)}: not UTF-8 (byte 0x{data[exc.start]:02x}); save the file as "
+            f"'CSV UTF-8' (or convert it: iconv -f latin1 -t utf-8) and rerun"
+        ) from None
+    return list(csv.reader(io.StringIO(text, newline="")))
+
+
 def read_manifest(manifest: str | os.PathLike) -> list[ManifestRow]:
     """Read and check a manifest (no image decoding); raise DataError on the first problem found."""
     manifest = Path(manifest)
@@ -100,8 +123,7 @@ def read_manifest(manifest: str | os.PathLike) -> list[ManifestRow]:
             f"your CSV (`python -m salience import cyborg|fourcol ...`), see docs/data.md"
         )
     root = manifest.parent
-    with open(manifest, newline="", encoding="utf-8-sig") as fh:
-        lines = list(csv.reader(fh))
+    lines = read_csv_lines(manifest)
     if not lines:
         raise DataError(
             f"{manifest}: empty file; the first line must be the header {','.join(COLUMNS)}"
@@ -144,6 +166,9 @@ def read_manifest(manifest: str | os.PathLike) -> list[ManifestRow]:
         split, label_s, image, sal, subset = (cell(c) for c in COLUMNS)
         if split not in SPLITS:
             problems.add(f"{here}: split {split!r} is not one of {', '.join(SPLITS)}; fix the row")
+            continue
+        if subset and (bad := name_problem(subset)):
+            problems.add(f"{here}: subset {bad}; rename the subset in the manifest")
             continue
         if label_s not in ("0", "1"):
             problems.add(

@@ -6,28 +6,42 @@ memory-mappable .npy arrays (layout: salience.data.prepared, docs/data.md).
   writes through a plain file handle, so neither the whole array nor its dirty pages sit in RAM.
 - Everything is written into a temporary sibling folder that is renamed at the end
   (salience.io.atomic_dir): an error leaves no output and no temporary folder behind.
+- Decoding (EXIF orientation, bit depth, map values, area resizing of maps): salience.data.decode.
 - Images: PIL `.convert("RGB")`, `Image.BILINEAR` resize to S×S (antialiased, squash, no crop).
-- Maps: `.convert("L")` (RGB maps are converted, with a warning), the same resize to S×S, min-max
-  to 0..255; the CAM-grid maps are `resize_map` of that stored map, exactly what the reader would
-  compute for a grid that was not prepared.
+- Maps: their own values in float (RGB maps via `.convert("L")`, with a warning), resized to S×S
+  by area, min-max to 0..255; the CAM-grid maps are `resize_map` of that stored map, exactly what
+  the reader would compute for a grid that was not prepared.
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
 import logging
 import os
-import re
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
 
 from salience.data import SPLITS, check_replaceable
+from salience.data.decode import (
+    DECODE_ERRORS,
+    IMAGE_BITS_AUTO,
+    NUMERIC_MAP_MODES,
+    Decoded,
+    DecodeProblem,
+    DecodeStats,
+    check_png_colour_depth,
+    decode,
+    image_rgb,
+    map_values,
+    minmax,
+    parse_image_bits,
+    reason,
+    resample,
+)
 from salience.data.manifest import ManifestRow, Problems, read_manifest, where
-from salience.data.prepared import resize_map
+from salience.data.prepared import GridMaps
 from salience.errors import ConfigError, DataError
 from salience.io import atomic_dir, write_json
 
@@ -42,7 +56,11 @@ class ArrayWriter:
     """Create an .npy file of a fixed shape and fill it row by row in chunks."""
 
     def __init__(self, path: Path, shape: tuple[int, ...], dtype: np.dtype | type) -> None:
-        mm = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)
+        try:
+            mm = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)
+        except OSError as exc:  # full disk: name the file (the CLI prints one line)
+            exc.filename = exc.filename or str(path)
+            raise
         offset = mm.offset
         del mm
         self.path = path
@@ -59,7 +77,11 @@ class ArrayWriter:
 
     def flush(self) -> None:
         if self.n:
-            self.fh.write(self.buf[: self.n].tobytes())
+            try:
+                self.fh.write(self.buf[: self.n].tobytes())
+            except OSError as exc:  # full disk: name the file (the CLI prints one line)
+                exc.filename = exc.filename or str(self.path)
+                raise
             self.n = 0
 
     def close(self) -> None:
@@ -73,30 +95,6 @@ def sha256_file(path: Path) -> str:
         for block in iter(lambda: fh.read(1 << 23), b""):
             h.update(block)
     return h.hexdigest()
-
-
-DECODE_ERRORS = (OSError, SyntaxError, ValueError, Image.DecompressionBombError)
-
-
-def _decode(data: bytes) -> Image.Image:
-    im = Image.open(io.BytesIO(data))
-    im.load()  # raises on truncated / corrupt data
-    return im
-
-
-def _reason(exc: BaseException) -> str:
-    if isinstance(exc, UnidentifiedImageError):
-        return "not an image format PIL can identify"
-    return re.sub(r"\s*<[^>]* at 0x[0-9a-fA-F]+>", "", str(exc)) or type(exc).__name__
-
-
-def _to_8bit(im: Image.Image) -> Image.Image:
-    """16-bit / 32-bit greyscale → 8-bit 'L' by the full range of its type (PIL would clip)."""
-    if im.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-        a = np.asarray(im, dtype=np.float64)
-        top = 65535.0 if im.mode.startswith("I;16") else max(float(a.max()), 1.0)
-        return Image.fromarray(np.round(np.clip(a / top, 0, 1) * 255).astype(np.uint8), mode="L")
-    return im
 
 
 class Warnings:
@@ -115,8 +113,8 @@ class Warnings:
 
 
 def _load_image(
-    row: ManifestRow, manifest: Path, size: int, h: hashlib._Hash
-) -> tuple[np.ndarray, tuple[int, int]]:
+    row: ManifestRow, manifest: Path, size: int, h: hashlib._Hash, image_bits: str | int
+) -> tuple[np.ndarray, Decoded]:
     try:
         data = row.image_path.read_bytes()
     except OSError as exc:
@@ -125,29 +123,30 @@ def _load_image(
             f"check its permissions or remove the row"
         ) from None
     h.update(row.image.encode() + b"\0" + data)
+    here = f"{where(manifest, row.line)}: {row.image}"
     try:
-        im = _decode(data)
+        im, orientation = decode(data)
+        check_png_colour_depth(data, im)
+        arr, bits = image_rgb(im, size, image_bits)
+    except DecodeProblem as exc:
+        raise DataError(f"{here}: {exc}; re-export the file or remove the row") from None
     except DECODE_ERRORS as exc:
         raise DataError(
-            f"{where(manifest, row.line)}: {row.image}: unreadable or truncated image ({_reason(exc)}); "
-            f"re-export the file or remove the row"
+            f"{here}: unreadable or truncated image ({reason(exc)}); re-export the file or remove the row"
         ) from None
-    orig = im.size
-    im = _to_8bit(im).convert("RGB")
-    if im.size != (size, size):
-        im = im.resize((size, size), Image.BILINEAR)
-    return np.asarray(im, dtype=np.uint8), orig
+    return arr, Decoded(im.size, orientation, bits)
 
 
 def _load_map(
     row: ManifestRow,
     manifest: Path,
     size: int,
-    image_size: tuple[int, int],
+    image: Decoded,
     h: hashlib._Hash,
     warn: Warnings,
 ) -> np.ndarray | None:
-    """The map at S×S, min-max to 0..255 (uint8), or None when it carries no information."""
+    """The map at S×S (decode.resample in float, then min-max to 0..255, uint8), or None when it
+    carries no information."""
     assert row.saliency_path is not None
     here = where(manifest, row.line)
     try:
@@ -159,40 +158,49 @@ def _load_map(
         ) from None
     h.update(row.saliency.encode() + b"\0" + data)
     try:
-        im = _decode(data)
+        im, _ = decode(data)
+        check_png_colour_depth(data, im)
+        mode = im.mode
+        a = map_values(im)
+    except DecodeProblem as exc:
+        raise DataError(
+            f"{here}: {row.saliency}: {exc}; re-export the map or empty the saliency cell"
+        ) from None
     except DECODE_ERRORS as exc:
         raise DataError(
-            f"{here}: {row.saliency}: unreadable saliency map ({_reason(exc)}); re-export the map or empty the "
+            f"{here}: {row.saliency}: unreadable saliency map ({reason(exc)}); re-export the map or empty the "
             f"saliency cell"
         ) from None
-    im = _to_8bit(im)
-    if im.mode not in ("L", "1"):
+    if mode not in NUMERIC_MAP_MODES:
         warn.add(
             "colour map converted to greyscale",
-            f"{here}: {row.saliency}: {im.mode} saliency map converted to greyscale with "
+            f"{here}: {row.saliency}: {mode} saliency map converted to greyscale with "
             f"PIL convert('L'); store maps as 8-bit greyscale PNGs to silence this",
         )
-    im = im.convert("L")
-    if im.size != image_size:
+    map_wh = (a.shape[1], a.shape[0])
+    if map_wh != image.size:
+        turned = ""
+        if image.orientation in (5, 6, 7, 8) and map_wh == image.size[::-1]:
+            turned = (
+                f"; the image's EXIF orientation {image.orientation} turns it, and maps are taken "
+                f"as drawn on the displayed image"
+            )
         warn.add(
             "map size differs from its image",
-            f"{here}: {row.saliency}: map is {im.size[0]}×{im.size[1]} but its image is "
-            f"{image_size[0]}×{image_size[1]}; resized to {size}×{size} like the image (check that "
-            f"the map belongs to this image)",
+            f"{here}: {row.saliency}: map is {map_wh[0]}×{map_wh[1]} but its image is "
+            f"{image.size[0]}×{image.size[1]}{turned}; resized to {size}×{size} like the image "
+            f"(check that the map belongs to this image)",
         )
-    if im.size != (size, size):
-        im = im.resize((size, size), Image.BILINEAR)
-    a = np.asarray(im, dtype=np.float32)
-    lo, hi = float(a.min()), float(a.max())
-    if hi - lo <= 0:
-        kind = "all-zero map" if hi == 0 else "constant map"
+    m = minmax(resample(a, (size, size)))
+    if m is None:
+        kind = "all-zero map" if float(a.max()) == 0 else "constant map"
         warn.add(
             "all-zero or constant map (row kept without a map)",
             f"{here}: {row.saliency}: {kind} carries no saliency; the row is kept without a map "
             f"(has_map false). Fix the map or empty the saliency cell to silence this",
         )
         return None
-    return np.round((a - lo) / (hi - lo) * 255.0).astype(np.uint8)
+    return np.round(m * 255.0).astype(np.uint8)
 
 
 def _counts(rows: list[ManifestRow], has_map: list[bool]) -> dict:
@@ -220,11 +228,20 @@ def prepare(
     image_size: int,
     cam_grids: list[int] | tuple[int, ...] = (),
     name: str | None = None,
+    image_bits: str | int = IMAGE_BITS_AUTO,
 ) -> Path:
-    """Prepare the dataset of `manifest` into `out` (replaced atomically); returns `out`."""
+    """Prepare the dataset of `manifest` into `out` (replaced atomically); returns `out`.
+
+    `image_bits`: bit depth that >8-bit integer images are scaled by, or 'auto' (per image: the
+    smallest of 8, 10, 12, 14, 16 bits holding its maximum); docs/data.md §3 "Decoding".
+    """
     manifest, out = Path(manifest), Path(out)
     if image_size < 8:
         raise ConfigError(f"image_size {image_size}: must be at least 8")
+    try:
+        image_bits = parse_image_bits(image_bits)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
     grids = sorted({int(g) for g in cam_grids})
     if any(g < 1 for g in grids):
         raise ConfigError(f"cam_grids {list(cam_grids)}: every grid must be ≥ 1")
@@ -235,35 +252,42 @@ def prepare(
     problems = Problems()
     src_hash = hashlib.sha256()
     sizes: Counter[str] = Counter()
+    decoded = DecodeStats(image_bits)
     has_map: list[bool] = []
     with atomic_dir(out) as tmp:
         w_img = ArrayWriter(tmp / "images.npy", (n, s, s, 3), np.uint8)
         w_map = ArrayWriter(tmp / "maps.npy", (n, s, s), np.uint8)
         w_cam = {g: ArrayWriter(tmp / f"maps_cam{g}.npy", (n, g, g), np.float32) for g in grids}
+        on_grid = GridMaps(grids)
         zero_map = np.zeros((s, s), np.uint8)
         try:
             for row in rows:
                 try:
-                    img, orig = _load_image(row, manifest, s, src_hash)
+                    img, info = _load_image(row, manifest, s, src_hash, image_bits)
                     hmap = None
                     if row.saliency_path is not None:
-                        hmap = _load_map(row, manifest, s, orig, src_hash, warn)
+                        hmap = _load_map(row, manifest, s, info, src_hash, warn)
                 except DataError as exc:
                     problems.add(str(exc))
                     if problems.full():
                         break
-                    img, hmap, orig = np.zeros((s, s, 3), np.uint8), None, (0, 0)
-                sizes[f"{orig[0]}x{orig[1]}"] += 1
+                    img, hmap, info = np.zeros((s, s, 3), np.uint8), None, Decoded((0, 0), 1, None)
+                sizes[f"{info.size[0]}x{info.size[1]}"] += 1
+                decoded.add(info)
                 has_map.append(hmap is not None)
                 w_img.add(img)
                 w_map.add(hmap if hmap is not None else zero_map)
-                for g, w in w_cam.items():
-                    w.add(resize_map(hmap, g) if hmap is not None else np.zeros((g, g), np.float32))
+                for g, m in on_grid.of(
+                    hmap, f"{where(manifest, row.line)}: {row.saliency}"
+                ).items():
+                    w_cam[g].add(m)
         finally:
             for w in (w_img, w_map, *w_cam.values()):
                 w.close()
         problems.raise_if_any()  # inside atomic_dir: the temporary folder is removed
         warn.summary()
+        on_grid.report(warn.counts)
+        decoded.report(warn.counts)
         with open(tmp / "index.csv", "w", newline="") as fh:
             fh.write(",".join(("split", "label", "subset", "image", "has_map")) + "\n")
             for r, hm in zip(rows, has_map):
@@ -282,6 +306,7 @@ def prepare(
                 "files_sha256": src_hash.hexdigest(),
                 "image_sizes": dict(sizes.most_common(20)),
             },
+            "decode": decoded.meta(),
             "warnings": dict(sorted(warn.counts.items())),
             "files": {
                 f: {"bytes": (tmp / f).stat().st_size, "sha256": sha256_file(tmp / f)}
@@ -309,10 +334,15 @@ def prepare_from_config(cfg: dict, dataset: str) -> Path:
             f"dataset {dataset!r} is not defined in the config (defined: {', '.join(cfg['datasets'])})"
         )
     ds = cfg["datasets"][dataset]
+    if ds.get("folds") == "leave_one_subset_out":
+        from salience.data.folds import check_fold_subsets
+
+        check_fold_subsets(manifest_path(cfg, dataset), dataset, list(ds["holdout_subsets"]))
     return prepare(
         manifest_path(cfg, dataset),
         prepared_dir(cfg, dataset),
         image_size=int(ds["image_size"]),
         cam_grids=list(ds.get("cam_grids") or []),
         name=dataset,
+        image_bits=ds.get("image_bits", "auto"),
     )

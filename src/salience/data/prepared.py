@@ -16,14 +16,15 @@ from __future__ import annotations
 
 import logging
 import mmap
+from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from PIL import Image
 
 from salience.data import SPLITS
+from salience.data.decode import minmax, resample
 from salience.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -35,29 +36,66 @@ REQUIRED_FILES = ("meta.json", "index.csv", "images.npy", "maps.npy")
 def resize_map(map_u8: np.ndarray, grid: int | tuple[int, int]) -> np.ndarray:
     """A 2-D map (uint8, or float of any range) → float32 grid×grid in [0, 1].
 
-    As CYBORG's loader with the later CVRL `.convert('L')` (reference-implementations.md §1.3, §2):
-    a PIL 'L' image (float input: min-max to 0..255 first), `Image.BILINEAR` resize (PIL antialiases
-    when downsampling, i.e. area-like averaging), then per-map min-max. A constant map (all zero
-    included) gives all zeros, never NaN.
+    Area mean pooling in float (`salience.data.decode.resample`: PIL `Image.BOX` on an 'F' image
+    when shrinking, bilinear when growing), then per-map min-max, as CYBORG's loader orders it
+    (resize first, then min-max; reference: docs/decisions.md "Human maps on the CAM grid"). Mean
+    pooling in float keeps every fixation: a sparse map never rounds to all zeros. A map that is
+    constant on the grid (all zero included) gives all zeros, never NaN; the reader treats such a
+    row as having no map at that grid (`PreparedDataset.has_map_cam`).
     """
     a = np.asarray(map_u8)
     if a.ndim != 2:
         raise ValueError(f"resize_map: expected a 2-D map, got shape {a.shape}")
     gh, gw = (grid, grid) if isinstance(grid, int) else (int(grid[0]), int(grid[1]))
-    if a.dtype != np.uint8:
-        a = a.astype(np.float64)
-        lo, hi = float(np.nanmin(a)), float(np.nanmax(a))
-        if not np.isfinite(hi - lo) or hi - lo <= 0:
-            return np.zeros((gh, gw), np.float32)
-        a = np.round((a - lo) / (hi - lo) * 255.0).astype(np.uint8)
-    im = Image.fromarray(a, mode="L")
-    if im.size != (gw, gh):
-        im = im.resize((gw, gh), Image.BILINEAR)
-    m = np.asarray(im, dtype=np.float32) / 255.0
-    lo, hi = float(m.min()), float(m.max())
-    if hi - lo <= 0:
-        return np.zeros((gh, gw), np.float32)
-    return ((m - lo) / (hi - lo)).astype(np.float32)
+    a = a.astype(np.float32)
+    if not np.isfinite(a).all():
+        raise ValueError("resize_map: the map holds NaN or infinite values")
+    m = minmax(resample(a, (gh, gw)))
+    return np.zeros((gh, gw), np.float32) if m is None else m.astype(np.float32)
+
+
+def constant_on_grid(cam_maps: np.ndarray) -> np.ndarray:
+    """Bool per row of an N×g×g array from `resize_map`: True where the row is all zero (its map is
+    constant at that grid). Read in chunks, so a memory-mapped array stays out of RAM."""
+    out = np.zeros(len(cam_maps), dtype=bool)
+    for start in range(0, len(cam_maps), 4096):
+        block = np.asarray(cam_maps[start : start + 4096])
+        out[start : start + len(block)] = block.reshape(len(block), -1).max(axis=1) <= 0
+    return out
+
+
+def constant_grid_message(n: int, grid: int, examples: list[str]) -> str:
+    """One warning line for all maps that are constant on a CAM grid (count and two examples)."""
+    return (
+        f"{n} saliency map(s) are constant on the {grid}×{grid} CAM grid (e.g. {', '.join(examples)}); "
+        f"those rows have no map at that grid (CAM losses and CAM–human agreement skip them). Use "
+        f"a finer cam grid or denser maps if this is unexpected"
+    )
+
+
+class GridMaps:
+    """`prepare`'s CAM-grid maps of each row. A map that is constant once pooled to a grid is stored
+    as zeros (`resize_map`); such rows are reported in one warning line per grid (count and two
+    examples), never one line per row."""
+
+    def __init__(self, grids: list[int]) -> None:
+        self.lost: dict[int, list[str]] = {int(g): [] for g in grids}
+
+    def of(self, hmap: np.ndarray | None, where: str) -> dict[int, np.ndarray]:
+        """grid → g×g float32 map (zeros where `hmap` is None); `where` names the row for warnings."""
+        out = {}
+        for g in self.lost:
+            out[g] = np.zeros((g, g), np.float32) if hmap is None else resize_map(hmap, g)
+            if hmap is not None and float(out[g].max()) <= 0:
+                self.lost[g].append(where)
+        return out
+
+    def report(self, counts: Counter[str]) -> None:
+        """Log one line per grid with lost maps and count them in `counts` (meta.json warnings)."""
+        for g, lost in self.lost.items():
+            if lost:
+                log.warning("%s", constant_grid_message(len(lost), g, lost[:2]))
+                counts[f"map constant on the {g}x{g} CAM grid (no map at that grid)"] = len(lost)
 
 
 class PreparedDataset:
@@ -106,6 +144,7 @@ class PreparedDataset:
                 f"{self.maps.shape}, {n} index rows, size {s}); run `python -m salience prepare ...` again"
             )
         self._cam: dict[int, np.ndarray] = {}
+        self._has_cam: dict[int, np.ndarray] = {}
 
     def _check_sizes(self) -> None:
         """Compare every array's byte size with meta.json (a cut copy or a full disk shows here,
@@ -156,7 +195,30 @@ class PreparedDataset:
             for i in np.flatnonzero(has):
                 arr[i] = resize_map(np.asarray(self.maps[i]), grid)
         self._cam[grid] = arr
+        if grid not in self._has_cam:
+            lost = self.index["has_map"].to_numpy(dtype=bool) & constant_on_grid(arr)
+            self._has_cam[grid] = self.index["has_map"].to_numpy(dtype=bool) & ~lost
+            if lost.any():
+                log.log(
+                    logging.INFO if path.is_file() else logging.WARNING,
+                    "%s",
+                    constant_grid_message(
+                        int(lost.sum()), grid, self.index["image"].to_numpy()[lost][:2].tolist()
+                    ),
+                )
         return arr
+
+    def has_map_cam(self, grid: int) -> np.ndarray:
+        """Bool N: the row has a human map that is not constant on the grid×grid CAM grid.
+
+        `has_map` says a map exists at input resolution; a map can still be constant once pooled to
+        the grid (e.g. one fixation in every cell), and then it carries no saliency there: CAM terms
+        and the CAM–human agreement skip the row, as for a row without a map (docs/data.md §3).
+        """
+        grid = int(grid)
+        if grid not in self._has_cam:
+            self.maps_cam(grid)
+        return self._has_cam[grid]
 
     def rows(
         self,

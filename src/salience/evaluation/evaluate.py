@@ -54,12 +54,15 @@ def load_trained(
             f"{path}: checkpoint has no backbone/method metadata; pass --backbone and --method"
         )
     method = build_method(method_name, meta.get("method_params"))
-    method.check_backbone(backbone)
-    model = method.build_model(
-        build_backbone(backbone, weights="none"),
-        cam_layer=meta.get("cam_layer", "pooled"),
-        stage=meta.get("stage", "train"),
-    )
+    if method.own_network:
+        model = method.build_own_model("none", meta.get("stage", "train"))
+    else:
+        method.check_backbone(backbone)
+        model = method.build_model(
+            build_backbone(backbone, weights="none"),
+            cam_layer=meta.get("cam_layer", "pooled"),
+            stage=meta.get("stage", "train"),
+        )
     ckpt.load_model_state(model, obj, path, {"backbone": backbone, "method": method_name})
     return model, method, meta
 
@@ -73,19 +76,22 @@ def score_split(
     grid: int,
     batch_size: int,
     device: torch.device,
+    flip_maps: bool = False,
 ) -> tuple[pd.DataFrame, float | None]:
-    """Per-image scores and the mean CAM–human agreement over annotated rows (None if none)."""
+    """Per-image scores and the mean CAM–human agreement over annotated rows (None if none).
+    `flip_maps`: a model that reads maps as input (GazeGNN) gets 1 − h, as in its training."""
     model.eval()
-    stream = BatchStream(ds, rows, batch_size, cam_grid=grid, device=device)
+    flip = flip_maps and method.maps_at_test
+    stream = BatchStream(ds, rows, batch_size, cam_grid=grid, device=device, flip_maps=flip)
     has_cams = hasattr(model, "forward_all") and hasattr(model, "cams") and not method.maps_at_test
     logits_all, agree = [], []
     for batch in stream:
         if has_cams:
             out = model.forward_all(batch["image"])
             logits = out.logits
-            if bool(batch["has_map"].any()):
+            if bool(batch["has_map_cam"].any()):
                 t, _ = true_false_cams(model.cams(out), batch["label"])
-                m = batch["has_map"]
+                m = batch["has_map_cam"]
                 agree.append(
                     pearson_agreement(
                         minmax(t[m]).float().cpu().numpy(), batch["map_cam"][m].cpu().numpy()
@@ -126,6 +132,7 @@ def evaluate_checkpoint(
     what: str | None = None,
     run: C.RunSpec | None = None,
     extra: dict | None = None,
+    flip_maps: bool = False,
 ) -> dict:
     """Score any checkpoint on any prepared split; writes scores.csv and metrics.json (+ `extra`) in
     out_dir, both only once everything is computed (a killed job leaves neither, only .tmp-*)."""
@@ -139,8 +146,18 @@ def evaluate_checkpoint(
     from salience.models.base import feature_grid
 
     grid = feature_grid(find_backbone(model), ds.image_size)
-    scores, agreement = score_split(model, meth, ds, rows, grid, batch_size, dev)
-    metrics = subset_metrics(scores, what or f"{model_path} on {prepared}:{split}")
+    meth.prepare_eval(ds.index["has_map"].to_numpy()[rows], f"{prepared}: {split} split")
+    scores, agreement = score_split(model, meth, ds, rows, grid, batch_size, dev, flip_maps)
+    what = what or f"{model_path} on {prepared}:{split}"
+    metrics = subset_metrics(scores, what)
+    if meta.get("val_constant_scores"):
+        metrics["constant_scores"] = True
+        metrics.setdefault("warnings", []).append(
+            f"{what}: the selected epoch scored every validation image the same "
+            "(model selection could not rank; tables mark the cell)"
+        )
+    for warning in metrics.get("warnings", []):
+        log.warning("%s", warning)
     metrics.update(
         {
             "cam_agreement": agreement,
@@ -176,6 +193,7 @@ def evaluate_run(cfg: dict, spec: C.RunSpec, tracker=None) -> dict:
         what=f"{spec.run_id} test split",
         run=spec,
         extra={"epochs": resolved["train"]["epochs"], "run_id": spec.run_id},
+        flip_maps=resolved["flip_maps"],
     )
     if tracker is not None:
         from salience.io import read_json

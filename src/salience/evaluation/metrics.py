@@ -1,4 +1,9 @@
-"""AUROC overall and per subset, from p1 (softmax) and from σ(logit₁) (CVRL test scripts).
+"""AUROC overall and per subset, of p1 (softmax) and of σ(logit₁) (CVRL test scripts).
+
+Both are ranked by their log-odds in float64, never by the probability: p1 = σ(l₁ − l₀) in float32
+is exactly 1.0 once the margin passes ~17, and every such image would tie (issue 13 §6). σ is
+monotone, so the AUROC of the margin l₁ − l₀ *is* the AUROC of p1 wherever p1 keeps its ranking,
+and that of l₁ is the AUROC of σ(l₁).
 
 Per subset s (a held-out attack type, a generator): all label-0 test rows (the shared bona fide /
 real images) against the label-1 rows of s, as in DD Tables 3–4 and CYBORG's per-GAN test sets.
@@ -37,9 +42,26 @@ def auroc(labels: np.ndarray, scores: np.ndarray, what: str) -> float:
     return float((ranks[pos].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
 
 
+def logit_margin(logits: np.ndarray) -> np.ndarray:
+    """Ranking score of p1 = softmax(l)₁: its log-odds l₁ − l₀ in float64 (N×2 logits → N)."""
+    logits = np.asarray(logits, dtype=np.float64)
+    return logits[:, 1] - logits[:, 0]
+
+
+def constant_scores(scores: np.ndarray) -> bool:
+    """True when every row has the same score: the model ranks nothing (AUROC 0.5 by ties),
+    e.g. an untrained EfficientNet-b7 whose BatchNorm statistics make eval outputs constant."""
+    scores = np.asarray(scores, dtype=np.float64)
+    return len(scores) > 1 and bool(np.all(scores == scores[0]))
+
+
 def subset_metrics(scores: pd.DataFrame, what: str) -> dict:
-    """`scores` has columns label, subset, p1, p_sigmoid1. Returns the metrics.json core."""
+    """`scores` has columns label, subset, logit0, logit1 (N rows). Returns the metrics.json core:
+    auroc (ranked by l₁ − l₀, i.e. by p1), auroc_sigmoid (ranked by l₁, i.e. by σ(l₁)) and n per
+    subset, and `constant_scores` (with a `warnings` entry) when every row has the same margin."""
     out: dict = {"auroc": {}, "auroc_sigmoid": {}, "n": {}}
+    margin = logit_margin(scores[["logit0", "logit1"]].to_numpy())
+    logit1 = scores["logit1"].to_numpy(dtype=np.float64)
     labels = scores["label"].to_numpy()
     if len(np.unique(labels)) < 2:
         raise DataError(
@@ -56,9 +78,15 @@ def subset_metrics(scores: pd.DataFrame, what: str) -> dict:
         lab = sub["label"].to_numpy()
         if len(np.unique(lab)) < 2:
             continue
-        out["auroc"][name] = auroc(lab, sub["p1"].to_numpy(), f"{what} [{name}]")
-        out["auroc_sigmoid"][name] = auroc(lab, sub["p_sigmoid1"].to_numpy(), f"{what} [{name}]")
+        out["auroc"][name] = auroc(lab, margin[mask], f"{what} [{name}]")
+        out["auroc_sigmoid"][name] = auroc(lab, logit1[mask], f"{what} [{name}]")
         out["n"][name] = {"pos": int((lab == 1).sum()), "neg": int((lab == 0).sum())}
+    out["constant_scores"] = constant_scores(margin)
+    if out["constant_scores"]:
+        out["warnings"] = [
+            f"{what}: every image has the same score (logit margin {margin[0]:g}); the model ranks "
+            "nothing and its AUROC of 0.5 comes from ties (tables mark the cell)"
+        ]
     return out
 
 

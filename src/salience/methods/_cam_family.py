@@ -50,7 +50,7 @@ class CamMethod(Method):
         )
         t, f = true_false_cams(cams, cls)
         h = self.target(batch, tuple(t.shape[-2:]))
-        has = batch["has_map"] if h is batch["map_cam"] else h.new_ones(h.shape[0], dtype=bool)
+        has = batch["has_map_cam"] if h is batch["map_cam"] else h.new_ones(h.shape[0], dtype=bool)
         if bool(has.any()):
             parts.update(self.terms(masked(t, has), masked(f, has), masked(h, has)))
         else:  # no annotated sample in this batch: CE only, but keep the graph shape stable

@@ -10,8 +10,9 @@ A batch is a dict (see `salience.data.loader`):
   label   int64 B (1 = attack / synthetic / abnormal)
   map     float32 B×S×S human map at input resolution in [0, 1] (zeros where has_map is False;
           already 1 − h when the run uses flipped maps)
-  map_cam float32 B×g×g the same map on the CAM grid (antialiased resize, then min-max)
+  map_cam float32 B×g×g the same map on the CAM grid (area mean pooling, then min-max)
   has_map bool B
+  has_map_cam bool B: has_map, and the map is not constant on the CAM grid (use it with map_cam)
   row     int64 B (row index in the prepared dataset)
 """
 
@@ -22,6 +23,7 @@ import pkgutil
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+import numpy as np
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -30,6 +32,9 @@ from salience.models.base import Backbone, Classifier
 from salience.registry import Registry
 
 METHODS: Registry = Registry("method")
+#: where a method with its own network sits in a grid that lists this backbone (SAGE Table 1 lists
+#: GazeGNN in its ResNet-50 table); otherwise under the grid's first backbone
+HOME_BACKBONE = "resnet50"
 
 
 @dataclass
@@ -49,6 +54,9 @@ class Method:
     uses_maps: ClassVar[bool] = True
     #: True when the model needs the map at evaluation time too (gazegnn)
     maps_at_test: ClassVar[bool] = False
+    #: set when the method trains its own network whatever the grid's backbone (gazegnn: "pvig");
+    #: the grid then places one run per dataset/fold/seed, under HOME_BACKBONE or the grid's first
+    own_network: ClassVar[str | None] = None
     #: None = every registered backbone; else the names that work (others fail with a clear message)
     supported_backbones: ClassVar[tuple[str, ...] | None] = None
     #: why the unsupported backbones cannot serve (shown in the error)
@@ -85,6 +93,13 @@ class Method:
         """The model this method trains in `stage` (default: backbone + GAP + linear)."""
         return Classifier(backbone, num_classes=2, cam_layer=cam_layer)
 
+    def build_own_model(self, weights: str = "auto", stage: str = "train") -> nn.Module:
+        """The model of a method with `own_network` (`weights` as model.weights)."""
+        raise NotImplementedError
+
+    def prepare_eval(self, has_map: np.ndarray, where: str) -> None:
+        """Called before scoring a whole split (`has_map`: bool per row; `where` names the split)."""
+
     def init_stage(self, model: nn.Module, stage: str, previous: dict[str, Tensor] | None) -> None:
         """Called once before training `stage`, with the selected state dict of the previous stage."""
 
@@ -95,6 +110,13 @@ class Method:
     def stage_epochs(self, stage: str, epochs: int) -> int:
         """Epochs of `stage`; `epochs` is the config's train.epochs (the default for every stage)."""
         return epochs
+
+    def optimizer(self, stage: str, train: dict[str, Any]) -> dict[str, Any]:
+        """Optimiser of `stage` from the config's `train` block: {"name": "sgd" | "adam", "lr",
+        "momentum" (sgd only), "weight_decay", "lr_step", "lr_gamma"} (StepLR, stepped per epoch).
+        Default: the papers' SGD + StepLR for every stage (SAGE §4.2, DD §5.3)."""
+        keys = ("lr", "momentum", "weight_decay", "lr_step", "lr_gamma")
+        return {"name": "sgd", **{k: train[k] for k in keys}}
 
     def loss(self, model: nn.Module, batch: dict[str, Tensor], stage: str = "train") -> LossOutput:
         raise NotImplementedError

@@ -1,34 +1,45 @@
 """GazeGNN (Wang et al., "GazeGNN: A Gaze-Guided Graph Neural Network for Chest X-ray
 Classification", WACV 2024; arXiv 2305.18221; ukaukaaaa/GazeGNN), a SAGE baseline (SAGE §4.2).
 
-GazeGNN fuses gaze into the nodes of a Vision GNN once, additively:
-`x = stem(img) + pos_embed + BatchNorm2d(1)(gaze)` (models/pvig_gaze.py), then ViG blocks run
-max-relative graph convolutions over a k-NN graph of the fused nodes (reference-implementations.md §10).
-Here, on the paper's backbones (SAGE Table 2) and in plain torch:
-  nodes  = the backbone's pooled feature grid (g×g), projected to `node_dim` (1×1 conv + BN);
-  fusion = nodes + Conv1×1(BatchNorm2d(1)(h)), h on the same grid (batch['map_cam']); the 1→D conv
-           starts as all-ones weights, zero bias, i.e. GazeGNN's broadcast over channels;
-  blocks = `gnn_layers` ViG Grapher blocks (fc → MRConv over the k nearest nodes in cosine distance of
-           detached features, as ViG's dense_knn_matrix → fc, residual) each followed by an FFN;
-  head   = mean over nodes → linear. No pos-embed (CNN features already encode position), no dilation.
-Test-time maps: GazeGNN needs gaze at test time; test images have none here (SAGE never says what it
-used). `test_maps: uniform` (default) feeds every evaluated image a constant map equal to the fusion
-BN's running mean (the average training saliency), which the BN maps to its neutral point: no
-spatial prior. Training rows without a map get the same constant. `provided` uses batch['map'] where
-has_map is True. `eval_notes()` says which, for metrics.json.
+GazeGNN is a Pyramid Vision GNN (models/pvig.py, Ti sizes by default) whose stem nodes get the gaze
+map added once, through a one-channel BatchNorm broadcast over the channels:
+  nodes = stem(x) + pos_embed + BatchNorm2d(1)(g),
+where g is the map on the stride-4 node grid: per node the sum of the map over a 14×14-pixel window
+centred on the node (GazeGNN's getPatchGaze: 56×56 from 224 px), then per-image min-max (a constant
+map is left as it is). The head is ViG's: global average pool → 1×1 conv to 1024 → BN → GELU →
+dropout → 1×1 conv to 2 classes. GazeGNN reads the map at test time too.
+
+It brings its own network: the grid's backbone only places the run (`own_network`, docs/decisions.md
+"gazegnn"). `model.weights: auto` loads the published ImageNet Pyramid ViG file from torch's hub
+cache when present (as GazeGNN fine-tunes `pvig_ti_78.5.pth.tar`), else random init.
+
+Maps at evaluation (`test_maps`): `auto` (default) feeds every evaluated image its own map when every
+row of the evaluated split has one, else a constant map (below) for the whole split, with a
+warning; `provided` refuses a split with unannotated rows; `uniform` always feeds the constant map.
+The constant map equals the fusion BN's running mean, which the BN sends to its neutral point (no
+spatial prior); training rows without a map get it too. metrics.json records what was fed.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any, ClassVar
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from salience.errors import ConfigError
+from salience.errors import ConfigError, DataError
 from salience.methods.base import METHODS, LossOutput, Method, cross_entropy
 from salience.models.base import Backbone
+from salience.models.pvig import PVIG_FILES, PVIG_SIZES, PyramidViG, official_state
+
+log = logging.getLogger(__name__)
+
+TEST_MAPS = ("auto", "provided", "uniform")
+HEAD_DIM = 1024  # ViG's head width (emb_dims)
+WINDOW = 14  # GazeGNN's gaze window per node, in pixels (±7 around the node centre, stride 4)
 
 
 def _check(ok: bool, key: str, expected: str) -> None:
@@ -36,123 +47,176 @@ def _check(ok: bool, key: str, expected: str) -> None:
         raise ConfigError(f"methods.gazegnn.{key}: must be {expected}")
 
 
-def _fc(cin: int, cout: int) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(cin, cout, 1, bias=False), nn.BatchNorm2d(cout))
+def _int_list(v: Any) -> bool:
+    return (
+        isinstance(v, (list, tuple))
+        and len(v) == 4
+        and all(isinstance(i, int) and not isinstance(i, bool) and i >= 1 for i in v)
+    )
 
 
-def knn(nodes: Tensor, k: int) -> Tensor:
-    """B×D×N → B×N×k indices of each node's k nearest nodes (itself included), by cosine distance
-    of detached features (no gradient through the graph, as in ViG)."""
-    with torch.no_grad():
-        f = F.normalize(nodes.detach().transpose(1, 2), dim=-1)  # B×N×D
-        dist = -(f @ f.transpose(1, 2))
-        return dist.topk(min(k, f.shape[1]), dim=-1, largest=False).indices
+def node_gaze(maps: Tensor, grid: int) -> Tensor:
+    """B×S×S maps in [0, 1] → B×grid×grid: per node (stride 4) the sum over a 14×14-pixel window
+    centred on it, clipped to the image, then per-image min-max (constant maps are kept as they are).
+    GazeGNN's getPatchGaze (read_data.py) at any size."""
+    half = WINDOW // 2
+    m = F.pad(maps.unsqueeze(1).float(), (half, half, half, half))
+    s = F.avg_pool2d(m, WINDOW, 4)[:, 0, :grid, :grid] * (WINDOW * WINDOW)
+    lo = s.amin(dim=(1, 2), keepdim=True)
+    span = s.amax(dim=(1, 2), keepdim=True) - lo
+    return torch.where(span > 0, (s - lo) / span.clamp_min(1e-12), s)
 
 
-class Grapher(nn.Module):
-    """ViG Grapher (fc → max-relative graph conv → fc, residual) + FFN (two 1×1 convs, residual)."""
+class GazeGNNNet(nn.Module):
+    """Pyramid ViG + GazeGNN's gaze fusion + ViG's classifier head. `forward(x, gaze)` → B×2 logits,
+    `gaze` B×g×g on the node grid (`node_gaze`), or None = the constant map (running mean)."""
 
-    def __init__(self, dim: int, k: int) -> None:
-        super().__init__()
-        self.k = k
-        self.fc1 = _fc(dim, dim)
-        self.mr = nn.Sequential(nn.Conv2d(2 * dim, 2 * dim, 1), nn.BatchNorm2d(2 * dim), nn.GELU())
-        self.fc2 = _fc(2 * dim, dim)
-        self.ffn = nn.Sequential(_fc(dim, 4 * dim), nn.GELU(), _fc(4 * dim, dim))
-
-    def forward(self, x: Tensor) -> Tensor:
-        b, d, gh, gw = x.shape
-        y = self.fc1(x).flatten(2)  # B×D×N
-        idx = knn(y, self.k)  # B×N×k
-        nbr = torch.gather(
-            y.unsqueeze(2).expand(-1, -1, idx.shape[1], -1),
-            3,
-            idx.unsqueeze(1).expand(-1, d, -1, -1),
-        )  # B×D×N×k: nbr[b, :, i, j] = y[b, :, idx[b, i, j]]
-        rel = (nbr - y.unsqueeze(-1)).amax(dim=-1)  # max-relative: max_j (x_j − x_i)
-        g = self.mr(torch.cat([y, rel], dim=1).unsqueeze(-1))
-        x = x + self.fc2(g).view(b, d, gh, gw)
-        return x + self.ffn(x)
-
-
-class GazeGNNClassifier(nn.Module):
     def __init__(
-        self, backbone: Backbone, node_dim: int, k: int, layers: int, num_classes: int = 2
+        self,
+        backbone: PyramidViG,
+        num_classes: int = 2,
+        dropout: float = 0.0,
+        head: dict[str, Tensor] | None = None,
     ) -> None:
         super().__init__()
         self.backbone = backbone
-        self.proj = _fc(backbone.num_features, node_dim)
-        self.map_bn = nn.BatchNorm2d(1)
-        self.map_proj = nn.Conv2d(1, node_dim, 1)
-        nn.init.ones_(self.map_proj.weight)
-        nn.init.zeros_(self.map_proj.bias)
-        self.blocks = nn.ModuleList(Grapher(node_dim, k) for _ in range(layers))
-        self.fc = nn.Linear(node_dim, num_classes)
+        self.b1 = nn.BatchNorm2d(1)  # GazeGNN's name for the fusion BN
+        c = backbone.num_features
+        self.prediction = nn.Sequential(
+            nn.Conv2d(c, HEAD_DIM, 1),
+            nn.BatchNorm2d(HEAD_DIM),
+            nn.GELU(),
+            nn.Dropout(dropout),
+            nn.Conv2d(HEAD_DIM, num_classes, 1),
+        )
+        for m in self.prediction:
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight)
+                nn.init.zeros_(m.bias)
+        if head:  # the published head minus its 1000-class conv (GazeGNN replaces that one)
+            keep = {
+                k[len("prediction.") :]: v
+                for k, v in head.items()
+                if not k.startswith("prediction.4.")
+            }
+            self.prediction.load_state_dict(keep, strict=False)
 
     def uniform_value(self) -> Tensor:
-        return self.map_bn.running_mean.detach()[0]
+        return self.b1.running_mean.detach()[0]
 
-    def forward(self, x: Tensor, h: Tensor | None = None) -> Tensor:
-        """`h`: B×g×g map on the node grid (resized by area if its grid differs); None = uniform."""
-        feats = self.backbone(x)
-        grid = tuple(feats.shape[-2:])
-        if h is None:
-            h = feats.new_full((feats.shape[0], 1, *grid), float(self.uniform_value()))
-        else:
-            h = h.unsqueeze(1).to(feats.dtype) if h.dim() == 3 else h.to(feats.dtype)
-            if tuple(h.shape[-2:]) != grid:
-                h = F.adaptive_avg_pool2d(h, grid)
-        nodes = self.proj(feats) + self.map_proj(self.map_bn(h))
-        for block in self.blocks:
-            nodes = block(nodes)
-        return self.fc(nodes.mean(dim=(2, 3)))
+    def forward(self, x: Tensor, gaze: Tensor | None = None) -> Tensor:
+        grid = self.backbone.node_grid(x.shape[-1])
+        if gaze is None:
+            gaze = x.new_full((x.shape[0], grid, grid), float(self.uniform_value()))
+        feats = self.backbone(x, self.b1(gaze.unsqueeze(1).to(x.dtype)))
+        return self.prediction(feats.mean(dim=(2, 3), keepdim=True)).flatten(1)
 
 
 @METHODS.register("gazegnn")
 class GazeGNN(Method):
     name = "gazegnn"
-    supported_backbones = None  # all: nodes are the pooled feature grid of any backbone
+    supported_backbones = None  # any grid backbone places the run; the network is its own
+    own_network = "pvig"
     maps_at_test = True
     defaults: ClassVar[dict[str, Any]] = {
-        "k": 9,  # neighbours per node (ViG's k = 9); capped at the number of nodes
-        "gnn_layers": 2,  # Grapher+FFN blocks on top of the backbone
-        "node_dim": 192,  # node feature width
-        "test_maps": "uniform",  # | "provided": the test split's own maps where present
+        "k": 9,  # neighbours per node (ViG)
+        "channels": [48, 96, 240, 384],  # Pyramid ViG-Ti (pvig_ti_224_gelu)
+        "blocks": [2, 2, 6, 2],
+        "dropout": 0.0,  # head dropout (ViG's opt.dropout)
+        "test_maps": "auto",  # | "provided" (required) | "uniform" (constant map)
     }
 
     def __init__(self, params: dict[str, Any] | None = None) -> None:
         super().__init__(params)
         p = self.params
-        for key in ("k", "gnn_layers", "node_dim"):
-            v = p[key]
-            _check(
-                isinstance(v, int) and not isinstance(v, bool) and v >= 1, key, "an integer >= 1"
-            )
-        _check(p["test_maps"] in ("uniform", "provided"), "test_maps", "'uniform' or 'provided'")
+        _check(
+            isinstance(p["k"], int) and not isinstance(p["k"], bool) and p["k"] >= 1,
+            "k",
+            "an integer >= 1",
+        )
+        for key in ("channels", "blocks"):
+            _check(_int_list(p[key]), key, "a list of 4 integers >= 1")
+        _check(
+            all(c % 4 == 0 for c in p["channels"]),
+            "channels",
+            "multiples of 4 (grouped graph convolution, 2-D sin-cos positions)",
+        )
+        _check(0 <= p["dropout"] < 1, "dropout", "a number in [0, 1)")
+        _check(p["test_maps"] in TEST_MAPS, "test_maps", "'auto', 'provided' or 'uniform'")
+        self._eval_maps: str | None = None  # set per evaluated split by prepare_eval
 
-    def eval_notes(self) -> dict[str, Any]:
-        """What evaluation fed the model instead of human maps (recorded in metrics.json)."""
-        return {"test_maps": self.params["test_maps"], "uniform_value": "fusion BN running mean"}
+    def size_name(self) -> str | None:
+        """'ti', 's', 'm' or 'b' when channels/blocks are a published Pyramid ViG size."""
+        shape = (tuple(self.params["channels"]), tuple(self.params["blocks"]))
+        return next((n for n, s in PVIG_SIZES.items() if s == shape), None)
+
+    def build_own_model(self, weights: str = "auto", stage: str = "train") -> nn.Module:
+        """The whole GazeGNN network; `weights` as model.weights (auto / none / a state-dict path)."""
+        from salience.models.weights import load_weights
+
+        p = self.params
+        net = PyramidViG(p["channels"], p["blocks"], p["k"])
+        size = self.size_name()
+        head: dict[str, Tensor] = {}
+
+        def remap(state: dict[str, Tensor]) -> dict[str, Tensor]:
+            trunk, extra = official_state(state)
+            head.update(extra)
+            return trunk
+
+        name = f"pvig_{size}" if size else "pvig (custom sizes)"
+        load_weights(net, name, weights, PVIG_FILES.get(size or ""), remap=remap)
+        return GazeGNNNet(net, dropout=float(p["dropout"]), head=head)
 
     def build_model(
         self, backbone: Backbone, *, cam_layer: str = "pooled", stage: str = "train"
     ) -> nn.Module:
-        p = self.params
-        return GazeGNNClassifier(backbone, p["node_dim"], p["k"], p["gnn_layers"])
+        """GazeGNN on `backbone` when it is a Pyramid ViG; any other backbone is ignored and the
+        configured Pyramid ViG is built (random init): GazeGNN brings its own network."""
+        if not isinstance(backbone, PyramidViG):
+            return self.build_own_model("none", stage)
+        return GazeGNNNet(backbone, dropout=float(self.params["dropout"]))
 
+    # ------------------------------------------------------------------------- maps
     @staticmethod
-    def _maps(model: nn.Module, batch: dict[str, Tensor]) -> Tensor:
-        """batch['map_cam'] where has_map, else the uniform constant."""
-        h, has = batch["map_cam"], batch["has_map"].bool()
-        fill = h.new_full((), float(model.uniform_value()))
-        return torch.where(has.view(-1, 1, 1), h, fill)
+    def _node_maps(model: GazeGNNNet, batch: dict[str, Tensor], use_maps: bool) -> Tensor:
+        """The batch's maps on the node grid; rows without a map (or all, if not use_maps) get the
+        constant map."""
+        grid = model.backbone.node_grid(batch["image"].shape[-1])
+        g = node_gaze(batch["map"], grid)
+        fill = g.new_full((), float(model.uniform_value()))
+        has = batch["has_map"].bool() if use_maps else torch.zeros_like(batch["has_map"].bool())
+        return torch.where(has.view(-1, 1, 1), g, fill)
+
+    def prepare_eval(self, has_map: np.ndarray, where: str) -> None:
+        """Decide, for one evaluated split, whether its maps are fed (see the module docstring)."""
+        mode, missing = self.params["test_maps"], int((~np.asarray(has_map, bool)).sum())
+        if mode == "provided" and missing:
+            raise DataError(
+                f"{where}: {missing} of {len(has_map)} rows have no saliency map; "
+                "methods.gazegnn.test_maps: provided needs one per row (use auto or uniform)"
+            )
+        if mode == "auto" and missing:
+            log.warning(
+                "%s: %d of %d rows have no saliency map; GazeGNN gets a constant map for every row",
+                where,
+                missing,
+                len(has_map),
+            )
+        self._eval_maps = "uniform" if mode == "uniform" or missing else "provided"
+
+    def eval_notes(self) -> dict[str, Any]:
+        """What evaluation fed the model as maps (recorded in metrics.json)."""
+        return {"test_maps": self._eval_maps or "per batch"}
 
     def loss(self, model: nn.Module, batch: dict[str, Tensor], stage: str = "train") -> LossOutput:
-        logits = model(batch["image"], self._maps(model, batch))
+        logits = model(batch["image"], self._node_maps(model, batch, True))
         ce = cross_entropy(logits, batch["label"])
         return LossOutput(total=ce, parts={"ce": ce}, logits=logits)
 
     def logits(self, model: nn.Module, batch: dict[str, Tensor]) -> Tensor:
-        if self.params["test_maps"] == "uniform":
-            return model(batch["image"], None)
-        return model(batch["image"], self._maps(model, batch))
+        mode = self._eval_maps
+        if mode is None:  # no split-level decision: this batch's maps if all rows have one
+            full = self.params["test_maps"] != "uniform" and bool(batch["has_map"].all())
+            mode = "provided" if full else "uniform"
+        return model(batch["image"], self._node_maps(model, batch, mode == "provided"))

@@ -112,7 +112,7 @@ class GGCam(Method):
     def loss(self, model: nn.Module, batch: dict[str, Tensor], stage: str = "train") -> LossOutput:
         out = model.forward_all(batch["image"])
         ce = cross_entropy(out.logits, batch["label"])
-        has = batch["has_map"].bool()
+        has = batch["has_map_cam"].bool()
         mse = None
         if self._uses_gaze():
             if bool(has.any()):

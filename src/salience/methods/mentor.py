@@ -3,7 +3,9 @@ WACV 2025; CVRL/MENTOR), a two-stage SAGE baseline (SAGE §4.2).
 
 Stage `pretrain` (`MENTOR training.ipynb`): encoder + U-Net decoder learn to predict the human map,
     loss = MSE(sigmoid(decoder logits), h) at input resolution; no class labels; the checkpoint with
-    the lowest validation loss is kept. Only annotated samples give a loss.
+    the lowest validation loss is kept. Only annotated samples give a loss. Published schedule as
+    defaults: Adam, lr 1e-4, 11 epochs (`pretrain_*` settings). In a flipped-map run both the
+    training and the validation loss target 1 − h.
 Stage `train` (training_code/mentor.py): a plain Classifier whose backbone is the stage-1 encoder,
     fine-tuned with CE.
 MENTOR's code transfers the encoder with `load_state_dict(strict=False)` after renaming keys (and copies
@@ -66,17 +68,35 @@ class Mentor(Method):
         None  # all: same decoder as unet_gaze; encoder keys are ours on both sides
     )
     stages = ("pretrain", "train")
+    # Stage 1's published schedule (MENTOR's training notebook: Adam, lr 1e-4, 11 epochs, the
+    # checkpoint with the best validation map loss); stage 2 uses the config's `train` block.
+    # docs/decisions.md, "SAGE's baselines".
     defaults: ClassVar[dict[str, Any]] = {
-        "pretrain_epochs": None,  # stage-1 epochs; None = train.epochs (docs/decisions.md)
+        "pretrain_epochs": 11,  # stage-1 epochs; null = train.epochs
+        "pretrain_optimizer": "adam",  # "adam" (published) or "sgd" (train.momentum, StepLR)
+        "pretrain_lr": 1.0e-4,
+        "pretrain_weight_decay": 0.0,  # Adam's default; none is published
     }
 
     def __init__(self, params: dict[str, Any] | None = None) -> None:
-        super().__init__(params)
-        n = self.params["pretrain_epochs"]
+        params = dict(params or {})
+        # checked here, not by the base's type check: null (= train.epochs) is allowed too
+        n = params.pop("pretrain_epochs", self.defaults["pretrain_epochs"])
         if n is not None and (not isinstance(n, int) or isinstance(n, bool) or n < 1):
             raise ConfigError(
                 f"methods.mentor.pretrain_epochs: must be an integer >= 1 or null (= train.epochs), got {n!r}"
             )
+        super().__init__(params)
+        self.params["pretrain_epochs"] = n
+        if self.params["pretrain_optimizer"] not in ("adam", "sgd"):
+            raise ConfigError(
+                "methods.mentor.pretrain_optimizer: must be 'adam' or 'sgd', "
+                f"got {self.params['pretrain_optimizer']!r}"
+            )
+        for key in ("pretrain_lr", "pretrain_weight_decay"):
+            v = self.params[key]
+            if v is None or not v >= (0 if key == "pretrain_weight_decay" else 1e-300):
+                raise ConfigError(f"methods.mentor.{key}: must be a number > 0, got {v!r}")
 
     def _stage(self, stage: str) -> str:
         if stage not in self.stages:
@@ -107,6 +127,18 @@ class Mentor(Method):
     def stage_epochs(self, stage: str, epochs: int) -> int:
         n = self.params["pretrain_epochs"]
         return n if self._stage(stage) == "pretrain" and n is not None else epochs
+
+    def optimizer(self, stage: str, train: dict[str, Any]) -> dict[str, Any]:
+        """Stage 1: `pretrain_optimizer` at `pretrain_lr` and `pretrain_weight_decay`; Adam keeps a
+        constant rate (no schedule is published), SGD takes train.momentum and its StepLR.
+        Stage 2: the config's `train` block (the papers' SGD)."""
+        base = super().optimizer(stage, train)
+        if self._stage(stage) != "pretrain":
+            return base
+        p = self.params
+        base |= {"name": p["pretrain_optimizer"], "lr": p["pretrain_lr"]}
+        base |= {"weight_decay": p["pretrain_weight_decay"]}
+        return base | ({"lr_step": 1, "lr_gamma": 1.0} if p["pretrain_optimizer"] == "adam" else {})
 
     def loss(self, model: nn.Module, batch: dict[str, Tensor], stage: str = "train") -> LossOutput:
         if self._stage(stage) == "train":

@@ -10,29 +10,23 @@ loads after dropping the classifier) and meets the contract in `models/base.py`:
   `cam_layer: cyborg_legacy`.
 
 Weights are built with `weights=None` (never downloaded) and loaded by `load_weights` from torch's
-hub cache under the file name of torchvision's IMAGENET1K_V1 URL: ResNet-50 must be V1, as in the
-papers (`pretrained=True`), not torchvision's DEFAULT V2 (§1.2).
+hub cache under the file name of torchvision's IMAGENET1K_V1 URL (`weights.IMAGENET_URLS`): ResNet-50
+must be V1, as in the papers (`pretrained=True`), not torchvision's DEFAULT V2 (§1.2).
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from pathlib import PurePosixPath
 
 import torch.nn.functional as F
 import torchvision.models as tvm
 from torch import Tensor, nn
 
 from salience.models.base import BACKBONES, Backbone
-from salience.models.weights import load_weights
+from salience.models.weights import imagenet_file, load_weights
 
 StateDict = dict[str, Tensor]
-
-
-def _imagenet_file(weights_enum: type) -> str:
-    """Basename of the pinned IMAGENET1K_V1 URL (reading the enum downloads nothing)."""
-    return PurePosixPath(weights_enum.IMAGENET1K_V1.url).name
 
 
 def _drop_prefixes(*prefixes: str) -> Callable[[StateDict], StateDict]:
@@ -234,27 +228,21 @@ class SwinBackbone(Backbone):
 @BACKBONES.register("resnet18")
 def resnet18(weights: str = "auto") -> ResNetBackbone:
     net = ResNetBackbone(tvm.resnet18(weights=None))
-    load_weights(
-        net, "resnet18", weights, _imagenet_file(tvm.ResNet18_Weights), remap=_drop_prefixes("fc.")
-    )
+    load_weights(net, "resnet18", weights, imagenet_file("resnet18"), remap=_drop_prefixes("fc."))
     return net
 
 
 @BACKBONES.register("resnet50")
 def resnet50(weights: str = "auto") -> ResNetBackbone:
     net = ResNetBackbone(tvm.resnet50(weights=None))
-    load_weights(
-        net, "resnet50", weights, _imagenet_file(tvm.ResNet50_Weights), remap=_drop_prefixes("fc.")
-    )
+    load_weights(net, "resnet50", weights, imagenet_file("resnet50"), remap=_drop_prefixes("fc."))
     return net
 
 
 @BACKBONES.register("densenet121")
 def densenet121(weights: str = "auto") -> DenseNetBackbone:
     net = DenseNetBackbone(tvm.densenet121(weights=None))
-    load_weights(
-        net, "densenet121", weights, _imagenet_file(tvm.DenseNet121_Weights), remap=_densenet_remap
-    )
+    load_weights(net, "densenet121", weights, imagenet_file("densenet121"), remap=_densenet_remap)
     return net
 
 
@@ -267,7 +255,7 @@ def efficientnet_b7(weights: str = "auto") -> EfficientNetBackbone:
         net,
         "efficientnet_b7",
         weights,
-        _imagenet_file(tvm.EfficientNet_B7_Weights),
+        imagenet_file("efficientnet_b7"),
         remap=_drop_prefixes("classifier."),
     )
     return net
@@ -276,9 +264,7 @@ def efficientnet_b7(weights: str = "auto") -> EfficientNetBackbone:
 @BACKBONES.register("swin_t")
 def swin_t(weights: str = "auto") -> SwinBackbone:
     net = SwinBackbone(tvm.swin_t(weights=None))
-    load_weights(
-        net, "swin_t", weights, _imagenet_file(tvm.Swin_T_Weights), remap=_drop_prefixes("head.")
-    )
+    load_weights(net, "swin_t", weights, imagenet_file("swin_t"), remap=_drop_prefixes("head."))
     return net
 
 

@@ -1,16 +1,22 @@
 """Pretrained-weight loading that never touches the network.
 
-Policy (toolchain.md "Pretrained weights"): `weights: auto` loads the torchvision ImageNet file when
-it is already in torch's hub cache (`torch.hub.get_dir()/checkpoints/<file>`), else random init
-with a clear log line; a path loads that state dict; `none` is random init. The origin is stored on
-the backbone (`weights_origin`) and recorded as an MLflow tag. Loading is `weights_only=True`.
+Policy (docs/decisions.md, `model.weights`):
+- `imagenet`: the pinned torchvision ImageNet file of the backbone (`IMAGENET_URLS`) is *required*
+  in torch's hub cache (`torch.hub.get_dir()/checkpoints/<file>`); when it is missing the job stops
+  with one line naming the file, the folder and `python -m salience weights fetch` (the paper
+  configs; `models/fetch.py` downloads and verifies the files).
+- `auto`: that file when present, else random init with a log warning (the demo);
+- a path: that state dict; `none`: random init.
+The origin is stored on the backbone (`weights_origin`: "random", "imagenet:<file>" or
+"file:<name>") and recorded in run.json, runs.csv, the MLflow tags and every table caption.
+Loading is `weights_only=True` (safeload.read).
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import torch
 from torch import nn
@@ -20,9 +26,55 @@ from salience.safeload import read
 
 log = logging.getLogger(__name__)
 
+# The papers' ImageNet initialisation (`pretrained=True` in the CYBORG/SAGE code) = torchvision's
+# IMAGENET1K_V1 file of each backbone. ResNet-50 must be V1: torchvision's DEFAULT is V2, another
+# file (resnet50-11ad3fa6.pth) and another init. The file name carries the first hex digits of its
+# sha256 (torch.hub's convention), which `weights fetch` verifies. A test keeps this table equal to
+# torchvision's own enums; smallcnn has no pretrained file.
+IMAGENET_URLS = {
+    "resnet18": "https://download.pytorch.org/models/resnet18-f37072fd.pth",
+    "resnet50": "https://download.pytorch.org/models/resnet50-0676ba61.pth",
+    "densenet121": "https://download.pytorch.org/models/densenet121-a639ec97.pth",
+    "efficientnet_b7": "https://download.pytorch.org/models/efficientnet_b7_lukemelas-c5b4e57e.pth",
+    "swin_t": "https://download.pytorch.org/models/swin_t-704ceda3.pth",
+}
+FETCH_COMMAND = "python -m salience weights fetch"
+
+
+def imagenet_file(backbone: str) -> str | None:
+    """File name of the pinned ImageNet weights of `backbone`, or None (no pretrained file)."""
+    url = IMAGENET_URLS.get(backbone)
+    return PurePosixPath(url).name if url else None
+
+
+def hub_dir() -> Path:
+    """torch's hub cache folder for weight files ($TORCH_HOME/hub/checkpoints)."""
+    return Path(torch.hub.get_dir()) / "checkpoints"
+
 
 def hub_checkpoint(filename: str) -> Path:
-    return Path(torch.hub.get_dir()) / "checkpoints" / filename
+    """Where `model.weights: imagenet|auto` looks for `filename`."""
+    return hub_dir() / filename
+
+
+def no_imagenet_file(backbone: str) -> ConfigError:
+    """The one-line error for `model.weights: imagenet` on a backbone without a pinned file."""
+    return ConfigError(
+        f"model.weights: imagenet: backbone {backbone} has no pretrained ImageNet file "
+        f"(files exist for {', '.join(IMAGENET_URLS)}); use weights: none for it"
+    )
+
+
+def _missing_imagenet(name: str, path: Path) -> ConfigError:
+    stem = path.name.split("-")[0]
+    others = (
+        sorted(p.name for p in path.parent.glob(f"{stem}-*.pth")) if path.parent.is_dir() else []
+    )
+    found = f" (it holds {', '.join(others)}: not the pinned file)" if others else ""
+    return ConfigError(
+        f"model.weights: imagenet: {path.name} for {name} is not in {path.parent}{found}; "
+        f"fetch it with `{FETCH_COMMAND} --backbones {name}` (or set TORCH_HOME to where it is)"
+    )
 
 
 def load_weights(
@@ -32,19 +84,31 @@ def load_weights(
     imagenet_file: str | None,
     remap=None,
 ) -> None:
-    """Load weights into `net` per the policy above and set `net.weights_origin`."""
+    """Load weights into `net` per the policy above and set `net.weights_origin`.
+
+    Errors: ConfigError (imagenet file missing, imagenet for a backbone without one, path missing),
+    CheckpointError (unreadable, unsafe or foreign file); each one line.
+    """
     if weights in ("none", None):
         net.weights_origin = "random"
         return
-    if weights == "auto":
+    if weights == "imagenet":
+        if not imagenet_file:
+            raise no_imagenet_file(name)
+        path = hub_checkpoint(imagenet_file)
+        if not path.is_file():
+            raise _missing_imagenet(name, path)
+    elif weights == "auto":
         path = hub_checkpoint(imagenet_file) if imagenet_file else None
         if path is None or not path.is_file():
             where = f" (looked for {path})" if path else ""
             log.warning(
                 "backbone %s: no pretrained weights found%s; using RANDOM INIT "
-                "(put the torchvision ImageNet file there or set model.weights to a path)",
+                "(fetch it: `%s --backbones %s`; model.weights: imagenet makes this an error)",
                 name,
                 where,
+                FETCH_COMMAND,
+                name,
             )
             net.weights_origin = "random"
             return
@@ -52,7 +116,7 @@ def load_weights(
         path = Path(os.path.expanduser(weights))
         if not path.is_file():
             raise ConfigError(
-                f"model.weights: file {path} does not exist; give a state-dict path, 'auto' or 'none'"
+                f"model.weights: file {path} does not exist; give a state-dict path, 'imagenet', 'auto' or 'none'"
             )
     state = read(path, fix="use a torchvision .pth file")
     if not isinstance(state, dict):  # e.g. a pickled tensor or list: remap would crash unclearly
@@ -79,4 +143,6 @@ def load_weights(
         path,
         len(unexpected),
     )
-    net.weights_origin = f"imagenet:{path.name}"
+    # an explicit path counts as ImageNet only under the pinned file name (captions, docs/decisions.md)
+    kind = "imagenet" if imagenet_file and path.name == imagenet_file else "file"
+    net.weights_origin = f"{kind}:{path.name}"

@@ -32,6 +32,9 @@ RUN_COLUMNS = [
     "best_epoch",
     "epochs",
     "weights_origin",
+    "cam_class",
+    "constant_scores",
+    "test_maps",  # GazeGNN: "provided" (the test images' own maps) or "uniform"; "" otherwise
 ]
 ROC_COLUMNS = [
     "run_id",
@@ -46,7 +49,8 @@ ROC_COLUMNS = [
     "tpr",
 ]
 STR_COLUMNS = ["run_id", "dataset", "task", "fold", "backbone", "method", "variant", "subset"]
-SCORE_COLUMNS = ("split", "subset", "label", "p1")
+STR_COLUMNS += ["cam_class", "test_maps"]
+SCORE_COLUMNS = ("split", "subset", "label", "logit0", "logit1")
 
 
 def _load_json(path: Path) -> dict:
@@ -120,6 +124,11 @@ def _run_rows(run_dir: Path) -> list[dict]:
                 "best_epoch": int(m.get("best_epoch", -1)),
                 "epochs": int(m.get("epochs", -1)),
                 "weights_origin": str(meta.get("weights_origin", "")),
+                # CAM methods: whose class CAM the loss reads (CYBORG differs between SAGE and DD)
+                "cam_class": str((meta.get("method_params") or {}).get("cam_class", "")),
+                # every test (or selected-epoch validation) image scored the same: tables mark it
+                "constant_scores": bool(m.get("constant_scores", False)),
+                "test_maps": str(m.get("test_maps", "")),
             }
         )
     return rows
@@ -140,7 +149,8 @@ def _downsample(fpr: np.ndarray, tpr: np.ndarray, max_points: int) -> tuple[np.n
 
 
 def read_scores(run_dir: str | os.PathLike) -> pd.DataFrame:
-    """Test rows of scores.csv with a finite p1 (softmax probability of class 1)."""
+    """Test rows of scores.csv with finite logits, and `margin` = l₁ − l₀ in float64 (the ranking
+    score of p1 that does not saturate; evaluation/metrics.py)."""
     path = Path(run_dir) / "scores.csv"
     try:
         df = pd.read_csv(path, dtype={"subset": str, "split": str}, keep_default_na=False)
@@ -152,14 +162,15 @@ def read_scores(run_dir: str | os.PathLike) -> pd.DataFrame:
     if missing:
         raise SalienceError(f"{path}: missing column(s) {', '.join(missing)}")
     df = df[df["split"] == "test"]
-    p1 = pd.to_numeric(df["p1"], errors="coerce")
-    if df.empty or not np.isfinite(p1.to_numpy(dtype=float)).all():
-        raise SalienceError(f"{path}: no test rows, or a non-finite p1")
-    return df.assign(p1=p1, label=df["label"].astype(int))
+    logits = df[["logit0", "logit1"]].apply(pd.to_numeric, errors="coerce").to_numpy(float)
+    if df.empty or not np.isfinite(logits).all():
+        raise SalienceError(f"{path}: no test rows, or a non-finite logit")
+    return df.assign(margin=logits[:, 1] - logits[:, 0], label=df["label"].astype(int))
 
 
 def collect_roc(run_dirs: Iterable[str | os.PathLike], max_points: int = 200) -> pd.DataFrame:
-    """ROC points per (run, subset), from scores.csv with sklearn's roc_curve on p1, downsampled."""
+    """ROC points per (run, subset), from scores.csv with sklearn's roc_curve on the logit margin
+    (p1's ranking, without float32 saturation), downsampled."""
     frames = []
     for d in run_dirs:
         meta = read_run_meta(d)
@@ -172,7 +183,7 @@ def collect_roc(run_dirs: Iterable[str | os.PathLike], max_points: int = 200) ->
             if p.empty or neg.empty:
                 raise SalienceError(f"{Path(d) / 'scores.csv'}: subset {subset!r} lacks a class")
             y = np.r_[np.zeros(len(neg)), np.ones(len(p))]
-            fpr, tpr, _ = roc_curve(y, np.r_[neg["p1"].to_numpy(), p["p1"].to_numpy()])
+            fpr, tpr, _ = roc_curve(y, np.r_[neg["margin"].to_numpy(), p["margin"].to_numpy()])
             fpr, tpr = _downsample(fpr, tpr, max_points)
             frames.append(
                 pd.DataFrame(
@@ -227,7 +238,12 @@ def read_runs_csv(path: str | os.PathLike) -> pd.DataFrame:
         df[c] = pd.to_numeric(df[c].replace("", np.nan), errors="coerce")
     if not np.isfinite(df[["auroc", "auroc_sigmoid"]].to_numpy(dtype=float)).all():
         raise SalienceError(f"{path}: a non-numeric or NaN AUROC")
-    return df.astype({"seed": int, "n_pos": int, "n_neg": int})
+    flag = df["constant_scores"].astype(str).str.lower()
+    if not flag.isin(["true", "false"]).all():
+        raise SalienceError(f"{path}: constant_scores must be True or False")
+    return df.assign(constant_scores=flag == "true").astype(
+        {"seed": int, "n_pos": int, "n_neg": int}
+    )
 
 
 def read_roc_csv(path: str | os.PathLike) -> pd.DataFrame:

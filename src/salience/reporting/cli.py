@@ -20,7 +20,8 @@ from salience.reporting.aggregate import (
     read_runs_csv,
 )
 from salience.reporting.figures import build_all_figures
-from salience.reporting.tables import build_all, write_table
+from salience.reporting.origin import check_single_origin
+from salience.reporting.tables import build_all, overall, write_table
 
 METRICS = ("auroc", "auroc_sigmoid")
 
@@ -43,7 +44,12 @@ def cmd_aggregate(args: argparse.Namespace) -> int:
 def cmd_tables(args: argparse.Namespace) -> int:
     """runs.csv → <out-dir>/<table id>.csv and .tex for every table (empty ones included)."""
     runs = read_runs_csv(args.runs)
-    for table in build_all(runs, args.metric, args.dd_baseline, args.sage_baseline):
+    papers = None if args.papers == "auto" else args.papers.split(",")
+    built = build_all(runs, args.metric, args.dd_baseline, args.sage_baseline, papers)
+    for table in built:  # every table checked before any is written
+        runs_of = table.data[table.data["kind"] == "run"]
+        check_single_origin(table.id, runs_of, args.allow_mixed_weights)
+    for table in built:
         csv, tex = write_table(table, args.out_dir)
         n = int((table.data["kind"] == "aggregate").sum())
         print(f"tables: {table.id}: {n} cells -> {csv}, {tex}")
@@ -60,13 +66,17 @@ def cmd_figures(args: argparse.Namespace) -> int:
 
 
 def summary(runs) -> dict:
-    """Headline numbers for `dvc metrics show`: run count and, per task/method, the mean overall
-    test AUROC of the base variant (over seeds, folds and backbones)."""
-    base = runs[(runs["subset"] == "all") & (runs["variant"] == "base")]
-    means = base.groupby(["task", "method"])["auroc"].mean()
+    """Headline numbers for `dvc metrics show`: run count and, per dataset/method, the mean test
+    AUROC of the base variant with the tables' cell definitions (`tables.overall`: held-out attack
+    type of leave-one-out folds, mean over generators for faces), over seeds and backbones."""
+    base = runs[runs["variant"] == "base"].assign(value=runs["auroc"])
+    u = overall(base, prefer_loo=True)
+    # as a table cell: one value per seed (its folds' mean), then the mean over seeds and backbones
+    per_seed = u.groupby(["dataset", "method", "backbone", "seed"])["value"].mean()
+    means = per_seed.groupby(level=[0, 1]).mean()
     return {
         "runs": int(runs["run_id"].nunique()),
-        "auroc_mean": {f"{t}/{m}": round(float(v), 4) for (t, m), v in sorted(means.items())},
+        "auroc_mean": {f"{d}/{m}": round(float(v), 4) for (d, m), v in sorted(means.items())},
     }
 
 
@@ -94,6 +104,17 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--metric", choices=METRICS, default="auroc", help="softmax p1 or sigmoid AUROC")
     p.add_argument("--dd-baseline", default="cyborg", help="paired-test baseline, DD tables")
     p.add_argument("--sage-baseline", default="xent", help="paired-test baseline, SAGE tables")
+    p.add_argument(
+        "--allow-mixed-weights",
+        action="store_true",
+        help="let a table mix random-init and pretrained runs (its caption says so)",
+    )
+    p.add_argument(
+        "--papers",
+        choices=["auto", "dd", "sage", "dd,sage"],
+        default="auto",
+        help="whose tables to write (auto: each paper with at least two of its methods in the runs)",
+    )
     p.set_defaults(func=cmd_tables)
 
     p = subparsers.add_parser("figures", help="ROC, seed and ablation figures")

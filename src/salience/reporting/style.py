@@ -37,6 +37,9 @@ DD_METHODS = ["cyborg", "difference", "perclass", "contrast"]  # DD Tables 2–4
 # SAGE Table 1 row order (xent, CYBORG, Unet+Gaze, Gaze-GNN, MENTOR, GG-CAM, Boyd, SAGE)
 SAGE_METHODS = ["xent", "cyborg", "unet_gaze", "gazegnn", "mentor", "ggcam", "boyd_blur", "sage"]
 ALL_METHODS = SAGE_METHODS + [m for m in DD_METHODS if m not in SAGE_METHODS] + ["fooling"]
+# SAGE Table 2's rows: GG-CAM and Gaze-GNN appear only in Table 1, CYBORG has no Swin-T row.
+SAGE_T2_METHODS = ["xent", "cyborg", "unet_gaze", "mentor", "boyd_blur", "sage"]
+SAGE_T2_ABSENT = {("cyborg", "swin_t")}  # (method, backbone) pairs the paper does not print
 
 BACKBONE_NAMES: dict[str, str] = {
     "resnet50": "ResNet50",
@@ -129,6 +132,12 @@ def ordered_subsets(present: Iterable[str]) -> list[str]:
 
 # ---- LaTeX (booktabs) ---------------------------------------------------------------------------
 DASH = "---"  # LaTeX em dash: an undefined std (n < 2) or an empty cell
+# A cell with a run whose scores were constant over a split (metrics.json `constant_scores`).
+CONSTANT_MARK = r"$^\dagger$"
+CONSTANT_NOTE = (
+    r" $^\dagger$: at least one run of the cell gave every image of its test or validation split "
+    "the same score (constant scores), so its AUROC of 0.5 comes from ties, not from a ranking."
+)
 _TEX = {c: "\\" + c for c in "&%$#_{}"}
 _TEX |= {"\\": r"\textbackslash{}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
 _TEX_TABLE = str.maketrans(_TEX)

@@ -4,9 +4,15 @@ Each `Table` holds a tidy frame (one row per run used, kind="run", and one per t
 kind="aggregate", with mean, std, ci_low, ci_high, n_seeds, p_vs_baseline) and a booktabs LaTeX
 string. Rows and columns come from the runs present; order and names follow the papers (style.py).
 
-"Overall" AUROC of a dataset: subset "all" of its fold-"all" runs, or, for leave-one-subset-out
-datasets (iris), per seed the mean over folds of the AUROC on the held-out subset. DD Table 2
-uses the latter whenever folds exist; the SAGE tables use fold "all" runs when there are any.
+"Overall" AUROC of a dataset (`overall`): for leave-one-subset-out datasets (iris), per seed the
+mean over folds of the AUROC on the held-out subset; for face datasets, per run the mean over
+generators of the per-generator AUROC (DD Table 2's Face cell is the mean of Table 4's columns);
+else subset "all" of the fold-"all" runs. DD Table 2 prefers the held-out folds whenever they exist;
+the SAGE tables use fold "all" runs when there are any. `summary.json` uses the same definitions.
+
+Which tables a study writes (`build_all`): each paper's tables when the runs hold at least two of
+that paper's methods (DD: Baseline + its losses; SAGE: Xent and the baselines), so no paper mirror
+is built from a single method; the agreement table always.
 """
 
 from __future__ import annotations
@@ -21,12 +27,20 @@ import pandas as pd
 
 from salience.io import write_text
 from salience.reporting import style as S
+from salience.reporting.cells import (
+    constant_cells,
+    generator_mean,
+    method_notes,
+    overall_note,
+)
+from salience.reporting.origin import caption_note
 from salience.reporting.stats import paired_test, summarize
 
 DESCRIPTORS = ["method", "backbone", "dataset", "task", "fold", "subset", "variant"]
 TABLE_COLUMNS = ["table", "kind", "row", "row_label", "col", "col_label", *DESCRIPTORS, "metric"]
 TABLE_COLUMNS += ["seed", "run_id", "value", "mean", "std", "ci_low", "ci_high", "n_seeds"]
 TABLE_COLUMNS += ["baseline", "p_vs_baseline", "p_wilcoxon_vs_baseline"]
+TABLE_COLUMNS += ["weights_origin"]  # per run row: the caption's and the mix check's source
 DF, Opt = pd.DataFrame, str | None
 
 
@@ -99,6 +113,7 @@ def _build(
     for (r, c), m in shown.items():
         best[(group_of(r), c)] = max(best.get((group_of(r), c), m), m)
     contenders = Counter((group_of(r), c) for r, c in shown)
+    flagged = constant_cells(units, delta)
     body = []
     for r, labels in rows:
         line = []
@@ -108,15 +123,18 @@ def _build(
                 continue
             a, g = cells[(r, c)], (group_of(r), c)
             txt = S.cell(a["mean"], a["std"], plain=delta is not None and c == delta[2])
-            line.append(
-                rf"\textbf{{{txt}}}" if contenders[g] > 1 and shown[(r, c)] == best[g] else txt
-            )
+            txt = rf"\textbf{{{txt}}}" if contenders[g] > 1 and shown[(r, c)] == best[g] else txt
+            line.append(txt + (S.CONSTANT_MARK if (r, c) in flagged else ""))
         if any((r, c) in cells for c, _ in cols):
             body.append((labels, line))
     ns = sorted({a["n_seeds"] for a in cells.values()})
     n_txt = f"n = {ns[0]}" if len(ns) == 1 else f"n = {ns[0]}--{ns[-1]}"
     within = f" within each {group_name}" if group_name else ""
-    cap = f"{caption} Mean $\\pm$ std over seeds ({n_txt}); best per column{within} in bold."
+    cap = f"{caption}{S.tex(method_notes(units))} Mean $\\pm$ std over seeds ({n_txt}); "
+    cap += f"best per column{within} in bold."
+    cap += " " + caption_note(units)  # backbone initialisation of the runs (reporting/origin.py)
+    cap += gaze_note(units)
+    cap += S.CONSTANT_NOTE if any(k in cells for k in flagged) else ""
     tex = S.render_latex(tid, cap, stub, [S.tex(lab) for _, lab in cols], body)
     meta = {"table": tid, "metric": metric}
     runs = units.assign(**meta, kind="run")
@@ -125,6 +143,22 @@ def _build(
     data = data.assign(row_label=data["row"].map(rlabel), col_label=data["col"].map(clabel))
     data = data.reindex(columns=TABLE_COLUMNS).astype({"seed": "Int64", "n_seeds": "Int64"})
     return Table(tid, data, tex)
+
+
+def gaze_note(units: pd.DataFrame) -> str:
+    """Caption sentence saying which maps Gaze-GNN's runs in a table read at test time (it reads
+    one per image as input, docs/decisions.md "gazegnn"); "" when the table has no such run."""
+    if "test_maps" not in units or "method" not in units:
+        return ""
+    fed = set(units.loc[units["method"] == "gazegnn", "test_maps"].astype(str))
+    if not fed:
+        return ""
+    net = " Gaze-GNN is its own Pyramid ViG network;"
+    if fed == {"provided"}:
+        return f"{net} it read each test image's own saliency map at test time."
+    if fed == {"uniform"}:
+        return f"{net} it read a constant map at test time (no test-image saliency)."
+    return f"{net} it read test-image saliency maps in some runs and a constant map in others."
 
 
 # ---- selection helpers ---------------------------------------------------------------------------
@@ -148,13 +182,17 @@ def _one_backbone(
 
 
 def overall(d: pd.DataFrame, prefer_loo: bool) -> pd.DataFrame:
-    """Rows giving each dataset's overall AUROC (see the module docstring)."""
+    """Rows giving each dataset's overall AUROC, one per run (see the module docstring);
+    `d` needs a `value` column (the metric)."""
     parts = []
     for _, g in d.groupby("dataset"):
         loo = g[(g["fold"] != "all") & (g["subset"] == g["fold"])]
-        full = g[(g["fold"] == "all") & (g["subset"] == "all")]
+        if (g["task"] == "face").all():
+            full = generator_mean(g)
+        else:
+            full = g[(g["fold"] == "all") & (g["subset"] == "all")]
         parts.append((loo if len(loo) else full) if prefer_loo else (full if len(full) else loo))
-    return pd.concat(parts) if parts else d.iloc[0:0]
+    return pd.concat(parts, ignore_index=True) if parts else d.iloc[0:0]
 
 
 def per_subset(d: pd.DataFrame) -> pd.DataFrame:
@@ -196,7 +234,7 @@ def _by_task(tid, cap, u, metric, order, baseline, base_name=None, dd=False, stu
     cols, base_of = task_cols(u, order), lambda r: baseline
     return _build(
         tid,
-        cap,
+        cap + overall_note(u),
         u.assign(col=u["dataset"]),
         metric,
         [stub],
@@ -258,6 +296,7 @@ def _by_backbone(tid: str, cap: str, d: DF, metric: str, baseline: str) -> Table
     fields, orders = ["method", "backbone"], [S.ALL_METHODS, S.BACKBONE_ORDER]
     u, rows = _keyed(overall(d, False), fields, orders, [S.method_name, S.backbone_name])
     u, cols = u.assign(col=u["dataset"]), task_cols(u, S.SAGE_TASK_ORDER)
+    cap += overall_note(u)
     base_of = lambda r: f"{baseline}/{_second(r)}"  # noqa: E731
     stub = ["Method", "Backbone"]
     return _build(
@@ -265,10 +304,31 @@ def _by_backbone(tid: str, cap: str, d: DF, metric: str, baseline: str) -> Table
     )
 
 
+def _in_sage_t2(d: DF) -> pd.Series:
+    """Rows SAGE Table 2 prints: its methods, without the (method, backbone) pairs it omits."""
+    pair = pd.Series(list(zip(d["method"], d["backbone"])), index=d.index)
+    return d["method"].isin(S.SAGE_T2_METHODS) & ~pair.isin(S.SAGE_T2_ABSENT)
+
+
 def sage_t2(runs: DF, metric: str = "auroc", baseline: str = "xent") -> Table:
-    """SAGE Table 2: methods × backbones × tasks; bold = best method per backbone and task."""
+    """SAGE Table 2: methods × backbones × tasks, only the rows the paper has (no GG-CAM or
+    Gaze-GNN, no CYBORG on Swin-T; those go to `sage_t2_extended`); bold = best per backbone."""
     cap = f"Mirrors SAGE Table 2: {S.metric_tex(metric)} per backbone and task."
-    return _by_backbone("sage_t2", cap, _select(runs, metric, S.SAGE_METHODS), metric, baseline)
+    d = _select(runs, metric, S.SAGE_METHODS)
+    return _by_backbone("sage_t2", cap, d[_in_sage_t2(d)], metric, baseline)
+
+
+def sage_t2_extended(runs: DF, metric: str = "auroc", baseline: str = "xent") -> Table:
+    """The SAGE method × backbone runs beyond SAGE Table 2's rows (e.g. GG-CAM and Gaze-GNN on
+    every backbone, CYBORG on Swin-T), with the Xent rows of their backbones as the reference."""
+    d = _select(runs, metric, S.SAGE_METHODS)
+    extra = d[~_in_sage_t2(d)]
+    ref = d[(d["method"] == baseline) & d["backbone"].isin(extra["backbone"].unique())]
+    cap = f"SAGE methods beyond SAGE Table 2's rows (no paper counterpart): {S.metric_tex(metric)} "
+    cap += f"per backbone and task, with {S.tex(S.method_name(baseline))} as reference."
+    if extra.empty:
+        return empty_table("sage_t2_extended", cap)
+    return _by_backbone("sage_t2_extended", cap, pd.concat([ref, extra]), metric, baseline)
 
 
 def agreement(runs: DF, baseline: str = "xent") -> Table:
@@ -294,7 +354,7 @@ def sage_t3(runs: DF, metric: str = "auroc", backbone: Opt = None) -> Table:
         ("delta", "Difference"),
     ]
     cap = f"Mirrors SAGE Table 3 (sanity check): {S.metric_tex(metric)} with human maps $h$, flipped maps "
-    cap += f"$1-h$, and their paired difference ({bname})."
+    cap += f"$1-h$, and their paired difference ({bname}).{overall_note(u)}"
     stub, delta = ["Method", "Dataset"], ("human", "flipped", "delta")
     return _build("sage_t3", cap, u, metric, stub, rows, cols, None, "", _second, delta, "dataset")
 
@@ -324,14 +384,38 @@ def sage_t5(
     return _ablation("sage_t5", "sigma", r"$\sigma$", default, runs, metric, method, backbone)
 
 
-TABLE_IDS = [*(f"dd_t{i}" for i in (2, 3, 4)), *(f"sage_t{i}" for i in range(1, 6)), "agreement"]
+PAPER_TABLES = {
+    "dd": ["dd_t2", "dd_t3", "dd_t4"],
+    "sage": ["sage_t1", "sage_t2", "sage_t2_extended", "sage_t3", "sage_t4", "sage_t5"],
+}
+TABLE_IDS = [*PAPER_TABLES["dd"], *PAPER_TABLES["sage"], "agreement"]
+PAPER_METHODS = {"dd": S.DD_METHODS, "sage": S.SAGE_METHODS}
 
 
-def build_all(runs: DF, metric: str = "auroc", dd_base: str = "cyborg", sage_base: str = "xent"):
-    """Every table, in TABLE_IDS order; baselines of the paired tests per paper."""
-    out = [f(runs, metric, dd_base) for f in (dd_t2, dd_t3, dd_t4)]
-    out += [sage_t1(runs, metric, sage_base), sage_t2(runs, metric, sage_base)]
-    out += [sage_t3(runs, metric), sage_t4(runs, metric), sage_t5(runs, metric)]
+def papers_of(runs: DF) -> list[str]:
+    """The papers whose tables these runs can fill: at least two of the paper's methods ran, so
+    no paper mirror is built from a single method (a SAGE study's CYBORG runs make no DD table)."""
+    present = set(runs["method"])
+    return [p for p, methods in PAPER_METHODS.items() if len(present & set(methods)) >= 2]
+
+
+def build_all(
+    runs: DF,
+    metric: str = "auroc",
+    dd_base: str = "cyborg",
+    sage_base: str = "xent",
+    papers: list[str] | None = None,
+) -> list[Table]:
+    """The tables of `papers` (default: `papers_of(runs)`) in TABLE_IDS order, empty ones
+    included, then the agreement table; baselines of the paired tests per paper."""
+    papers = papers_of(runs) if papers is None else papers
+    out = []
+    if "dd" in papers:
+        out += [f(runs, metric, dd_base) for f in (dd_t2, dd_t3, dd_t4)]
+    if "sage" in papers:
+        out += [sage_t1(runs, metric, sage_base), sage_t2(runs, metric, sage_base)]
+        out += [sage_t2_extended(runs, metric, sage_base)]
+        out += [sage_t3(runs, metric), sage_t4(runs, metric), sage_t5(runs, metric)]
     return [*out, agreement(runs, sage_base)]
 
 

@@ -18,8 +18,19 @@ from salience.safeload import read  # noqa: F401 - the one weights-only loader, 
 
 
 def save(obj: dict[str, Any], path: str | os.PathLike) -> None:
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+    """Atomic torch.save. A full disk or a file size limit raises the OSError itself (torch wraps
+    it in an opaque RuntimeError "unexpected pos"), so the CLI can name the file and the fix."""
+    try:
+        with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+            try:
+                torch.save(obj, fh)
+            except RuntimeError as exc:
+                if isinstance(exc.__context__, OSError):
+                    raise exc.__context__ from None
+                raise
+    except OSError as exc:
+        exc.filename = exc.filename or str(path)
+        raise
 
 
 def load(path: str | os.PathLike) -> dict[str, Any]:

@@ -26,7 +26,7 @@ from salience import config as C
 from salience.data.loader import BatchStream
 from salience.data.prepared import PreparedDataset
 from salience.errors import CheckpointError, DataError, TrainingDiverged
-from salience.evaluation.metrics import auroc
+from salience.evaluation.metrics import auroc, constant_scores, logit_margin
 from salience.io import atomic_path, write_json
 from salience.methods.base import Method, build_method
 from salience.models.base import Backbone, build_backbone, feature_grid
@@ -57,7 +57,35 @@ def split_rows(ds: PreparedDataset, split: str, fold: str) -> np.ndarray:
     return rows
 
 
+def check_batchnorm_batches(
+    model: torch.nn.Module,
+    spec: C.RunSpec,
+    stage: str,
+    ds: PreparedDataset,
+    rows: np.ndarray,
+    batch_size: int,
+) -> None:
+    """Refuse training batches of one sample on a model with BatchNorm (one line, before any
+    output). BatchNorm in training mode normalises each channel over the batch: with one sample it
+    fails on a 1×1 feature map ("Expected more than 1 value per channel") and otherwise normalises
+    a sample by its own statistics. A last batch of one is merged instead (BatchStream); a batch
+    size of 1, or a training split of one row, leaves nothing to merge with."""
+    if not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules()):
+        return
+    what = f"{spec.run_id} ({stage}): {spec.backbone}/{spec.method} has BatchNorm layers, which need two or more samples per training batch"
+    if batch_size < 2:
+        raise C.ConfigError(
+            f"train.batch_size is {batch_size}: {what}; set train.batch_size to 2 or more"
+        )
+    if len(rows) < 2:
+        raise DataError(
+            f"{ds.root}: the train split of fold {spec.fold!r} holds {len(rows)} row: {what}; add training rows"
+        )
+
+
 def build_model_for(spec: C.RunSpec, resolved: dict, method: Method, stage: str) -> torch.nn.Module:
+    if method.own_network:  # GazeGNN: the grid backbone only places the run
+        return method.build_own_model(resolved["model"]["weights"], stage)
     method.check_backbone(spec.backbone)
     backbone = build_backbone(spec.backbone, weights=resolved["model"]["weights"])
     return method.build_model(backbone, cam_layer=resolved["model"]["cam_layer"], stage=stage)
@@ -99,8 +127,28 @@ def mean_loss(method: Method, model: torch.nn.Module, stream: BatchStream, stage
     return total / max(n, 1)
 
 
+def build_optimizer(model: torch.nn.Module, o: dict[str, Any]) -> tuple[Any, Any]:
+    """Optimiser + StepLR from a method's `optimizer(stage, train)` settings."""
+    if o["name"] == "adam":
+        opt = torch.optim.Adam(model.parameters(), lr=o["lr"], weight_decay=o["weight_decay"])
+    else:
+        opt = torch.optim.SGD(
+            model.parameters(), lr=o["lr"], momentum=o["momentum"], weight_decay=o["weight_decay"]
+        )
+    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=o["lr_step"], gamma=o["lr_gamma"])
+    return opt, sched
+
+
+def val_auroc(labels: np.ndarray, logits: np.ndarray, what: str) -> tuple[float, bool]:
+    """Model-selection AUROC of p1 from N×2 logits, ranked by the float64 margin l₁ − l₀ (p1 in
+    float32 saturates to 1.0 past a margin of ~17 and would tie), and whether every score is equal."""
+    margin = logit_margin(logits)
+    return auroc(labels, margin, what), constant_scores(margin)
+
+
 def softmax_p1(logits: np.ndarray) -> np.ndarray:
-    """p1 = softmax(l)[1] = σ(l1 − l0)."""
+    """p1 = softmax(l)[1] = σ(l1 − l0): the probability column of scores.csv. Never ranked
+    (it saturates to 1.0 in float32): AUROCs rank by `metrics.logit_margin`."""
     return 1.0 / (1.0 + np.exp(-(logits[:, 1] - logits[:, 0])))
 
 
@@ -144,7 +192,6 @@ def train(cfg: dict, spec: C.RunSpec, stage: str = "train", tracker=None) -> Pat
         )
     tcfg = resolved["train"]
     out = stage_dir(C.run_dir(cfg, spec), stage, method)
-    out.mkdir(parents=True, exist_ok=True)
     device = pick_device(tcfg["device"])
     configure_determinism(tcfg["deterministic"], device)
     if tcfg["threads"]:
@@ -167,7 +214,9 @@ def train(cfg: dict, spec: C.RunSpec, stage: str = "train", tracker=None) -> Pat
         )
 
     seed_everything(spec.seed)
+    method.prepare_eval(ds.index["has_map"].to_numpy()[rows_val], f"{ds.root}: val split")
     model = build_model_for(spec, resolved, method, stage).to(device)
+    check_batchnorm_batches(model, spec, stage, ds, rows_train, tcfg["batch_size"])
     grid = feature_grid(find_backbone(model), ds.image_size)
     if grid < 2 and method.uses_maps:
         log.warning(
@@ -188,13 +237,7 @@ def train(cfg: dict, spec: C.RunSpec, stage: str = "train", tracker=None) -> Pat
     if tcfg["channels_last"] and device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
 
-    opt = torch.optim.SGD(
-        model.parameters(),
-        lr=tcfg["lr"],
-        momentum=tcfg["momentum"],
-        weight_decay=tcfg["weight_decay"],
-    )
-    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=tcfg["lr_step"], gamma=tcfg["lr_gamma"])
+    opt, sched = build_optimizer(model, method.optimizer(stage, tcfg))
     state: dict[str, Any] = {
         "epoch": 0,
         "best": None,
@@ -204,6 +247,7 @@ def train(cfg: dict, spec: C.RunSpec, stage: str = "train", tracker=None) -> Pat
         "mlflow_run": None,
     }
     fingerprint = C.config_hash({"resolved": resolved, "stage": stage})
+    out.mkdir(parents=True, exist_ok=True)  # only now: a refused run leaves no folder behind
     ck_path = out / "checkpoint.pt"
     if ck_path.exists():
         state = _resume(ck_path, fingerprint, model, opt, sched)
@@ -279,14 +323,29 @@ def train(cfg: dict, spec: C.RunSpec, stage: str = "train", tracker=None) -> Pat
             **{f"train_{k}": v / n_seen for k, v in sums.items()},
         }
         sched.step()
+        # model selection reads the maps training reads: 1 − h in a flipped-map (sanity) run, so a
+        # map-based validation loss (MENTOR stage 1) or a map-reading model is judged on its target
         val_stream = BatchStream(
-            ds, rows_val, tcfg["eval_batch_size"], cam_grid=grid, device=device
+            ds,
+            rows_val,
+            tcfg["eval_batch_size"],
+            cam_grid=grid,
+            flip_maps=resolved["flip_maps"],
+            device=device,
         )
         if sel_metric == "val_loss":
             row["val_loss"] = mean_loss(method, model, val_stream, stage)
         else:
             labels, logits = predict(method, model, val_stream)
-            row["val_auroc"] = auroc(labels, softmax_p1(logits), f"{spec.run_id} val split")
+            row["val_auroc"], const = val_auroc(labels, logits, f"{spec.run_id} val split")
+            row["val_constant_scores"] = int(const)
+            if const:
+                log.warning(
+                    "%s (%s): epoch %d scores every validation image the same; AUROC 0.5 by ties",
+                    spec.run_id,
+                    stage,
+                    epoch + 1,
+                )
         value = row[sel_metric]
         # strict improvement: the earliest epoch wins ties (CYBORG's `>=` let the latest win)
         better = (
@@ -324,6 +383,11 @@ def train(cfg: dict, spec: C.RunSpec, stage: str = "train", tracker=None) -> Pat
         sel_metric: state["best"],
         "weights_origin": find_backbone(model).weights_origin,
         "method_params": resolved["method_params"],
+        # the selected epoch scored every validation image the same (evaluation warns about it)
+        "val_constant_scores": bool(
+            state["best_epoch"] > 0
+            and state["history"][state["best_epoch"] - 1].get("val_constant_scores", 0)
+        ),
     }
     with atomic_path(out / "history.csv") as tmp:
         pd.DataFrame(state["history"]).to_csv(tmp, index=False)
