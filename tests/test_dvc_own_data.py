@@ -163,6 +163,7 @@ def test_imported_data_are_prepared_the_same_way(tmp_path):
     root = copy_repo(tmp_path / "repo")
     git(root, "init", "-q", "-b", "main")
     write_own_dataset(tmp_path / "lab" / "mine")
+    (root / "data" / "raw").mkdir(parents=True)  # DVC makes no parent folders
     dvc(root, "import-url", str(tmp_path / "lab" / "mine"), "data/raw/mine")
     assert (root / "data/raw/mine.dvc").is_file()
     (root / "config" / "mine.yaml").write_text(OWN_CONFIG)
