@@ -235,16 +235,11 @@ def hub(tmp_path, monkeypatch):
 
 
 def test_pinned_file_names():
-    assert {
-        n: tvb._imagenet_file(w)
-        for n, w in [
-            ("resnet18", tvm.ResNet18_Weights),
-            ("resnet50", tvm.ResNet50_Weights),
-            ("densenet121", tvm.DenseNet121_Weights),
-            ("efficientnet_b7", tvm.EfficientNet_B7_Weights),
-            ("swin_t", tvm.Swin_T_Weights),
-        ]
-    } == {n: v[3] for n, v in TV.items()}
+    """The backbone table reads its file names from the one pin table (models/weights.py), which
+    tests/test_weights_fetch.py keeps equal to torchvision's IMAGENET1K_V1 enums."""
+    from salience.models.weights import imagenet_file
+
+    assert {n: v[3] for n, v in TV.items()} == {n: imagenet_file(n) for n in TV}
     # ResNet-50 V1 as in the papers, not torchvision's DEFAULT (V2)
     assert TV["resnet50"][3] != Path(tvm.ResNet50_Weights.DEFAULT.url).name
 
