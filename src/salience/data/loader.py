@@ -81,7 +81,12 @@ class BatchStream:
     def merges_singleton(self) -> bool:
         """True when the last batch would hold one sample and is merged into the one before."""
         n = len(self.rows)
-        return self.no_singleton and not self.drop_last and n > self.batch_size and n % self.batch_size == 1
+        return (
+            self.no_singleton
+            and not self.drop_last
+            and n > self.batch_size
+            and n % self.batch_size == 1
+        )
 
     def order(self) -> np.ndarray:
         if not self.shuffle:

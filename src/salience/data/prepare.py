@@ -228,8 +228,9 @@ def prepare(
     grids = sorted({int(g) for g in cam_grids})
     if any(g < 1 for g in grids):
         raise ConfigError(f"cam_grids {list(cam_grids)}: every grid must be ≥ 1")
-    check_replaceable(out, "meta.json", "a prepared dataset")
     rows = read_manifest(manifest)
+    check_out_outside_sources(out, manifest, rows)
+    check_replaceable(out, "meta.json", "a prepared dataset", prepared_files)
     n, s = len(rows), image_size
     warn = Warnings()
     problems = Problems()
@@ -291,6 +292,40 @@ def prepare(
         write_json(tmp / "meta.json", meta)
     log.info("prepared %d rows (%d with maps) of %s into %s", n, sum(has_map), manifest, out)
     return out
+
+
+def prepared_files(folder: Path, meta: dict) -> list[str] | None:
+    """The files a prepared dataset consists of, from its meta.json (None: not written by us)."""
+    files = meta.get("files")
+    if not isinstance(meta.get("format_version"), int) or not isinstance(files, dict):
+        return None
+    if "image_size" not in meta or "index.csv" not in files:
+        return None
+    return [str(f) for f in files]
+
+
+def check_out_outside_sources(out: Path, manifest: Path, rows: list[ManifestRow]) -> None:
+    """Refuse an output folder that is, contains or lies above the manifest or any file it lists:
+    replacing it would delete the source data (issue 10.1). Raises DataError."""
+    top = Path(os.path.realpath(out))
+
+    def inside(p: Path) -> bool:
+        for q in {Path(os.path.abspath(p)), Path(os.path.realpath(p))}:
+            if q == top or top in q.parents:
+                return True
+        return False
+
+    sources = [(manifest, "the manifest")]
+    for r in rows:
+        sources.append((r.image_path, f"{where(manifest, r.line)}: image"))
+        if r.saliency_path is not None:
+            sources.append((r.saliency_path, f"{where(manifest, r.line)}: saliency map"))
+    for path, what in sources:
+        if inside(path):
+            raise DataError(
+                f"output folder {out} contains {what} {path}; preparing there would delete the "
+                f"source data: choose an --out outside {manifest.parent} (e.g. data/prepared/<name>)"
+            )
 
 
 def _q(value: str) -> str:
