@@ -159,3 +159,142 @@ def test_generate_refuses_a_generated_folder_holding_user_files(
     )
     (out / "images" / "train" / "my_scan.png").unlink()
     assert main(argv) == 0  # only our own files: regenerated
+
+
+# ------------------------------------------------------------------ 2. reserved subset / fold names
+RESERVED_WHY = (
+    "'all' is a reserved name ('all' is the overall AUROC and the fold without a held-out subset; "
+    "'.' and '..' are folders); reserved: all, ., .."
+)
+
+
+def write_config(tmp_path: Path, manifest: Path, **ds: object) -> Path:
+    import yaml
+
+    cfg = {
+        "data_dir": str(tmp_path / "data"),
+        "results_dir": str(tmp_path / "results"),
+        "datasets": {
+            "mine": {"task": "face", "source": "manifest", "manifest": str(manifest), **ds}
+        },
+        "train": {"epochs": 1, "batch_size": 8, "threads": 1},
+        "model": {"weights": "none"},
+        "experiments": {
+            "main": {
+                "datasets": ["mine"],
+                "backbones": ["smallcnn"],
+                "methods": ["xent"],
+                "seeds": [0],
+            }  # fmt: skip
+        },
+    }
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return path
+
+
+def test_subset_named_all_is_refused_at_prepare(ds: Path, capsys: pytest.CaptureFixture) -> None:
+    """Issue instance: a generator called `all` used to overwrite the overall AUROC."""
+    rows = rows_of(ds)
+    assert rows[19][4] == "stylegan3"
+    rows[19][4] = "all"
+    write_rows(ds, rows)
+    msg = cli_error(prepare_argv(ds / "manifest.csv", ds.parent / "prep"), capsys)
+    assert msg == (
+        f"{ds / 'manifest.csv'} line 20: images/test/test_00006.png: subset {RESERVED_WHY}; "
+        f"rename the subset in the manifest"
+    )
+    assert not (ds.parent / "prep").exists()
+
+
+def test_holdout_subset_all_is_refused_at_config_time(
+    ds: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """Issue instance: `holdout_subsets: [all]` used to keep the held-out rows in training."""
+    cfg = write_config(
+        tmp_path,
+        ds / "manifest.csv",
+        folds="leave_one_subset_out",
+        holdout_subsets=["progan", "all"],
+    )
+    msg = cli_error(["prepare", "--config", str(cfg), "--dataset", "mine"], capsys)
+    assert msg == (
+        f"{cfg}: datasets.mine.holdout_subsets: {RESERVED_WHY}; rename that subset in the "
+        f"manifest and here"
+    )
+    assert not (tmp_path / "data").exists()
+
+
+def test_reserved_names_are_refused_by_importers_and_on_old_prepared_data(
+    ds: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """Siblings: a CYBORG test CSV called all.csv (its stem is the subset), a 4-column CSV whose
+    subset would collide with the σ-AUROC metric names, and a folder prepared before the check."""
+    test_csv = tmp_path / "all.csv"
+    test_csv.write_text(
+        "test,Real,/images/test/test_00000.png\ntest,Fake,/images/test/test_00003.png\n"
+    )
+    msg = cli_error(
+        [
+            "import",
+            "cyborg",
+            "--csv",
+            str(test_csv),
+            "--test-csv",
+            str(test_csv),
+            "--data-root",
+            str(ds),
+            "--out",
+            str(ds / "m.csv"),
+        ],  # fmt: skip
+        capsys,
+    )
+    assert (
+        msg
+        == f"--test-csv {test_csv}: its file stem names the subset, but {RESERVED_WHY}; rename the CSV"
+    )
+    four = tmp_path / "four.csv"
+    four.write_text(
+        "train,live,images/train/train_00001.png,,\ntest,spoof,images/test/test_00003.png,,sigmoid_progan\n"
+    )
+    msg = cli_error(
+        ["import", "fourcol", "--csv", str(four), "--root", str(ds), "--out", str(ds / "m.csv")],
+        capsys,
+    )
+    assert msg == (
+        f"{four} line 2: subset 'sigmoid_progan' starts with the reserved prefix 'sigmoid_' (it "
+        f"would collide with the metric test_auroc_sigmoid_progan of subset 'progan'); rename the "
+        f"subset in the CSV"
+    )
+    assert not (ds / "m.csv").exists()
+    # a folder prepared by an older version with a subset `all`: the reader refuses it
+    out = prepare(ds / "manifest.csv", tmp_path / "prep", SIZE)
+    index = out / "index.csv"
+    index.write_text(index.read_text().replace(",stylegan3,", ",all,"))
+    meta = json.loads((out / "meta.json").read_text())
+    meta["files"]["index.csv"]["bytes"] = index.stat().st_size
+    (out / "meta.json").write_text(json.dumps(meta))
+    from salience.data.prepared import PreparedDataset
+    from salience.errors import DataError
+
+    with pytest.raises(DataError) as exc:
+        PreparedDataset(out)
+    assert str(exc.value) == (
+        f"{index}: subset {RESERVED_WHY}; rename the subset in the manifest and run "
+        f"`python -m salience prepare ...` again"
+    )
+    # and evaluation refuses scores whose subset would overwrite the overall AUROC
+    import pandas as pd
+
+    from salience.evaluation.metrics import subset_metrics
+
+    scores = pd.DataFrame(
+        {
+            "label": [0, 1, 1],
+            "subset": ["", "all", "progan"],
+            "p1": [0.1, 0.2, 0.9],
+            "p_sigmoid1": [0.1, 0.2, 0.9],
+        }  # fmt: skip
+    )
+    with pytest.raises(DataError, match=r"^run x: subset 'all' is a reserved name"):
+        subset_metrics(scores, "run x")

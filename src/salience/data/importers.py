@@ -18,6 +18,7 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
+from salience.config import reserved_name
 from salience.data import SPLITS
 from salience.data.manifest import write_manifest
 from salience.errors import DataError
@@ -129,6 +130,12 @@ def import_cyborg(
     no_map = missing = 0
     sources = [(Path(c), False) for c in csvs] + [(Path(c), True) for c in test_csvs]
     for csv_path, is_test in sources:
+        why = reserved_name(csv_path.stem) if is_test else None
+        if why:
+            raise DataError(
+                f"--test-csv {csv_path}: its file stem names the subset, but {why}; rename the CSV"
+            )
+    for csv_path, is_test in sources:
         for lineno, cells in _rows(csv_path):
             here = f"{csv_path} line {lineno}"
             if lineno == 1 and cells[0].lower() == "split":
@@ -188,6 +195,9 @@ def import_fourcol(
         elif split == "train":
             no_map += 1
         subset = cells[4] if len(cells) == 5 else ""
+        why = reserved_name(subset) if subset else None
+        if why:
+            raise DataError(f"{here}: subset {why}; rename the subset in the CSV")
         rows.append((split, label, relative_to_manifest(image, out.parent, here), sal, subset))
     _finish(out, rows, missing, no_map)
     return out

@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from salience.config import reserved_name
 from salience.data import SPLITS
 from salience.errors import DataError
 
@@ -93,6 +94,13 @@ class PreparedDataset:
                 f"{self.root / 'index.csv'}: columns {list(index.columns)} are not {list(INDEX_COLUMNS)}; "
                 f"run `python -m salience prepare ...` again"
             )
+        for sub in sorted(set(index["subset"])):
+            why = reserved_name(sub) if sub else None
+            if why:
+                raise DataError(
+                    f"{self.root / 'index.csv'}: subset {why}; rename the subset in the manifest "
+                    f"and run `python -m salience prepare ...` again"
+                )
         index["label"] = index["label"].astype(np.int64)
         index["has_map"] = index["has_map"].astype(str).str.lower().isin(("true", "1"))
         self.index: pd.DataFrame = index
