@@ -13,7 +13,9 @@ import os
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from salience.cli import main
 from salience.data.generate import generate
@@ -298,3 +300,242 @@ def test_reserved_names_are_refused_by_importers_and_on_old_prepared_data(
     )
     with pytest.raises(DataError, match=r"^run x: subset 'all' is a reserved name"):
         subset_metrics(scores, "run x")
+
+
+# ------------------------------------------------------------------ 3, 4, 7. importers
+def picture(path: Path, value: int, size: int = 12, mode: str = "RGB") -> None:
+    """A real image file (format from the extension) with two halves, so it is never constant."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    shape = (size, size, 3) if mode == "RGB" else (size, size)
+    arr = np.full(shape, value % 256, np.uint8)
+    arr[: size // 2] = 255 - value % 256
+    Image.fromarray(arr, mode=mode).save(path)
+
+
+def cyborg_tree(root: Path, img_ext: str = ".jpg", map_ext: str = ".png") -> dict[str, Path]:
+    """CYBORG's layout in miniature: train/val images with a flat heatmap folder (maps for train
+    only), two generator test CSVs that share the same real test images."""
+    lines = []
+    for i in range(3):
+        for cls, folder in (("Real", "0_real"), ("Synthetic", "1_fake")):
+            name = f"p{i}_{folder}{img_ext}"
+            picture(root / "train" / folder / name, 40 + 7 * i + (folder == "1_fake"))
+            picture(root / "heatmaps" / f"p{i}_{folder}{map_ext}", 10 * i + 5, mode="L")
+            lines.append(f"train,{cls},/train/{folder}/{name}")
+            vname = f"v{i}_{folder}{img_ext}"
+            picture(root / "val" / folder / vname, 90 + 7 * i + (folder == "1_fake"))
+            lines.append(f"test,{cls},/val/{folder}/{vname}")  # CYBORG's "test" = validation
+    (root / "original.csv").write_text("\n".join(lines) + "\n")
+    csvs = {"original": root / "original.csv"}
+    for g, gen in enumerate(("progan", "stylegan2")):
+        glines = []
+        for i in range(2):
+            picture(root / "test" / "real" / f"r{i}{img_ext}", 150 + i)  # shared by both CSVs
+            glines.append(f"test,Real,/test/real/r{i}{img_ext}")
+            picture(root / "test" / gen / f"f{i}{img_ext}", 180 + 10 * g + i)
+            glines.append(f"test,Synthetic,/test/{gen}/f{i}{img_ext}")
+        csvs[gen] = root / f"{gen}.csv"
+        csvs[gen].write_text("\n".join(glines) + "\n")
+    return csvs
+
+
+def import_argv(root: Path, csvs: dict[str, Path], *extra: str) -> list[str]:
+    return ["import", "cyborg", "--csv", str(csvs["original"]), "--split-map", "test=val",
+            "--test-csv", str(csvs["progan"]), "--test-csv", str(csvs["stylegan2"]),
+            "--data-root", str(root), "--out", str(root / "manifest.csv"), *extra]  # fmt: skip
+
+
+def manifest_rows(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_cyborg_heatmaps_are_matched_by_stem_across_extensions(tmp_path: Path) -> None:
+    """Issue instance (3): JPEG images, PNG heatmaps. Matching by exact file name found none and
+    `cyborg` then trained on CE alone; now every train image gets its map. Also 7: the real test
+    images shared by the two generator CSVs are one row each, and `prepare` accepts the result."""
+    root = tmp_path / "Data"
+    csvs = cyborg_tree(root)
+    assert main(import_argv(root, csvs, "--heatmaps", str(root / "heatmaps"))) == 0
+    rows = manifest_rows(root / "manifest.csv")
+    train = [r for r in rows if r["split"] == "train"]
+    assert len(train) == 6
+    assert all(r["saliency"] == f"heatmaps/{Path(r['image']).stem}.png" for r in train)
+    test = [r for r in rows if r["split"] == "test"]
+    assert sorted(r["image"] for r in test if r["label"] == "0") == [
+        "test/real/r0.jpg",
+        "test/real/r1.jpg",
+    ]
+    assert (
+        sorted(r["subset"] for r in test if r["label"] == "1") == ["progan"] * 2 + ["stylegan2"] * 2
+    )
+    out = prepare(root / "manifest.csv", tmp_path / "prep", SIZE)
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["counts"]["train"]["with_map"] == 6 and meta["counts"]["test"]["total"] == 6
+
+
+def test_cyborg_import_reports_found_and_missing_maps(
+    tmp_path: Path, capsys: pytest.CaptureFixture, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Sibling (3): some heatmaps missing → counts and two examples; a heatmap folder that matches
+    no image at all (maps named after another scheme) → error, no manifest."""
+    root = tmp_path / "Data"
+    csvs = cyborg_tree(root, img_ext=".png", map_ext=".jpg")
+    (root / "heatmaps" / "p1_0_real.jpg").unlink()
+    (root / "heatmaps" / "p2_1_fake.jpg").unlink()
+    with caplog.at_level("WARNING"):
+        assert main(import_argv(root, csvs, "--heatmaps", str(root / "heatmaps"))) == 0
+    exts = "png|jpg|jpeg|bmp|tif|tiff|gif|webp|pgm|ppm"
+    assert (
+        f"saliency maps found for 4 of 6 train images, 2 have none (looked for <image stem>.<{exts}> "
+        f"under {root / 'heatmaps'}; e.g. train/0_real/p1_0_real.png, train/1_fake/p2_1_fake.png)"
+        in caplog.text
+    )
+    other = tmp_path / "maps_by_id"
+    picture(other / "0001.png", 3, mode="L")
+    (root / "manifest.csv").unlink()
+    msg = cli_error(import_argv(root, csvs, "--heatmaps", str(other)), capsys)
+    assert msg == (
+        f"--heatmaps {other}: no heatmap matches any of the 18 images (looked for <image stem>."
+        f"<{exts}> under {other}, e.g. train/0_real/p0_0_real.png, train/1_fake/p0_1_fake.png); "
+        f"check the folder, or leave --heatmaps out to import without maps"
+    )
+    assert not (root / "manifest.csv").exists()
+
+
+def test_one_heatmap_matched_to_two_classes_is_an_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """Issue instance (4): train/0_real/0003.png and train/1_fake/0003.png share heatmaps/0003.png."""
+    root = tmp_path / "Data"
+    picture(root / "train/0_real/0003.png", 20)
+    picture(root / "train/1_fake/0003.png", 200)
+    picture(root / "heatmaps/0003.png", 9, mode="L")
+    orig = root / "original.csv"
+    orig.write_text("train,Real,/train/0_real/0003.png\ntrain,Synthetic,/train/1_fake/0003.png\n")
+    argv = ["import", "cyborg", "--csv", str(orig), "--data-root", str(root),
+            "--heatmaps", str(root / "heatmaps"), "--out", str(root / "manifest.csv")]  # fmt: skip
+    msg = cli_error(argv, capsys)
+    assert msg == (
+        f"{root / 'heatmaps/0003.png'}: matched by file name alone to 2 different images "
+        f"({orig} line 1: train/0_real/0003.png; {orig} line 2: train/1_fake/0003.png); a map "
+        f"belongs to one image: mirror the image folders under {root / 'heatmaps'} (e.g. "
+        f"{root / 'heatmaps/train/0_real/0003.png'}) or rename the maps"
+    )
+    assert not (root / "manifest.csv").exists()
+    # the layout disambiguates: maps in folders that mirror the image folders
+    (root / "heatmaps/0003.png").unlink()
+    picture(root / "heatmaps/0_real/0003.png", 9, mode="L")
+    picture(root / "heatmaps/1_fake/0003.jpg", 77, mode="L")
+    assert main(argv) == 0
+    assert [r["saliency"] for r in manifest_rows(root / "manifest.csv")] == [
+        "heatmaps/0_real/0003.png",
+        "heatmaps/1_fake/0003.jpg",
+    ]
+    # sibling: two maps for one image (x.png and x.jpg side by side) are ambiguous
+    picture(root / "heatmaps/0_real/0003.bmp", 9, mode="L")
+    msg = cli_error(argv, capsys)
+    assert msg == (
+        f"{orig} line 1: train/0_real/0003.png: 2 heatmaps match its name "
+        f"({root / 'heatmaps/0_real/0003.bmp'}, {root / 'heatmaps/0_real/0003.png'}); keep one of "
+        f"them, or mirror the image folders under {root / 'heatmaps'} so that the folder tells "
+        f"them apart"
+    )
+
+
+def test_the_same_image_in_two_roles_is_an_error_at_import(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """Sibling (7): shared rows merge only when they agree; a fake image listed by two generator
+    CSVs, or one image in train and test, names both lines."""
+    root = tmp_path / "Data"
+    csvs = cyborg_tree(root)
+    with open(csvs["stylegan2"], "a") as fh:
+        fh.write("test,Synthetic,/test/progan/f0.jpg\n")
+    msg = cli_error(import_argv(root, csvs), capsys)
+    assert msg == (
+        f"{csvs['stylegan2']} line 5: test/progan/f0.jpg: already listed on {csvs['progan']} line 2 "
+        f"as test label 1 subset progan, here as test label 1 subset stylegan2; an image belongs to "
+        f"one split, class and subset: remove one of the rows"
+    )
+    four = tmp_path / "four.csv"
+    four.write_text(
+        f"train,live,{root}/train/0_real/p0_0_real.jpg,none\n"
+        f"test,live,{root}/train/0_real/p0_0_real.jpg,none\n"
+    )
+    msg = cli_error(["import", "fourcol", "--csv", str(four), "--out", str(root / "m.csv")], capsys)
+    assert msg == (
+        f"{four} line 2: train/0_real/p0_0_real.jpg: already listed on {four} line 1 as train "
+        f"label 0, here as test label 0; an image belongs to one split, class and subset: remove one "
+        f"of the rows"
+    )
+    assert not (root / "manifest.csv").exists() and not (root / "m.csv").exists()
+
+
+# ------------------------------------------------------------------ 3. training without maps
+def train_argv(cfg: Path, method: str) -> list[str]:
+    return ["train", "--config", str(cfg), "--run-id", f"mine/all/smallcnn/{method}/base/seed0",
+            "--no-mlflow"]  # fmt: skip
+
+
+def test_a_map_method_refuses_a_training_split_without_maps(
+    ds: Path, tmp_path: Path, capsys: pytest.CaptureFixture, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue instance (3): no train row has a map; `cyborg` used to train on CE alone under the
+    name CYBORG. Now it stops with one line; xent (no maps) still trains. Sibling: 1 of 8 train
+    rows annotated → a warning naming train.min_annotated_fraction."""
+    rows = rows_of(ds)
+    for r in rows[1:]:
+        r[3] = ""
+    write_rows(ds, rows)
+    cfg = write_config(tmp_path, ds / "manifest.csv", image_size=SIZE)
+    assert main(["prepare", "--config", str(cfg), "--dataset", "mine"]) == 0
+    prepared = tmp_path / "data/prepared/mine"
+    msg = cli_error(train_argv(cfg, "cyborg"), capsys)
+    assert msg == (
+        f"mine/all/smallcnn/cyborg/base/seed0: method 'cyborg' trains on human saliency maps, but "
+        f"none of the 8 train rows of fold 'all' in {prepared} has one (prepared from "
+        f"{ds / 'manifest.csv'}: empty saliency cells or all-zero maps); fill the manifest's "
+        f"saliency column (`import cyborg --heatmaps` matches maps by image stem) and prepare "
+        f"again, or train xent"
+    )
+    run = tmp_path / "results/runs/mine/all/smallcnn/cyborg/base/seed0"
+    assert not run.exists() or not any(run.iterdir())
+    assert main(train_argv(cfg, "xent")) == 0
+    rows[1][3] = "maps/train/train_00000.png"
+    write_rows(ds, rows)
+    assert main(["prepare", "--config", str(cfg), "--dataset", "mine"]) == 0
+    with caplog.at_level("WARNING"):
+        assert main(train_argv(cfg, "cyborg")) == 0
+    assert (
+        "mine/all/smallcnn/cyborg/base/seed0: only 1 of 8 train rows (12%) have a human saliency "
+        "map, fewer than train.min_annotated_fraction 0.5; cyborg trains the others on "
+        "cross-entropy alone" in caplog.text
+    )
+
+
+def test_fourcol_map_with_another_extension_is_found(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """Sibling (3) for `import fourcol`: the CSV names sal/x.png, the folder holds sal/x.jpg."""
+    root = tmp_path / "fp"
+    lines = []
+    for split in ("train", "val", "test"):
+        for i, truth in enumerate(("live", "spoof")):
+            picture(root / "img" / f"{split}{i}.png", 30 * i + len(split))
+            picture(root / "sal" / f"{split}{i}.jpg", 40 * i + 9, mode="L")
+            lines.append(f"{split},{truth},img/{split}{i}.png,sal/{split}{i}.png")
+    (root / "data.csv").write_text("\n".join(lines) + "\n")
+    argv = ["import", "fourcol", "--csv", str(root / "data.csv"), "--out", str(root / "m.csv")]
+    assert main(argv) == 0
+    assert [r["saliency"] for r in manifest_rows(root / "m.csv")][:2] == [
+        "sal/train0.jpg",
+        "sal/train1.jpg",
+    ]
+    picture(root / "sal" / "train0.bmp", 3, mode="L")
+    msg = cli_error(argv, capsys)
+    assert msg == (
+        f"{root / 'data.csv'} line 1: {root / 'sal/train0.png'}: no such file, and 2 maps share its "
+        f"stem ({root / 'sal/train0.bmp'}, {root / 'sal/train0.jpg'}); name the one that belongs to "
+        f"the image"
+    )

@@ -66,7 +66,7 @@ def add_parsers(subparsers: Any) -> None:
         help="CSV whose rows all go to test; subset = file stem",
     )
     c.add_argument("--data-root", required=True, help="prefix of the CSV's relative paths")
-    c.add_argument("--heatmaps", help="flat folder of heatmaps named like the images")
+    c.add_argument("--heatmaps", help="folder of heatmaps named like the images (any image extension; subfolders may mirror the image folders)")
     c.add_argument(
         "--out", required=True, help="manifest to write (paths become relative to its folder)"
     )
