@@ -539,3 +539,58 @@ def test_fourcol_map_with_another_extension_is_found(
         f"stem ({root / 'sal/train0.bmp'}, {root / 'sal/train0.jpg'}); name the one that belongs to "
         f"the image"
     )
+
+
+# ------------------------------------------------------------------ 5. a picture in two splits
+DUP_FIX = (
+    "a picture in two splits lets the test score what the network was trained or selected on: "
+    "remove one of the rows, or allow it with --allow-cross-split-duplicates "
+    "(datasets.<name>.allow_cross_split_duplicates: true)"
+)
+
+
+def test_a_train_image_copied_into_test_is_an_error(
+    ds: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """Issue instance (5): a train image copied into test under another name."""
+    rows = rows_of(ds)
+    assert rows[13][:2] == ["test", "0"] and rows[2][:2] == ["train", "0"]
+    shutil.copy(ds / rows[2][2], ds / "images/test/holiday_copy.png")
+    rows[13][2] = "images/test/holiday_copy.png"
+    write_rows(ds, rows)
+    out = tmp_path / "prep"
+    msg = cli_error(prepare_argv(ds / "manifest.csv", out), capsys)
+    assert msg == (
+        f"{ds / 'manifest.csv'} line 14: images/test/holiday_copy.png (test) shows the same picture "
+        f"as line 3: images/train/train_00001.png (train) (identical pixels at 16×16); {DUP_FIX}"
+    )
+    assert not out.exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".tmp-")]
+    # the documented switch keeps it, counted in meta.json
+    assert main(prepare_argv(ds / "manifest.csv", out, "--allow-cross-split-duplicates")) == 0
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["warnings"] == {"picture in two splits (allowed)": 1}
+
+
+def test_a_symlink_or_a_re_encoded_copy_across_splits_is_an_error(
+    ds: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """Siblings (5): a symlink in test to a train image; a val image saved again as BMP in test."""
+    rows = rows_of(ds)
+    os.symlink(ds / rows[2][2], ds / "images/test/link.png")
+    rows[13][2] = "images/test/link.png"
+    write_rows(ds, rows)
+    msg = cli_error(prepare_argv(ds / "manifest.csv", tmp_path / "prep"), capsys)
+    assert msg.startswith(
+        f"{ds / 'manifest.csv'} line 14: images/test/link.png (test) shows the same picture as line 3"
+    )
+    rows = rows_of(ds)
+    assert rows[11][:2] == ["val", "0"]
+    Image.open(ds / rows[11][2]).save(ds / "images/test/resaved.bmp")
+    rows[13][2] = "images/test/resaved.bmp"
+    write_rows(ds, rows)
+    msg = cli_error(prepare_argv(ds / "manifest.csv", tmp_path / "prep"), capsys)
+    assert msg == (
+        f"{ds / 'manifest.csv'} line 14: images/test/resaved.bmp (test) shows the same picture as "
+        f"line 12: images/val/val_00002.png (val) (identical pixels at 16×16); {DUP_FIX}"
+    )
+    assert not (tmp_path / "prep").exists()

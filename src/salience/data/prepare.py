@@ -26,6 +26,8 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from salience.data import SPLITS, check_replaceable
+from salience.data.duplicates import FIX as DUP_FIX
+from salience.data.duplicates import CrossSplit
 from salience.data.manifest import ManifestRow, Problems, read_manifest, where
 from salience.data.prepared import resize_map
 from salience.errors import ConfigError, DataError
@@ -220,8 +222,12 @@ def prepare(
     image_size: int,
     cam_grids: list[int] | tuple[int, ...] = (),
     name: str | None = None,
+    allow_cross_split_duplicates: bool = False,
 ) -> Path:
-    """Prepare the dataset of `manifest` into `out` (replaced atomically); returns `out`."""
+    """Prepare the dataset of `manifest` into `out` (replaced atomically); returns `out`.
+
+    A picture stored in two splits is an error unless `allow_cross_split_duplicates`
+    (salience.data.duplicates); then it is a counted warning."""
     manifest, out = Path(manifest), Path(out)
     if image_size < 8:
         raise ConfigError(f"image_size {image_size}: must be at least 8")
@@ -237,6 +243,7 @@ def prepare(
     src_hash = hashlib.sha256()
     sizes: Counter[str] = Counter()
     has_map: list[bool] = []
+    cross = CrossSplit(str(manifest))
     with atomic_dir(out) as tmp:
         w_img = ArrayWriter(tmp / "images.npy", (n, s, s, 3), np.uint8)
         w_map = ArrayWriter(tmp / "maps.npy", (n, s, s), np.uint8)
@@ -249,6 +256,11 @@ def prepare(
                     hmap = None
                     if row.saliency_path is not None:
                         hmap = _load_map(row, manifest, s, orig, src_hash, warn)
+                    dup = cross.check(row, img)
+                    if dup and not allow_cross_split_duplicates:
+                        raise DataError(f"{dup}; {DUP_FIX}")
+                    if dup:
+                        warn.add("picture in two splits (allowed)", f"{dup}; kept (allowed)")
                 except DataError as exc:
                     problems.add(str(exc))
                     if problems.full():
@@ -350,4 +362,5 @@ def prepare_from_config(cfg: dict, dataset: str) -> Path:
         image_size=int(ds["image_size"]),
         cam_grids=list(ds.get("cam_grids") or []),
         name=dataset,
+        allow_cross_split_duplicates=bool(ds["allow_cross_split_duplicates"]),
     )
