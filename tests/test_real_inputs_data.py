@@ -594,3 +594,67 @@ def test_a_symlink_or_a_re_encoded_copy_across_splits_is_an_error(
         f"line 12: images/val/val_00002.png (val) (identical pixels at 16×16); {DUP_FIX}"
     )
     assert not (tmp_path / "prep").exists()
+
+
+# ------------------------------------------------------------------ 6. prepared data vs config
+def test_hand_prepared_data_of_another_size_stops_training(
+    ds: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """Issue instance (6): data prepared by hand at 16 px, a config asking 24 px (and another CAM
+    grid). Training used to run on 16 px and write image_size 24 into run.json."""
+    prepared = tmp_path / "data/prepared/mine"
+    assert main(prepare_argv(ds / "manifest.csv", prepared, "--cam-grids", "4")) == 0
+    cfg = write_config(tmp_path, ds / "manifest.csv", image_size=24, cam_grids=[4])
+    fix = "prepare it again (python -m salience prepare --config <config> --dataset mine)"
+    msg = cli_error(train_argv(cfg, "xent"), capsys)
+    assert msg == (
+        f"{prepared}: prepared at image_size 16, but datasets.mine.image_size is 24; {fix} or set "
+        f"image_size back to 16"
+    )
+    cfg = write_config(tmp_path, ds / "manifest.csv", image_size=SIZE, cam_grids=[2])
+    msg = cli_error(train_argv(cfg, "xent"), capsys)
+    assert msg == (
+        f"{prepared}: prepared with cam_grids [4], but datasets.mine.cam_grids is [2]; {fix} or "
+        f"set cam_grids to [4]"
+    )
+    run = tmp_path / "results/runs/mine/all/smallcnn/xent/base/seed0"
+    assert not (run / "run.json").exists() and not (run / "model.pt").exists()
+    # the workflow's own path: prepare --config re-prepares, then training runs and records 24
+    cfg = write_config(tmp_path, ds / "manifest.csv", image_size=24, cam_grids=[4])
+    assert main(["prepare", "--config", str(cfg), "--dataset", "mine"]) == 0
+    assert main(train_argv(cfg, "xent")) == 0
+    assert json.loads((run / "run.json").read_text())["data"]["image_size"] == 24
+
+
+def test_stale_manifest_or_model_of_another_size_is_refused(
+    ds: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """Siblings (6): the manifest edited after `prepare`; a model trained at 16 px evaluated on
+    data prepared at 24 px (a pooled CNN would score it without complaint)."""
+    cfg = write_config(tmp_path, ds / "manifest.csv", image_size=SIZE)
+    assert main(["prepare", "--config", str(cfg), "--dataset", "mine"]) == 0
+    assert main(train_argv(cfg, "xent")) == 0
+    model = tmp_path / "results/runs/mine/all/smallcnn/xent/base/seed0/model.pt"
+    other = tmp_path / "prep24"
+    assert main(["prepare", "--manifest", str(ds / "manifest.csv"), "--out", str(other),
+                 "--image-size", "24"]) == 0  # fmt: skip
+    msg = cli_error(["evaluate", "--checkpoint", str(model), "--prepared", str(other),
+                     "--out", str(tmp_path / "eval"), "--no-mlflow"], capsys)  # fmt: skip
+    assert msg == (
+        f"{model}: trained on 16×16 images, but {other} holds 24×24; evaluate on data prepared at "
+        f"image_size 16"
+    )
+    assert not (tmp_path / "eval").exists()
+    before = hashlib.sha256((ds / "manifest.csv").read_bytes()).hexdigest()
+    rows = rows_of(ds)
+    assert rows[3][1] == "0"
+    rows[3][1] = "1"  # a label fixed after prepare
+    write_rows(ds, rows)
+    after = hashlib.sha256((ds / "manifest.csv").read_bytes()).hexdigest()
+    prepared = tmp_path / "data/prepared/mine"
+    msg = cli_error(train_argv(cfg, "cyborg"), capsys)
+    assert msg == (
+        f"{prepared}: prepared from another version of {ds / 'manifest.csv'} (sha256 "
+        f"{before[:12]}…, now {after[:12]}…); prepare it again (python -m salience prepare "
+        f"--config <config> --dataset mine)"
+    )

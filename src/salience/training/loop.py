@@ -180,6 +180,7 @@ def train(cfg: dict, spec: C.RunSpec, stage: str = "train", tracker=None) -> Pat
         torch.set_num_threads(tcfg["threads"])
 
     ds = PreparedDataset(C.prepared_dir(cfg, spec.dataset))
+    ds.check_config(spec.dataset, resolved["data"], C.manifest_path(cfg, spec.dataset))
     rows_train = split_rows(ds, "train", spec.fold)
     rows_val = split_rows(ds, "val", spec.fold)
     if method.uses_maps:
