@@ -57,35 +57,6 @@ def split_rows(ds: PreparedDataset, split: str, fold: str) -> np.ndarray:
     return rows
 
 
-def check_annotated(
-    ds: PreparedDataset, rows: np.ndarray, spec: C.RunSpec, min_fraction: float
-) -> None:
-    """A method that trains on human maps needs annotated training rows (issue 10.3): none is a
-    DataError (it would train on cross-entropy alone under the method's name); fewer than
-    `min_fraction` (train.min_annotated_fraction, docs/decisions.md) is a warning."""
-    n = len(rows)
-    k = int(ds.index["has_map"].to_numpy()[rows].sum())
-    manifest = ds.meta.get("source", {}).get("manifest", "its manifest")
-    if k == 0:
-        raise DataError(
-            f"{spec.run_id}: method {spec.method!r} trains on human saliency maps, but none of the "
-            f"{n} train rows of fold {spec.fold!r} in {ds.root} has one (prepared from {manifest}: "
-            f"empty saliency cells or all-zero maps); fill the manifest's saliency column (`import "
-            f"cyborg --heatmaps` matches maps by image stem) and prepare again, or train xent"
-        )
-    if k < min_fraction * n:
-        log.warning(
-            "%s: only %d of %d train rows (%.0f%%) have a human saliency map, fewer than "
-            "train.min_annotated_fraction %g; %s trains the others on cross-entropy alone",
-            spec.run_id,
-            k,
-            n,
-            100.0 * k / n,
-            min_fraction,
-            spec.method,
-        )
-
-
 def build_model_for(spec: C.RunSpec, resolved: dict, method: Method, stage: str) -> torch.nn.Module:
     method.check_backbone(spec.backbone)
     backbone = build_backbone(spec.backbone, weights=resolved["model"]["weights"])
@@ -183,8 +154,13 @@ def train(cfg: dict, spec: C.RunSpec, stage: str = "train", tracker=None) -> Pat
     ds.check_config(spec.dataset, resolved["data"], C.manifest_path(cfg, spec.dataset))
     rows_train = split_rows(ds, "train", spec.fold)
     rows_val = split_rows(ds, "val", spec.fold)
-    if method.uses_maps:
-        check_annotated(ds, rows_train, spec, tcfg["min_annotated_fraction"])
+    method.check_annotated(
+        ds.index["has_map"].to_numpy()[rows_train],
+        tcfg["min_annotated_fraction"],
+        run=spec.run_id,
+        where=f"fold {spec.fold!r} in {ds.root}",
+        manifest=ds.meta.get("source", {}).get("manifest", "its manifest"),
+    )
     sel_metric, sel_mode = method.selection(stage)
     if sel_metric == "val_loss" and not ds.index["has_map"].to_numpy()[rows_val].any():
         # a map-prediction loss is 0 on unannotated rows: with no annotated val row every epoch
