@@ -401,6 +401,9 @@ def test_cyborg_import_reports_found_and_missing_maps(
         f"check the folder, or leave --heatmaps out to import without maps"
     )
     assert not (root / "manifest.csv").exists()
+    # --heatmaps given the data root itself: an image is never its own map
+    msg = cli_error(import_argv(root, csvs, "--heatmaps", str(root)), capsys)
+    assert msg.startswith(f"--heatmaps {root}: no heatmap matches any of the 18 images")
 
 
 def test_one_heatmap_matched_to_two_classes_is_an_error(

@@ -195,7 +195,7 @@ def import_cyborg(
             rel = os.path.normpath(cells[2].lstrip("/\\")).replace(os.sep, "/")
             image = root / rel
             missing += not image.is_file()
-            found = index.match(rel, here) if index is not None else None
+            found = index.match(rel, here, image) if index is not None else None
             sal = relative_to_manifest(found, out_dir, here) if found is not None else ""
             subset = csv_path.stem if is_test and label == 1 else ""
             rows.add(here, split, label, relative_to_manifest(image, out_dir, here), sal, subset)

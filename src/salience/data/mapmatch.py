@@ -49,18 +49,22 @@ class MapIndex:
                     self.by_stem.setdefault(rel.stem, []).append(rel)
         self.shared: dict[PurePosixPath, list[tuple[str, str]]] = {}
 
-    def match(self, image_rel: str, here: str) -> Path | None:
+    def match(self, image_rel: str, here: str, image_path: Path | None = None) -> Path | None:
         """The map of the image at `image_rel` (path relative to the data root), or None.
+        `image_path` (the image file) is never its own map, should the folder hold images too.
 
         Raises DataError when two maps fit equally well."""
         img = PurePosixPath(image_rel)
         folders = img.parent.parts
+        itself = os.path.realpath(image_path) if image_path is not None else None
         best: list[PurePosixPath] = []
         depth = -1
         for cand in self.by_stem.get(img.stem, []):
             parts = cand.parent.parts
             if parts and tuple(folders[-len(parts) :]) != parts:
                 continue  # in another image folder of a mirrored layout
+            if itself is not None and os.path.realpath(self.folder / cand) == itself:
+                continue
             if len(parts) > depth:
                 best, depth = [cand], len(parts)
             elif len(parts) == depth:
