@@ -319,6 +319,8 @@ def prepared_files(folder: Path, meta: dict) -> list[str] | None:
 def check_out_outside_sources(out: Path, manifest: Path, rows: list[ManifestRow]) -> None:
     """Refuse an output folder that is, contains or lies above the manifest or any file it lists:
     replacing it would delete the source data (issue 10.1). Raises DataError."""
+    if not out.exists():
+        return  # a folder that does not exist holds nothing (existing files have existing parents)
     top = Path(os.path.realpath(out))
 
     def inside(p: Path) -> bool:
