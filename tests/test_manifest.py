@@ -273,7 +273,7 @@ def test_import_fourcol_then_prepare(tmp_path: Path) -> None:
     for split in ("train", "val", "test"):
         for i, truth in enumerate(("Live", "Spoof", "live", "SPOOF")):
             img = root / "img" / f"{split}{i}.png"
-            png(img, 30 * i)
+            png(img, 30 * i + len(split))  # a picture in two splits is refused (issue 10.5)
             sal = root / "sal" / f"{split}{i}.png"
             if split == "train":
                 png(sal, 20 * i + 5, mode="L")

@@ -321,11 +321,11 @@ def check_out_outside_sources(out: Path, manifest: Path, rows: list[ManifestRow]
     replacing it would delete the source data (issue 10.1). Raises DataError."""
     if not out.exists():
         return  # a folder that does not exist holds nothing (existing files have existing parents)
-    top = Path(os.path.realpath(out))
+    tops = {Path(os.path.abspath(out)), Path(os.path.realpath(out))}
 
     def inside(p: Path) -> bool:
         for q in {Path(os.path.abspath(p)), Path(os.path.realpath(p))}:
-            if q == top or top in q.parents:
+            if any(q == top or top in q.parents for top in tops):
                 return True
         return False
 
@@ -364,5 +364,5 @@ def prepare_from_config(cfg: dict, dataset: str) -> Path:
         image_size=int(ds["image_size"]),
         cam_grids=list(ds.get("cam_grids") or []),
         name=dataset,
-        allow_cross_split_duplicates=bool(ds["allow_cross_split_duplicates"]),
+        allow_cross_split_duplicates=bool(ds.get("allow_cross_split_duplicates", False)),
     )
