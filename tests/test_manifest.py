@@ -273,7 +273,7 @@ def test_import_fourcol_then_prepare(tmp_path: Path) -> None:
     for split in ("train", "val", "test"):
         for i, truth in enumerate(("Live", "Spoof", "live", "SPOOF")):
             img = root / "img" / f"{split}{i}.png"
-            png(img, 30 * i)
+            png(img, 30 * i + len(split))  # a picture in two splits is refused (issue 10.5)
             sal = root / "sal" / f"{split}{i}.png"
             if split == "train":
                 png(sal, 20 * i + 5, mode="L")
@@ -294,9 +294,10 @@ def test_import_fourcol_relative_paths_and_bad_rows(tmp_path: Path) -> None:
 
     root = tmp_path / "d"
     png(root / "a.png", 1)
-    (root / "x.csv").write_text("train,normal,a.png,\nval,abnormal,a.png,none\n")
+    png(root / "b.png", 2)  # one image per row: an image in two splits is an error (issue 10.7)
+    (root / "x.csv").write_text("train,normal,a.png,\nval,abnormal,b.png,none\n")
     out = import_fourcol(root / "x.csv", root / "manifest.csv")
-    assert out.read_text().splitlines()[1:] == ["train,0,a.png,,", "val,1,a.png,,"]
+    assert out.read_text().splitlines()[1:] == ["train,0,a.png,,", "val,1,b.png,,"]
     (root / "y.csv").write_text("train,bonafide,a.png\n")
     with pytest.raises(DataError, match="y.csv line 1: 3 cells"):
         import_fourcol(root / "y.csv", root / "m2.csv")

@@ -108,6 +108,13 @@ def cmd_visualize(args: argparse.Namespace) -> None:
         cfg = _config(args)
         spec = _spec(args)
         model_path, prepared = C.run_dir(cfg, spec) / "model.pt", C.prepared_dir(cfg, spec.dataset)
+        from salience.data.prepared import PreparedDataset
+
+        ds_cfg = cfg["datasets"].get(spec.dataset)
+        if ds_cfg is not None:
+            PreparedDataset(prepared).check_config(
+                spec.dataset, ds_cfg, C.manifest_path(cfg, spec.dataset)
+            )
         samples = args.samples or cfg["report"]["visualize_samples"]
     else:
         if not (args.checkpoint and args.prepared):

@@ -55,6 +55,31 @@ def _check_names(cfg: dict, source: str) -> None:
             raise ConfigError(f"{source}: {where}: {problem}; rename it")
 
 
+#: Names with a meaning in the pipeline, refused as subset (attack type / generator) and fold
+#: names at import, prepare and config time (issue 10.2, docs/data.md): "all" is the overall
+#: AUROC key of metrics.json / runs.csv and the fold of runs without a held-out subset; "." and
+#: ".." are path components (fold names are run-folder names).
+RESERVED_NAMES = ("all", ".", "..")
+#: A subset "sigmoid_x" would log test_auroc_sigmoid_x, the σ-AUROC of subset "x", in MLflow.
+RESERVED_PREFIXES = ("sigmoid_",)
+
+
+def reserved_name(name: str) -> str | None:
+    """Why `name` cannot be a subset or fold name, or None when it can."""
+    if name.lower() in RESERVED_NAMES:
+        return (
+            f"{name!r} is a reserved name ('all' is the overall AUROC and the fold without a "
+            f"held-out subset; '.' and '..' are folders); reserved: {', '.join(RESERVED_NAMES)}"
+        )
+    for prefix in RESERVED_PREFIXES:
+        if name.lower().startswith(prefix):
+            return (
+                f"{name!r} starts with the reserved prefix {prefix!r} (it would collide with the "
+                f"metric test_auroc_{name} of subset {name[len(prefix) :]!r})"
+            )
+    return None
+
+
 @lru_cache(maxsize=1)
 def schema() -> dict:
     path = SCHEMA_PATH if SCHEMA_PATH.is_file() else PACKAGE_SCHEMA
@@ -172,6 +197,13 @@ def _check_registries(cfg: dict, source: str) -> None:
             raise ConfigError(
                 f"{source}: datasets.{name}.generator: required when source is 'generated'"
             )
+        for sub in ds["holdout_subsets"]:
+            why = reserved_name(sub)
+            if why:
+                raise ConfigError(
+                    f"{source}: datasets.{name}.holdout_subsets: {why}; rename that subset in the "
+                    f"manifest and here"
+                )
         if ds["folds"] == "leave_one_subset_out" and not ds["holdout_subsets"]:
             raise ConfigError(
                 f"{source}: datasets.{name}.holdout_subsets: list the subsets to hold out "

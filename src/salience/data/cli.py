@@ -57,6 +57,11 @@ def add_parsers(subparsers: Any) -> None:
         help="bit depth that >8-bit integer images are scaled by (8..16), or auto (default: the "
         "smallest of 8/10/12/14/16 bits holding each image's maximum); docs/data.md §3",
     )
+    p.add_argument(
+        "--allow-cross-split-duplicates",
+        action="store_true",
+        help="keep a picture that appears in two splits (a counted warning instead of an error)",
+    )
     p.set_defaults(func=cmd_prepare)
 
     imp = subparsers.add_parser(
@@ -76,7 +81,10 @@ def add_parsers(subparsers: Any) -> None:
         help="CSV whose rows all go to test; subset = file stem",
     )
     c.add_argument("--data-root", required=True, help="prefix of the CSV's relative paths")
-    c.add_argument("--heatmaps", help="flat folder of heatmaps named like the images")
+    c.add_argument(
+        "--heatmaps",
+        help="folder of heatmaps named like the images (any image extension; subfolders may mirror the image folders)",
+    )
     c.add_argument(
         "--out", required=True, help="manifest to write (paths become relative to its folder)"
     )
@@ -155,14 +163,22 @@ def cmd_prepare(args: argparse.Namespace) -> int:
             raise ConfigError("prepare --config needs --dataset NAME")
         from salience.config import load_config
 
-        out = prepare_from_config(load_config(args.config), args.dataset)
+        cfg = load_config(args.config)
+        if args.allow_cross_split_duplicates and args.dataset in cfg["datasets"]:
+            cfg["datasets"][args.dataset]["allow_cross_split_duplicates"] = True
+        out = prepare_from_config(cfg, args.dataset)
     else:
         if not (args.manifest and args.out and args.image_size):
             raise ConfigError(
                 "prepare needs either --config CFG --dataset NAME, or --manifest CSV --out DIR --image-size N"
             )
         out = prepare(
-            args.manifest, args.out, args.image_size, args.cam_grids, image_bits=args.image_bits
+            args.manifest,
+            args.out,
+            args.image_size,
+            args.cam_grids,
+            image_bits=args.image_bits,
+            allow_cross_split_duplicates=args.allow_cross_split_duplicates,
         )
     print(f"prepared data: {out}")
     return 0

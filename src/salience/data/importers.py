@@ -1,13 +1,16 @@
 """Importers from the two layouts the field's public code uses (reference-implementations.md §1.3, §2).
 
 - `import_cyborg`: CYBORG's headerless `split,class,relative_path` CSVs; the image is
-  `data_root + relative_path` and the heatmap is `heatmaps/<file name of the image>` (a flat folder).
+  `data_root + relative_path` and the heatmap is `heatmaps/<stem of the image>.<any image extension>`
+  (salience.data.mapmatch: flat, or in folders mirroring the image folders).
 - `import_fourcol`: the `split,truth,img_path,saliency_path` CSV (Human-Machine-Pairing
   Fingerprint PAD), header optional, absolute or root-relative paths.
 
 Both write a manifest (salience.data.manifest) whose paths are relative to the manifest's own
 folder. A source file outside that folder is rejected with a message saying where to put the
 manifest: prepare refuses paths that leave the dataset folder, so such a manifest could not be used.
+An image listed by several input rows is one manifest row when they agree (issue 10.7), and the
+import logs how many train images got a map and two examples of those that did not (issue 10.3).
 """
 
 from __future__ import annotations
@@ -18,8 +21,10 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
+from salience.config import reserved_name
 from salience.data import SPLITS
 from salience.data.manifest import read_csv_lines, write_manifest
+from salience.data.mapmatch import IMAGE_EXTENSIONS, MapIndex
 from salience.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -100,6 +105,46 @@ def _rows(csv_path: Path) -> list[tuple[int, list[str]]]:
     ]
 
 
+class _Rows:
+    """Manifest rows keyed by image path. An image listed again with the same split, label and
+    subset is one row (real images shared by several generator test CSVs: the per-generator
+    AUROC pairs them with every generator, issue 10.7); listed with another split, label, subset
+    or map it is an error naming both lines."""
+
+    def __init__(self) -> None:
+        self.rows: dict[str, list] = {}
+        self.where: dict[str, str] = {}
+        self.merged = 0
+
+    def add(self, here: str, split: str, label: int, image: str, sal: str, subset: str) -> None:
+        prev = self.rows.get(image)
+        if prev is None:
+            self.rows[image] = [split, label, image, sal, subset]
+            self.where[image] = here
+            return
+        if (prev[0], prev[1], prev[4]) != (split, label, subset) or (
+            sal and prev[3] not in ("", sal)
+        ):
+            raise DataError(
+                f"{here}: {image}: already listed on {self.where[image]} as {_desc(*prev)}, here as "
+                f"{_desc(split, label, image, sal, subset)}; an image belongs to one split, class "
+                f"and subset: remove one of the rows"
+            )
+        prev[3] = prev[3] or sal
+        self.merged += 1
+
+    def tuples(self) -> list[tuple[str, int, str, str, str]]:
+        return [tuple(r) for r in self.rows.values()]  # type: ignore[misc]
+
+
+def _desc(split: str, label: int, image: str, sal: str, subset: str) -> str:
+    return (
+        f"{split} label {label}"
+        + (f" subset {subset}" if subset else "")
+        + (f" map {sal}" if sal else "")
+    )
+
+
 def import_cyborg(
     csvs: list[str | os.PathLike],
     data_root: str | os.PathLike,
@@ -114,19 +159,29 @@ def import_cyborg(
 
     `test_csvs` (e.g. csvs/gan_test_sets/*.csv): every row goes to the test split, and label-1
     rows get the CSV's file stem as subset (progan.csv → "progan"). CYBORG's original.csv calls
-    its validation rows "test": pass split_map {"test": "val"} for it (docs/data.md).
+    its validation rows "test": pass split_map {"test": "val"} for it (docs/data.md). Heatmaps
+    are matched by image stem with any image extension (salience.data.mapmatch); an image listed
+    by several CSVs is one row. Raises DataError (one line) on bad rows, ambiguous or shared maps,
+    and a heatmap folder that matches no image at all.
     """
     out, root = Path(out), Path(data_root)
     out_dir = out.parent
     hm = Path(heatmaps) if heatmaps else None
     if hm is not None and not hm.is_dir():
         raise DataError(
-            f"--heatmaps {hm}: not a folder; give the folder of CYBORG heatmaps (flat, keyed by file name)"
+            f"--heatmaps {hm}: not a folder; give the folder of CYBORG heatmaps (keyed by the image's file name)"
         )
+    index = MapIndex(hm) if hm is not None else None
     split_map, label_map = split_map or {}, label_map or {}
-    rows: list[tuple[str, int, str, str, str]] = []
-    no_map = missing = 0
+    rows = _Rows()
+    missing = 0
     sources = [(Path(c), False) for c in csvs] + [(Path(c), True) for c in test_csvs]
+    for csv_path, is_test in sources:
+        why = reserved_name(csv_path.stem) if is_test else None
+        if why:
+            raise DataError(
+                f"--test-csv {csv_path}: its file stem names the subset, but {why}; rename the CSV"
+            )
     for csv_path, is_test in sources:
         for lineno, cells in _rows(csv_path):
             here = f"{csv_path} line {lineno}"
@@ -138,16 +193,21 @@ def import_cyborg(
                 )
             split = "test" if is_test else split_of(cells[0], split_map, here)
             label = label_of(cells[1], label_map, here)
-            image = root / cells[2].lstrip("/\\")
+            rel = os.path.normpath(cells[2].lstrip("/\\")).replace(os.sep, "/")
+            image = root / rel
             missing += not image.is_file()
-            sal = ""
-            if hm is not None and (hm / image.name).is_file():
-                sal = relative_to_manifest(hm / image.name, out_dir, here)
-            elif split == "train":
-                no_map += 1
+            found = index.match(rel, here, image) if index is not None else None
+            sal = relative_to_manifest(found, out_dir, here) if found is not None else ""
             subset = csv_path.stem if is_test and label == 1 else ""
-            rows.append((split, label, relative_to_manifest(image, out_dir, here), sal, subset))
-    _finish(out, rows, missing, no_map)
+            rows.add(here, split, label, relative_to_manifest(image, out_dir, here), sal, subset)
+    if index is not None:
+        index.check_shared()
+    _report_maps(
+        rows,
+        hm,
+        f"looked for <image stem>.<{'|'.join(e[1:] for e in IMAGE_EXTENSIONS)}> under {hm}",
+    )
+    _finish(out, rows, missing)
     return out
 
 
@@ -162,13 +222,15 @@ def import_fourcol(
     """Convert a `split,truth,img_path,saliency_path` CSV into a manifest at `out`.
 
     Relative paths are resolved against `root` (default: the CSV's folder); a fifth column, when
-    present, is taken as the subset. Empty/none/nan saliency cells mean "no map".
+    present, is taken as the subset. Empty/none/nan saliency cells mean "no map". A map path
+    whose file is missing is matched by stem in its folder (`x.jpg` given, `x.png` stored); an
+    image listed twice is one row when both rows agree, else an error naming both lines.
     """
     csv_path, out = Path(csv_path), Path(out)
     base = Path(root) if root else csv_path.parent
     split_map, label_map = split_map or {}, label_map or {}
-    rows: list[tuple[str, int, str, str, str]] = []
-    no_map = missing = 0
+    rows = _Rows()
+    missing = 0
     for lineno, cells in _rows(csv_path):
         here = f"{csv_path} line {lineno}"
         if lineno == 1 and cells[0].lower() == "split":
@@ -183,30 +245,83 @@ def import_fourcol(
         missing += not image.is_file()
         sal = ""
         if cells[3].lower() not in NO_MAP:
-            sal = relative_to_manifest(base / cells[3], out.parent, here)
-        elif split == "train":
-            no_map += 1
+            sal = relative_to_manifest(_map_file(base / cells[3], here), out.parent, here)
         subset = cells[4] if len(cells) == 5 else ""
-        rows.append((split, label, relative_to_manifest(image, out.parent, here), sal, subset))
-    _finish(out, rows, missing, no_map)
+        why = reserved_name(subset) if subset else None
+        if why:
+            raise DataError(f"{here}: subset {why}; rename the subset in the CSV")
+        rows.add(here, split, label, relative_to_manifest(image, out.parent, here), sal, subset)
+    _report_maps(rows, None, f"saliency_path cells of {csv_path}")
+    _finish(out, rows, missing)
     return out
 
 
-def _finish(
-    out: Path, rows: list[tuple[str, int, str, str, str]], missing: int, no_map: int
-) -> None:
-    if not rows:
+def _map_file(path: Path, here: str) -> Path:
+    """`path`, or the one file of its folder with its stem and another image extension."""
+    if path.is_file() or not path.parent.is_dir():
+        return path
+    found = MapIndex(path.parent).by_stem.get(path.stem, [])
+    found = [f for f in found if len(f.parts) == 1]
+    if len(found) > 1:
+        names = ", ".join(str(path.parent / f) for f in found)
+        raise DataError(
+            f"{here}: {path}: no such file, and {len(found)} maps share its stem ({names}); name "
+            f"the one that belongs to the image"
+        )
+    return path.parent / found[0] if found else path
+
+
+def _report_maps(rows: _Rows, hm: Path | None, looked: str) -> None:
+    """Counts of train rows with / without a map (two examples), and an error when a heatmap
+    folder was given but matched no image at all."""
+    train = [r for r in rows.rows.values() if r[0] == "train"]
+    without = [r[2] for r in train if not r[3]]
+    if hm is not None and len(without) == len(train) and not any(r[3] for r in rows.rows.values()):
+        raise DataError(
+            f"--heatmaps {hm}: no heatmap matches any of the {len(rows.rows)} images ({looked}, e.g. "
+            f"{_examples(without or list(rows.rows))}); check the folder, or leave --heatmaps out "
+            f"to import without maps"
+        )
+    if hm is None and not any(r[3] for r in rows.rows.values()):
+        log.warning(
+            "no saliency maps imported (no --heatmaps); methods that train on maps will refuse "
+            "this dataset"
+        )
+    elif without:
+        log.warning(
+            "saliency maps found for %d of %d train images, %d have none (%s; e.g. %s)",
+            len(train) - len(without),
+            len(train),
+            len(without),
+            looked,
+            _examples(without),
+        )
+    else:
+        log.info("saliency maps found for all %d train images", len(train))
+
+
+def _examples(items: list[str]) -> str:
+    return ", ".join(items[:2])
+
+
+def _finish(out: Path, rows: _Rows, missing: int) -> None:
+    if not rows.rows:
         raise DataError(f"{out}: no rows to write; the input CSV(s) are empty")
     if missing:
         log.warning("%d image(s) listed do not exist; `prepare` will name each of them", missing)
-    if no_map:
-        log.warning("%d train row(s) have no saliency map (saliency cell left empty)", no_map)
-    empty = [sp for sp in SPLITS if not any(r[0] == sp for r in rows)]
+    if rows.merged:
+        log.info(
+            "%d row(s) listed an image already imported with the same split, label and subset "
+            "(e.g. real images shared by several --test-csv files): one manifest row each",
+            rows.merged,
+        )
+    tuples = rows.tuples()
+    empty = [sp for sp in SPLITS if not any(r[0] == sp for r in tuples)]
     if empty:
         log.warning(
             "no %s rows: `prepare` needs train, val and test (CYBORG's original.csv calls its "
             "validation rows 'test': --split-map test=val, and give its test sets with --test-csv)",
             "/".join(empty),
         )
-    write_manifest(out, rows)
-    log.info("wrote manifest with %d rows to %s", len(rows), out)
+    write_manifest(out, tuples)
+    log.info("wrote manifest with %d rows to %s", len(tuples), out)

@@ -19,7 +19,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from salience.config import name_problem
+from salience.config import name_problem, reserved_name
 from salience.data import SPLITS
 from salience.errors import DataError
 
@@ -179,6 +179,10 @@ def read_manifest(manifest: str | os.PathLike) -> list[ManifestRow]:
             continue
         if not image:
             problems.add(f"{here}: empty image path; fill it in or remove the row")
+            continue
+        why = reserved_name(subset) if subset else None
+        if why:
+            problems.add(f"{here}: {image}: subset {why}; rename the subset in the manifest")
             continue
         res = resolve_inside(root, image)
         if isinstance(res, str):

@@ -40,6 +40,8 @@ from salience.data.decode import (
     reason,
     resample,
 )
+from salience.data.duplicates import FIX as DUP_FIX
+from salience.data.duplicates import CrossSplit
 from salience.data.manifest import ManifestRow, Problems, read_manifest, where
 from salience.data.prepared import GridMaps
 from salience.errors import ConfigError, DataError
@@ -229,11 +231,14 @@ def prepare(
     cam_grids: list[int] | tuple[int, ...] = (),
     name: str | None = None,
     image_bits: str | int = IMAGE_BITS_AUTO,
+    allow_cross_split_duplicates: bool = False,
 ) -> Path:
     """Prepare the dataset of `manifest` into `out` (replaced atomically); returns `out`.
 
     `image_bits`: bit depth that >8-bit integer images are scaled by, or 'auto' (per image: the
     smallest of 8, 10, 12, 14, 16 bits holding its maximum); docs/data.md §3 "Decoding".
+    A picture stored in two splits is an error unless `allow_cross_split_duplicates`
+    (salience.data.duplicates); then it is a counted warning.
     """
     manifest, out = Path(manifest), Path(out)
     if image_size < 8:
@@ -245,8 +250,9 @@ def prepare(
     grids = sorted({int(g) for g in cam_grids})
     if any(g < 1 for g in grids):
         raise ConfigError(f"cam_grids {list(cam_grids)}: every grid must be ≥ 1")
-    check_replaceable(out, "meta.json", "a prepared dataset")
     rows = read_manifest(manifest)
+    check_out_outside_sources(out, manifest, rows)
+    check_replaceable(out, "meta.json", "a prepared dataset", prepared_files)
     n, s = len(rows), image_size
     warn = Warnings()
     problems = Problems()
@@ -254,6 +260,7 @@ def prepare(
     sizes: Counter[str] = Counter()
     decoded = DecodeStats(image_bits)
     has_map: list[bool] = []
+    cross = CrossSplit(str(manifest))
     with atomic_dir(out) as tmp:
         w_img = ArrayWriter(tmp / "images.npy", (n, s, s, 3), np.uint8)
         w_map = ArrayWriter(tmp / "maps.npy", (n, s, s), np.uint8)
@@ -267,6 +274,11 @@ def prepare(
                     hmap = None
                     if row.saliency_path is not None:
                         hmap = _load_map(row, manifest, s, info, src_hash, warn)
+                    dup = cross.check(row, img)
+                    if dup and not allow_cross_split_duplicates:
+                        raise DataError(f"{dup}; {DUP_FIX}")
+                    if dup:
+                        warn.add("picture in two splits (allowed)", f"{dup}; kept (allowed)")
                 except DataError as exc:
                     problems.add(str(exc))
                     if problems.full():
@@ -318,6 +330,42 @@ def prepare(
     return out
 
 
+def prepared_files(folder: Path, meta: dict) -> list[str] | None:
+    """The files a prepared dataset consists of, from its meta.json (None: not written by us)."""
+    files = meta.get("files")
+    if not isinstance(meta.get("format_version"), int) or not isinstance(files, dict):
+        return None
+    if "image_size" not in meta or "index.csv" not in files:
+        return None
+    return [str(f) for f in files]
+
+
+def check_out_outside_sources(out: Path, manifest: Path, rows: list[ManifestRow]) -> None:
+    """Refuse an output folder that is, contains or lies above the manifest or any file it lists:
+    replacing it would delete the source data (issue 10.1). Raises DataError."""
+    if not out.exists():
+        return  # a folder that does not exist holds nothing (existing files have existing parents)
+    tops = {Path(os.path.abspath(out)), Path(os.path.realpath(out))}
+
+    def inside(p: Path) -> bool:
+        for q in {Path(os.path.abspath(p)), Path(os.path.realpath(p))}:
+            if any(q == top or top in q.parents for top in tops):
+                return True
+        return False
+
+    sources = [(manifest, "the manifest")]
+    for r in rows:
+        sources.append((r.image_path, f"{where(manifest, r.line)}: image"))
+        if r.saliency_path is not None:
+            sources.append((r.saliency_path, f"{where(manifest, r.line)}: saliency map"))
+    for path, what in sources:
+        if inside(path):
+            raise DataError(
+                f"output folder {out} contains {what} {path}; preparing there would delete the "
+                f"source data: choose an --out outside {manifest.parent} (e.g. data/prepared/<name>)"
+            )
+
+
 def _q(value: str) -> str:
     """CSV-quote a cell when needed."""
     if any(c in value for c in ',"\n\r'):
@@ -345,4 +393,5 @@ def prepare_from_config(cfg: dict, dataset: str) -> Path:
         cam_grids=list(ds.get("cam_grids") or []),
         name=dataset,
         image_bits=ds.get("image_bits", "auto"),
+        allow_cross_split_duplicates=bool(ds.get("allow_cross_split_duplicates", False)),
     )

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from salience.config import reserved_name
 from salience.data import SPLITS
 from salience.data.decode import minmax, resample
 from salience.errors import DataError
@@ -131,6 +132,13 @@ class PreparedDataset:
                 f"{self.root / 'index.csv'}: columns {list(index.columns)} are not {list(INDEX_COLUMNS)}; "
                 f"run `python -m salience prepare ...` again"
             )
+        for sub in sorted(set(index["subset"])):
+            why = reserved_name(sub) if sub else None
+            if why:
+                raise DataError(
+                    f"{self.root / 'index.csv'}: subset {why}; rename the subset in the manifest "
+                    f"and run `python -m salience prepare ...` again"
+                )
         index["label"] = index["label"].astype(np.int64)
         index["has_map"] = index["has_map"].astype(str).str.lower().isin(("true", "1"))
         self.index: pd.DataFrame = index
@@ -145,6 +153,37 @@ class PreparedDataset:
             )
         self._cam: dict[int, np.ndarray] = {}
         self._has_cam: dict[int, np.ndarray] = {}
+
+    def check_config(self, dataset: str, ds_cfg: dict, manifest: Path | None = None) -> None:
+        """Stop when this folder does not hold what `datasets.<dataset>` of the config asks for
+        (issue 10.6): another image_size or cam_grids (a folder prepared by hand, or before the
+        config changed), or an earlier version of `manifest` (when that file is here to compare).
+        Raises DataError naming the folder, the key and the fix."""
+        fix = (
+            f"prepare it again (python -m salience prepare --config <config> --dataset {dataset})"
+        )
+        want = int(ds_cfg["image_size"])
+        if self.image_size != want:
+            raise DataError(
+                f"{self.root}: prepared at image_size {self.image_size}, but datasets.{dataset}."
+                f"image_size is {want}; {fix} or set image_size back to {self.image_size}"
+            )
+        grids = sorted({int(g) for g in ds_cfg.get("cam_grids") or []})
+        if grids != sorted(self.cam_grids):
+            raise DataError(
+                f"{self.root}: prepared with cam_grids {sorted(self.cam_grids)}, but datasets."
+                f"{dataset}.cam_grids is {grids}; {fix} or set cam_grids to {sorted(self.cam_grids)}"
+            )
+        recorded = self.meta.get("source", {}).get("manifest_sha256")
+        if manifest is not None and recorded and Path(manifest).is_file():
+            from salience.data.prepare import sha256_file
+
+            now = sha256_file(Path(manifest))
+            if now != recorded:
+                raise DataError(
+                    f"{self.root}: prepared from another version of {manifest} (sha256 "
+                    f"{recorded[:12]}…, now {now[:12]}…); {fix}"
+                )
 
     def _check_sizes(self) -> None:
         """Compare every array's byte size with meta.json (a cut copy or a full disk shows here,

@@ -18,7 +18,7 @@ from salience import config as C
 from salience.cam import minmax, true_false_cams
 from salience.data.loader import BatchStream
 from salience.data.prepared import PreparedDataset
-from salience.errors import CheckpointError
+from salience.errors import CheckpointError, DataError
 from salience.evaluation.metrics import pearson_agreement, subset_metrics
 from salience.io import atomic_paths
 from salience.methods.base import Method, build_method
@@ -140,6 +140,13 @@ def evaluate_checkpoint(
     model, meth, meta = load_trained(Path(model_path), backbone, method, run=run)
     model.to(dev)
     ds = PreparedDataset(prepared)
+    trained = meta.get("image_size")
+    if trained is not None and int(trained) != ds.image_size:
+        # a pooled CNN accepts any size, so scores would come out, from images it never saw
+        raise DataError(
+            f"{model_path}: trained on {trained}×{trained} images, but {prepared} holds "
+            f"{ds.image_size}×{ds.image_size}; evaluate on data prepared at image_size {trained}"
+        )
     rows = ds.rows(split)
     if len(rows) == 0:
         raise C.ConfigError(f"{prepared}: split {split!r} is empty")
@@ -183,6 +190,9 @@ def evaluate_run(cfg: dict, spec: C.RunSpec, tracker=None) -> dict:
     """Evaluate a finished run on its test split and close its MLflow run."""
     rdir = C.run_dir(cfg, spec)
     resolved = C.resolve_run(cfg, spec)
+    PreparedDataset(C.prepared_dir(cfg, spec.dataset)).check_config(
+        spec.dataset, resolved["data"], C.manifest_path(cfg, spec.dataset)
+    )
     metrics = evaluate_checkpoint(
         rdir / "model.pt",
         C.prepared_dir(cfg, spec.dataset),

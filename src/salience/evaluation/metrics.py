@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from salience.config import reserved_name
 from salience.errors import DataError
 
 
@@ -67,6 +68,10 @@ def subset_metrics(scores: pd.DataFrame, what: str) -> dict:
         raise DataError(
             f"{what}: test split has a single class; AUROC is undefined — the manifest needs both labels in test"
         )
+    for s in scores["subset"].unique():
+        why = reserved_name(s) if isinstance(s, str) and s else None
+        if why:  # the subset would overwrite the overall AUROC (issue 10.2)
+            raise DataError(f"{what}: subset {why}; rename the subset and prepare again")
     groups = {"all": np.ones(len(scores), dtype=bool)}
     neg = labels == 0
     for s in sorted(

@@ -19,7 +19,9 @@ A batch is a dict (see `salience.data.loader`):
 from __future__ import annotations
 
 import importlib
+import logging
 import pkgutil
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -27,10 +29,11 @@ import numpy as np
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from salience.errors import ConfigError
+from salience.errors import ConfigError, DataError
 from salience.models.base import Backbone, Classifier
 from salience.registry import Registry
 
+log = logging.getLogger(__name__)
 METHODS: Registry = Registry("method")
 #: where a method with its own network sits in a grid that lists this backbone (SAGE Table 1 lists
 #: GazeGNN in its ResNet-50 table); otherwise under the grid's first backbone
@@ -85,6 +88,35 @@ class Method:
             raise ConfigError(
                 f"method {self.name!r} does not support backbone {backbone_name!r}{why}; "
                 f"supported: {', '.join(self.supported_backbones)}"
+            )
+
+    def check_annotated(
+        self, has_map: Sequence[bool], min_fraction: float, *, run: str, where: str, manifest: str
+    ) -> None:
+        """Before training: a method that trains on human maps needs annotated training rows
+        (issue 10.3). `has_map` holds one flag per training row. None annotated → DataError (the
+        run would be cross-entropy alone under this method's name); fewer than `min_fraction`
+        (train.min_annotated_fraction, docs/decisions.md) → a logged warning."""
+        if not self.uses_maps:
+            return
+        n, k = len(has_map), int(sum(bool(h) for h in has_map))
+        if k == 0:
+            raise DataError(
+                f"{run}: method {self.name!r} trains on human saliency maps, but none of the {n} "
+                f"train rows of {where} has one (prepared from {manifest}: empty saliency cells or "
+                f"all-zero maps); fill the manifest's saliency column (`import cyborg --heatmaps` "
+                f"matches maps by image stem) and prepare again, or train xent"
+            )
+        if k < min_fraction * n:
+            log.warning(
+                "%s: only %d of %d train rows (%.0f%%) have a human saliency map, fewer than "
+                "train.min_annotated_fraction %g; %s trains the others on cross-entropy alone",
+                run,
+                k,
+                n,
+                100.0 * k / n,
+                min_fraction,
+                self.name,
             )
 
     def build_model(

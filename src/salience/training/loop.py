@@ -198,8 +198,16 @@ def train(cfg: dict, spec: C.RunSpec, stage: str = "train", tracker=None) -> Pat
         torch.set_num_threads(tcfg["threads"])
 
     ds = PreparedDataset(C.prepared_dir(cfg, spec.dataset))
+    ds.check_config(spec.dataset, resolved["data"], C.manifest_path(cfg, spec.dataset))
     rows_train = split_rows(ds, "train", spec.fold)
     rows_val = split_rows(ds, "val", spec.fold)
+    method.check_annotated(
+        ds.index["has_map"].to_numpy()[rows_train],
+        tcfg["min_annotated_fraction"],
+        run=spec.run_id,
+        where=f"fold {spec.fold!r} in {ds.root}",
+        manifest=ds.meta.get("source", {}).get("manifest", "its manifest"),
+    )
     sel_metric, sel_mode = method.selection(stage)
     if sel_metric == "val_loss" and not ds.index["has_map"].to_numpy()[rows_val].any():
         # a map-prediction loss is 0 on unannotated rows: with no annotated val row every epoch

@@ -41,13 +41,30 @@ def generate(task: str, out: str | os.PathLike, **overrides: Any) -> Path:
     """Generate one task into `out` (replaced atomically); returns the manifest path."""
     k = knobs_for(task, **overrides)
     out = Path(out)
-    check_replaceable(out, "generator.json", "a generated dataset")
+    check_replaceable(out, "generator.json", "a generated dataset", generated_files)
     with atomic_dir(out) as tmp:
         rows = write_dataset(TASKS[task], k, tmp)
     log.info(
         "generated %s: %d images (seed %d, %d px) in %s", task, len(rows), k.seed, k.image_size, out
     )
     return out / "manifest.csv"
+
+
+def generated_files(folder: Path, info: dict) -> list[str] | None:
+    """The files of an earlier generated dataset in `folder`, from its generator.json and
+    manifest.csv (None: the generator.json was not written by `generate`)."""
+    import csv
+
+    if info.get("task") not in TASKS or not isinstance(info.get("knobs"), dict):
+        return None
+    files = ["manifest.csv", "cues.csv"]
+    try:
+        with open(folder / "manifest.csv", newline="", encoding="utf-8") as fh:
+            for row in csv.DictReader(fh):
+                files += [row.get("image") or "", row.get("saliency") or ""]
+    except (OSError, ValueError, csv.Error):
+        pass  # its images are then foreign files: refused, never deleted
+    return [f for f in files if f]
 
 
 def generate_from_config(
