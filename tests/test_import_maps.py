@@ -431,3 +431,31 @@ def test_regions_refuse_rle_and_bad_boxes(tmp_path: Path) -> None:
     with pytest.raises(DataError, match=r"b.csv line 2: box \['5', '5', '2', '9'\] is not x_min"):
         import_regions([tmp_path / "b.csv"], labels, tmp_path / "m.csv", images=tmp_path)
     assert not (tmp_path / "m.csv").exists() and not (tmp_path / "maps").exists()
+
+
+@pytest.mark.parametrize("kind", ["fixations", "regions", "labels"])
+def test_non_utf8_inputs_are_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture, kind: str
+) -> None:
+    """A UTF-16 export of a spreadsheet (fixations or box CSV) or a Latin-1 label CSV: the same
+    one-line error as a manifest (salience.data.manifest.read_csv_text), exit 2, nothing written."""
+    labels = dataset(tmp_path)
+    f = tmp_path / "in.csv"
+    if kind == "fixations":
+        f.write_text("image,x,y,duration\na,1,1,1\n", encoding="utf-16")
+    else:
+        f.write_text("image,x_min,y_min,x_max,y_max\na,1,1,3,3\n", encoding="utf-16")
+    if kind == "labels":
+        f.write_text("image,x,y,duration\na,1,1,1\n")
+        labels.write_bytes(labels.read_bytes() + "z\xe9,test,1,\n".encode("latin-1"))
+    before = set(tmp_path.rglob("*"))
+    flag = "--annotations" if kind == "regions" else "--fixations"
+    argv = ["import", "regions" if kind == "regions" else "fixations", flag, str(f),
+            "--labels", str(labels), "--images", str(tmp_path), "--out", str(tmp_path / "m.csv"),
+            "--sigma", "1"]  # fmt: skip
+    assert main(argv) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    bad = labels if kind == "labels" else f
+    want = "not UTF-8 (byte 0xe9)" if kind == "labels" else "UTF-16 text"
+    assert lines[-1].startswith(f"error: {bad}") and want in lines[-1], lines
+    assert set(tmp_path.rglob("*")) == before

@@ -19,7 +19,6 @@ image are averaged (each reader weighs the same), then min-max to 0…255 (docs/
 
 from __future__ import annotations
 
-import csv
 import logging
 import math
 import os
@@ -29,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from salience.data.manifest import read_csv_dicts
 from salience.data.mapimport import (
     Labelled,
     locate_images,
@@ -103,13 +103,10 @@ def _num(cell: str | None) -> float:
 def _table(path: Path) -> tuple[list[str], list[dict[str, str]]]:
     if not path.is_file():
         raise DataError(f"{path}: fixation file not found; check the path")
-    with open(path, newline="", encoding="utf-8-sig") as fh:
-        reader = csv.DictReader(fh)
-        # cells beyond the header (key None) are ignored; missing cells read as empty
-        rows = [
-            {k.strip(): (v or "").strip() for k, v in r.items() if k is not None} for r in reader
-        ]
-        return [h.strip() for h in reader.fieldnames or []], rows
+    reader = read_csv_dicts(path)
+    # cells beyond the header (key None) are ignored; missing cells read as empty
+    rows = [{k.strip(): (v or "").strip() for k, v in r.items() if k is not None} for r in reader]
+    return [h.strip() for h in reader.fieldnames or []], rows
 
 
 def detect_layout(header: list[str]) -> str:

@@ -15,7 +15,6 @@ import logs how many train images got a map and two examples of those that did n
 
 from __future__ import annotations
 
-import csv
 import logging
 import os
 from collections.abc import Iterable

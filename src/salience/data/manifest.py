@@ -93,9 +93,10 @@ def resolve_inside(root: Path, cell: str) -> tuple[str, Path] | str:
     return rel.as_posix(), lexical
 
 
-def read_csv_lines(path: Path) -> list[list[str]]:
-    """Cells of a UTF-8 CSV (a BOM is allowed). Any other encoding (a UTF-16 "Unicode text" export
+def read_csv_text(path: Path) -> str:
+    """Text of a UTF-8 CSV (a BOM is allowed). Any other encoding (a UTF-16 "Unicode text" export
     of a spreadsheet, Latin-1) is a DataError naming the line, never a traceback or guessed text.
+    Every CSV the package reads (manifests, importers' inputs) goes through here.
     """
     data = Path(path).read_bytes()
     if data.startswith((b"\xff\xfe", b"\xfe\xff")):
@@ -104,14 +105,23 @@ def read_csv_lines(path: Path) -> list[list[str]]:
             f"as 'CSV UTF-8 (comma delimited)' and rerun"
         )
     try:
-        text = data.decode("utf-8-sig")
+        return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
         raise DataError(
             f"{where(path, line)}: not UTF-8 (byte 0x{data[exc.start]:02x}); save the file as "
             f"'CSV UTF-8' (or convert it: iconv -f latin1 -t utf-8) and rerun"
         ) from None
-    return list(csv.reader(io.StringIO(text, newline="")))
+
+
+def read_csv_lines(path: Path) -> list[list[str]]:
+    """Cells of a UTF-8 CSV, one list per line (see `read_csv_text` for the encoding rule)."""
+    return list(csv.reader(io.StringIO(read_csv_text(path), newline="")))
+
+
+def read_csv_dicts(path: Path) -> csv.DictReader:
+    """A csv.DictReader over a UTF-8 CSV (see `read_csv_text` for the encoding rule)."""
+    return csv.DictReader(io.StringIO(read_csv_text(path), newline=""))
 
 
 def read_manifest(manifest: str | os.PathLike) -> list[ManifestRow]:

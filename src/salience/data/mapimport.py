@@ -14,7 +14,6 @@ on each image's own pixel grid, plus a manifest (docs/data.md §2, "Fixations an
 
 from __future__ import annotations
 
-import csv
 import logging
 import os
 from collections.abc import Callable
@@ -25,6 +24,7 @@ import numpy as np
 
 from salience.data import check_replaceable
 from salience.data.importers import label_of, relative_to_manifest, split_of
+from salience.data.manifest import read_csv_lines
 from salience.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -55,8 +55,7 @@ def read_labels(
     labels = Path(labels)
     if not labels.is_file():
         raise DataError(f"--labels {labels}: file not found; give the image,split,label CSV")
-    with open(labels, newline="", encoding="utf-8-sig") as fh:
-        rows = list(csv.reader(fh))
+    rows = read_csv_lines(labels)
     header = [h.strip().lower() for h in rows[0]] if rows else []
     missing = [c for c in ("image", "split", "label") if c not in header]
     if missing:

@@ -159,9 +159,7 @@ class PreparedDataset:
         (issue 10.6): another image_size or cam_grids (a folder prepared by hand, or before the
         config changed), or an earlier version of `manifest` (when that file is here to compare).
         Raises DataError naming the folder, the key and the fix."""
-        fix = (
-            f"prepare it again (python -m salience prepare --config <config> --dataset {dataset})"
-        )
+        fix = f"prepare it again (python -m salience prepare --config <config> --dataset {dataset})"
         want = int(ds_cfg["image_size"])
         if self.image_size != want:
             raise DataError(

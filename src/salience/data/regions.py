@@ -16,7 +16,6 @@ Every region of an image (all annotators) is filled into one binary map with PIL
 
 from __future__ import annotations
 
-import csv
 import json
 import logging
 import math
@@ -26,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from salience.data.manifest import read_csv_dicts
 from salience.data.mapimport import (
     Labelled,
     locate_images,
@@ -93,10 +93,9 @@ def read_box_csv(path: Path) -> dict[str, list[Polygon]]:
     """{image id: boxes} from `image,x_min,y_min,x_max,y_max` (or `image_id`)."""
     if not path.is_file():
         raise DataError(f"{path}: box CSV not found; check the path")
-    with open(path, newline="", encoding="utf-8-sig") as fh:
-        reader = csv.DictReader(fh)
-        header = [h.strip() for h in reader.fieldnames or []]
-        rows = list(reader)
+    reader = read_csv_dicts(path)
+    header = [h.strip() for h in reader.fieldnames or []]
+    rows = list(reader)
     img_c = "image" if "image" in header else "image_id"
     need = (img_c, "x_min", "y_min", "x_max", "y_max")
     missing = [c for c in need if c not in header]
