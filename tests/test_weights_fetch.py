@@ -273,6 +273,21 @@ def test_imagenet_with_a_missing_file_stops_the_job_in_one_line(hub, tmp_path, t
     assert not (tmp_path / "results" / "runs" / run / "model.pt").exists()
 
 
+def test_gazegnn_imagenet_file_missing_says_where_to_get_it(hub):
+    """Gaze-GNN's Pyramid ViG-Ti file has no sha256 in its published name, so `weights fetch`
+    does not know it: the one line must not send the user to a command that cannot fetch it."""
+    from salience.methods.base import build_method
+
+    with pytest.raises(ConfigError) as err:
+        build_method("gazegnn", {}).build_own_model("imagenet")
+    assert str(err.value) == (
+        f"model.weights: imagenet: pvig_ti_78.5.pth.tar for pvig_ti is not in {hub}; download it "
+        "from the Vision GNN release (docs/cluster.md §1, not in `python -m salience weights "
+        "fetch`) into that folder (or set TORCH_HOME to where it is)"
+    )
+    assert "pvig_ti_78.5.pth.tar" in (ROOT / "docs" / "cluster.md").read_text()
+
+
 def test_imagenet_for_smallcnn_is_a_one_line_config_error(tmp_path):
     cfg = tiny_config(tmp_path)
     cfg["model"]["weights"] = "imagenet"

@@ -71,6 +71,14 @@ def _missing_imagenet(name: str, path: Path) -> ConfigError:
         sorted(p.name for p in path.parent.glob(f"{stem}-*.pth")) if path.parent.is_dir() else []
     )
     found = f" (it holds {', '.join(others)}: not the pinned file)" if others else ""
+    if name not in IMAGENET_URLS:
+        # Gaze-GNN's Pyramid ViG file is published without a sha256 in its name, so `weights
+        # fetch` cannot verify it and does not download it (docs/cluster.md §1).
+        return ConfigError(
+            f"model.weights: imagenet: {path.name} for {name} is not in {path.parent}{found}; "
+            f"download it from the Vision GNN release (docs/cluster.md §1, not in `{FETCH_COMMAND}`) "
+            f"into that folder (or set TORCH_HOME to where it is)"
+        )
     return ConfigError(
         f"model.weights: imagenet: {path.name} for {name} is not in {path.parent}{found}; "
         f"fetch it with `{FETCH_COMMAND} --backbones {name}` (or set TORCH_HOME to where it is)"
