@@ -239,6 +239,35 @@ def test_full_disk_during_prepare_is_one_line_and_a_rerun_resumes(tmp_path, shar
     assert (out / "meta.json").is_file() and (out / "images.npy").stat().st_size > 64 * 1024
 
 
+def test_permission_denied_is_one_line_and_a_rerun_resumes(tmp_path, shared):
+    """EACCES for real: the job runs without CAP_DAC_OVERRIDE (root otherwise ignores file modes;
+    util-linux's setpriv drops it from the bounding set), so a read-only output folder refuses the
+    write. One line naming the folder; once it is writable the same command succeeds."""
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o555)
+    manifest = shared / "data" / "raw" / "tiny" / "manifest.csv"
+    args = ["prepare", "--manifest", str(manifest), "--out", str(locked / "prepared"),
+            "--image-size", "32"]  # fmt: skip
+    drop = ["setpriv", "--bounding-set", "-dac_override,-dac_read_search"]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.run(
+        [*drop, sys.executable, "-m", "salience", *args],
+        capture_output=True, text=True, env=env, cwd=ROOT,
+    )  # fmt: skip
+    one_line(proc, tmp_path)  # exit 2, one error line, no traceback
+    line = proc.stderr.strip().splitlines()[-1].replace(str(tmp_path), "<tmp>")
+    assert line.startswith("error: <tmp>/locked/"), line
+    assert line.endswith(
+        ": Permission denied (EACCES); make it readable/writable for this user, or choose another "
+        "folder, then rerun the same command (nothing half-written was kept)"
+    ), line
+    assert files(locked) == set()
+    locked.chmod(0o755)
+    run_cli(args)
+    assert (locked / "prepared" / "meta.json").is_file()
+
+
 def test_full_disk_at_a_checkpoint_write_is_one_line_and_a_rerun_resumes(tmp_path, shared):
     cfg = config(tmp_path, shared, epochs=1)
     path = write_config(cfg)
