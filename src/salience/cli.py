@@ -14,7 +14,13 @@ from salience.errors import SalienceError
 log = logging.getLogger("salience")
 
 # Sub-packages that contribute subcommands through `add_parsers(subparsers)`.
-_PLUGINS = ("salience.data.cli", "salience.reporting.cli", "salience.models.cli")
+_PLUGINS = (
+    "salience.data.cli",
+    "salience.reporting.cli",
+    "salience.models.cli",
+    "salience.evaluation.cli",
+    "salience.reporting.rq1",
+)
 
 
 def _config(args: argparse.Namespace) -> dict:
@@ -166,6 +172,8 @@ _PLUGIN_OF = {
     "figures": "salience.reporting.cli",
     "summary": "salience.reporting.cli",
     "weights": "salience.models.cli",
+    "rq1-score": "salience.evaluation.cli",
+    "rq1": "salience.reporting.rq1",
 }
 
 
