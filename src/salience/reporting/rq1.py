@@ -213,7 +213,8 @@ def plot_deletion(curves: pd.DataFrame, path: str | os.PathLike) -> Path:
     from matplotlib.figure import Figure
 
     d = curves[curves["mode"] == "deletion"] if len(curves) else curves
-    panels = list(d.groupby(["dataset", "method"], sort=True).groups) if len(d) else []
+    groups = d.groupby(["dataset", "method"]).groups if len(d) else {}
+    panels = sorted(groups, key=lambda k: (k[0], k[1] != "fooling", k[1]))  # fooled model first
     with mpl.rc_context(S.RC):
         n = max(1, len(panels))
         fig = Figure(figsize=(3.4 * min(n, 3), 2.9 * math.ceil(n / 3)), layout="constrained")
