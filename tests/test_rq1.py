@@ -240,3 +240,39 @@ def test_rq1_table_and_figure_from_the_workflow(e2e_run):
     assert "\\begin{tabular}" in (e2e_run.results / "rq1" / "rq1.tex").read_text()
     html = (e2e_run.results / "report.html").read_text(errors="replace")
     assert "rq1_deletion.png" in html and "DD RQ1" in html
+
+
+def test_rq1_table_means_over_seeds_and_paired_tests_of_d_against_t():
+    from salience.reporting.rq1 import rq1_table
+
+    rng = np.random.default_rng(2)
+    runs, images = [], []
+    for seed in range(3):
+        for kind in ("t", "f", "d", "random"):
+            row = {
+                "dataset": "face",
+                "fold": "all",
+                "method": "fooling",
+                "seed": seed,
+                "kind": kind,
+            }
+            row |= {
+                m: rng.normal() for m in ("cc", "sim", "kl", "nss", "deletion_auc", "insertion_auc")
+            }
+            if kind == "random":
+                row |= {"cc": None, "sim": None, "kl": None, "nss": None}
+            runs.append(row)
+            for r in range(8):
+                images.append({**row, "row": r, "cc": rng.normal() + (kind == "d")})
+    runs, images = pd.DataFrame(runs), pd.DataFrame(images)
+    table = rq1_table(runs, images).set_index(["kind", "metric"])
+    v = runs.set_index(["kind", "seed"])
+    assert table.at[("d", "cc"), "mean"] == pytest.approx(v.loc["d", "cc"].mean())
+    assert table.at[("d", "cc"), "std"] == pytest.approx(v.loc["d", "cc"].std(ddof=1))
+    want = stats.ttest_rel(v.loc["d", "deletion_auc"], v.loc["t", "deletion_auc"]).pvalue
+    assert table.at[("d", "deletion_auc"), "p_seeds_d_vs_t"] == pytest.approx(want)
+    per_img = images.groupby(["kind", "row"])["cc"].mean()
+    want = stats.ttest_rel(per_img["d"], per_img["t"]).pvalue
+    assert table.at[("d", "cc"), "p_images_d_vs_t"] == pytest.approx(want)
+    assert table.at[("d", "cc"), "n_images_d_vs_t"] == 8
+    assert ("random", "cc") not in table.index and ("random", "deletion_auc") in table.index
