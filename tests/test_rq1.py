@@ -276,3 +276,31 @@ def test_rq1_table_means_over_seeds_and_paired_tests_of_d_against_t():
     assert table.at[("d", "cc"), "p_images_d_vs_t"] == pytest.approx(want)
     assert table.at[("d", "cc"), "n_images_d_vs_t"] == 8
     assert ("random", "cc") not in table.index and ("random", "deletion_auc") in table.index
+
+
+def test_rq1_score_refuses_a_model_without_cams(tmp_path):
+    """GazeGNN needs a map at test time (no CAM head to score); one line, nothing written."""
+    from _support import tiny_config, write_config
+
+    from salience import config as sc
+    from salience.methods.base import build_method
+    from salience.models.base import build_backbone
+    from salience.training import checkpoint as ckpt
+
+    cfg = tiny_config(tmp_path, methods=["gazegnn"])
+    spec = sc.expand_runs(cfg)[0]
+    model = build_method("gazegnn", {}).build_model(
+        build_backbone("smallcnn", weights="none"), cam_layer="pooled", stage="train"
+    )
+    meta = {"run_id": spec.run_id, "backbone": "smallcnn", "method": "gazegnn", "stage": "train"}
+    rdir = sc.run_dir(cfg, spec)
+    ckpt.save({"state_dict": model.state_dict(), "meta": meta}, rdir / "model.pt")
+    proc = _cli(
+        ["rq1-score", "--config", str(write_config(cfg)), "--run-id", spec.run_id], tmp_path
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1] == (
+        f"error: {spec.run_id}: method gazegnn has no class activation maps; RQ1 scores CAM-head "
+        "runs (e.g. fooling, cyborg)"
+    )
+    assert sorted(p.name for p in rdir.iterdir()) == ["model.pt"]
