@@ -304,3 +304,37 @@ def test_rq1_score_refuses_a_model_without_cams(tmp_path):
         "runs (e.g. fooling, cyborg)"
     )
     assert sorted(p.name for p in rdir.iterdir()) == ["model.pt"]
+
+
+def test_rq1_score_stops_on_a_diverged_model(tmp_path):
+    """NaN CAMs are an error naming the run and the first test row, never an 'undefined' value."""
+    from _support import prepare_tiny, tiny_config, write_config
+
+    from salience import config as sc
+    from salience.data.prepared import PreparedDataset
+    from salience.methods.base import build_method
+    from salience.models.base import build_backbone
+    from salience.training import checkpoint as ckpt
+
+    cfg = tiny_config(tmp_path, methods=["fooling"])
+    ds = PreparedDataset(prepare_tiny(cfg))
+    spec = sc.expand_runs(cfg)[0]
+    model = build_method("fooling", {}).build_model(
+        build_backbone("smallcnn", weights="none"), cam_layer="pooled", stage="train"
+    )
+    with torch.no_grad():
+        model.fc.weight.fill_(float("nan"))
+    meta = {"run_id": spec.run_id, "backbone": "smallcnn", "method": "fooling", "stage": "train"}
+    rdir = sc.run_dir(cfg, spec)
+    ckpt.save({"state_dict": model.state_dict(), "meta": meta}, rdir / "model.pt")
+    proc = _cli(
+        ["rq1-score", "--config", str(write_config(cfg)), "--run-id", spec.run_id], tmp_path
+    )
+    assert proc.returncode == 2, proc.stderr
+    test = ds.rows("test")
+    first = int(test[ds.index["has_map"].to_numpy(dtype=bool)[test]][0])
+    assert proc.stderr.strip().splitlines()[-1] == (
+        f"error: {spec.run_id}: the CAMs of test row {first} contain NaN/inf; the model diverged "
+        "(retrain it with a lower train.lr)"
+    )
+    assert sorted(p.name for p in rdir.iterdir()) == ["model.pt"]

@@ -27,7 +27,7 @@ from salience import config as C
 from salience.cam import minmax, true_false_cams
 from salience.data.loader import BatchStream
 from salience.data.prepared import PreparedDataset
-from salience.errors import ConfigError
+from salience.errors import ConfigError, DataError
 from salience.evaluation import faithfulness as FA
 from salience.evaluation import maps as M
 from salience.io import atomic_paths
@@ -82,14 +82,23 @@ def map_metrics(
     grid: int,
     nss_top: float,
     batch_size: int,
+    what: str = "model",
 ) -> pd.DataFrame:
     """CC, SIM, KL, NSS of min-max t, f and d against the human map, for every annotated row of
-    `rows`: a long frame with columns row, label, kind, cc, sim, kl, nss (NaN = undefined there)."""
+    `rows`: a long frame with columns row, label, kind, cc, sim, kl, nss (NaN = undefined there:
+    a constant or all-zero map). A NaN/inf CAM (a diverged model) is a DataError naming `what`."""
     model.eval()
     annotated = rows[ds.index["has_map"].to_numpy(dtype=bool)[rows]]
     frames = []
     for batch in BatchStream(ds, annotated, batch_size, cam_grid=grid):
         t, f = true_false_cams(model.cams(model.forward_all(batch["image"])), batch["label"])
+        bad = ~torch.isfinite(t - f).flatten(1).all(1)
+        if bool(bad.any()):
+            row = int(batch["row"][bad][0])
+            raise DataError(
+                f"{what}: the CAMs of test row {row} contain NaN/inf; the model diverged (retrain it "
+                "with a lower train.lr)"
+            )
         human = batch["map_cam"].numpy()
         fix = M.top_fraction_fixations(human, nss_top)
         for kind, m in zip(KINDS, (minmax(t), minmax(f), minmax(t - f)), strict=True):
@@ -216,13 +225,13 @@ def score_run(cfg: dict, spec: C.RunSpec) -> dict:
         raise ConfigError(f"{ds.root}: split 'test' is empty")
     grid = feature_grid(find_backbone(model), ds.image_size)
     bs = int(cfg["train"].get("eval_batch_size") or 128)
-    per_image = map_metrics(model, ds, test, grid, float(settings["nss_top"]), bs)
+    per_image = map_metrics(model, ds, test, grid, float(settings["nss_top"]), bs, spec.run_id)
     rows = pick_rows(ds, "test", int(settings["faithfulness_images"]), int(settings["seed"]))
     curves = faithfulness(model, method, ds, rows, grid, settings)
     for mode, by_kind in curves.items():
         for kind, c in by_kind.items():
             if not np.isfinite(c).all():
-                raise ConfigError(
+                raise DataError(
                     f"{spec.run_id}: the {mode} curve of {kind} has NaN/inf logits; the model diverged"
                 )
     auc = pd.DataFrame({"row": rows, "label": ds.index["label"].to_numpy()[rows]})
