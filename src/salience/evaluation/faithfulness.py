@@ -87,6 +87,7 @@ def margin_curves(
         raise ValueError(
             f"margin_curves: order {tuple(order.shape)} does not match images {tuple(x.shape)}"
         )
+    order = order.to(x.device)  # orders are drawn on the CPU (seeded generators)
     blurred = gaussian_blur(x, sigma, kernel_size)
     rank = torch.empty_like(order)
     rank.scatter_(1, order, torch.arange(h * w, device=order.device).expand(b, -1))

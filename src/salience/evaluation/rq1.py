@@ -90,7 +90,8 @@ def map_metrics(
     model.eval()
     annotated = rows[ds.index["has_map"].to_numpy(dtype=bool)[rows]]
     frames = []
-    for batch in BatchStream(ds, annotated, batch_size, cam_grid=grid):
+    dev = next(model.parameters()).device
+    for batch in BatchStream(ds, annotated, batch_size, cam_grid=grid, device=dev):
         t, f = true_false_cams(model.cams(model.forward_all(batch["image"])), batch["label"])
         bad = ~torch.isfinite(t - f).flatten(1).all(1)
         if bool(bad.any()):
@@ -99,15 +100,15 @@ def map_metrics(
                 f"{what}: the CAMs of test row {row} contain NaN/inf; the model diverged (retrain it "
                 "with a lower train.lr)"
             )
-        human = batch["map_cam"].numpy()
+        human = batch["map_cam"].cpu().numpy()
         fix = M.top_fraction_fixations(human, nss_top)
         for kind, m in zip(KINDS, (minmax(t), minmax(f), minmax(t - f)), strict=True):
-            p = m.float().numpy()
+            p = m.float().cpu().numpy()
             frames.append(
                 pd.DataFrame(
                     {
-                        "row": batch["row"].numpy(),
-                        "label": batch["label"].numpy(),
+                        "row": batch["row"].cpu().numpy(),
+                        "label": batch["label"].cpu().numpy(),
                         "kind": kind,
                         "cc": M.cc(p, human),
                         "sim": M.sim(p, human),
@@ -138,13 +139,14 @@ def faithfulness(
 ) -> dict[str, dict[str, np.ndarray]]:
     """Deletion and insertion margin curves ({mode: {kind: B×(steps+1)}}) of t, f, d and random."""
     model.eval()
-    batch = BatchStream(ds, rows, len(rows), cam_grid=grid).batch(rows)
+    dev = next(model.parameters()).device
+    batch = BatchStream(ds, rows, len(rows), cam_grid=grid, device=dev).batch(rows)
     x, y = batch["image"], batch["label"]
     t, f = true_false_cams(model.cams(model.forward_all(x)), y)
     size = tuple(x.shape[-2:])
     seed = int(settings["seed"])
     orders = {
-        kind: FA.pixel_order(m, size, torch.Generator().manual_seed(seed + 1))
+        kind: FA.pixel_order(m.cpu(), size, torch.Generator().manual_seed(seed + 1))
         for kind, m in zip(KINDS, (t, f, t - f), strict=True)
     }
     orders["random"] = FA.random_order(len(rows), size, torch.Generator().manual_seed(seed))
@@ -210,9 +212,11 @@ def score_run(cfg: dict, spec: C.RunSpec) -> dict:
     from salience.evaluation.evaluate import load_trained
     from salience.models.base import feature_grid
     from salience.training.loop import find_backbone
+    from salience.training.seeding import pick_device
 
     rdir = C.run_dir(cfg, spec)
     model, method, _ = load_trained(rdir / "model.pt", run=spec)
+    model.to(pick_device(cfg["train"]["device"]))
     if not _has_cams(model, method):
         raise ConfigError(
             f"{spec.run_id}: method {spec.method} has no class activation maps; RQ1 scores CAM-head runs "
