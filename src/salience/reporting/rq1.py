@@ -172,9 +172,11 @@ def _p(p: float | None) -> str:
 def rq1_latex(table: pd.DataFrame, caption: str) -> str:
     """booktabs: rows dataset × model × map (+ a p row of d vs t over images), columns METRICS."""
     arrow = {"higher": r"$\uparrow$", "lower": r"$\downarrow$"}
-    cols = [f"{h} ({arrow[b]})" for h, b in METRICS.values()]
+    short = {"Deletion AUC": "Del.\\ AUC", "Insertion AUC": "Ins.\\ AUC"}
+    cols = [f"{short.get(h, h)} {arrow[b]}" for h, b in METRICS.values()]
     body = []
-    for (dataset, model), g in table.groupby(["dataset", "model"], sort=False):
+    for (dataset, method), g in table.groupby(["dataset", "method"], sort=False):
+        model = "fooled" if method == "fooling" else S.method_name(method)
         for kind in KINDS:
             k = g[g["kind"] == kind].set_index("metric")
             if k.empty:
@@ -183,14 +185,16 @@ def rq1_latex(table: pd.DataFrame, caption: str) -> str:
                 S.cell(k.at[m, "mean"], _none(k.at[m, "std"])) if m in k.index else S.DASH
                 for m in METRICS
             ]
-            body.append(([dataset, model, KIND_NAMES[kind]], cells))
+            body.append(([dataset, model, kind], cells))
         d = g[g["kind"] == "d"].set_index("metric")
         if not d.empty:
             cells = [
                 _p(_none(d.at[m, "p_images_d_vs_t"])) if m in d.index else S.DASH for m in METRICS
             ]
-            body.append(([dataset, model, "p (d vs t, images)"], cells))
-    return S.render_latex("rq1", caption, ["Dataset", "Model", "Map"], cols, body)
+            body.append(([dataset, model, "p (d vs t)"], cells))
+    tex = S.render_latex("rq1", caption, ["Dataset", "Model", "Map"], cols, body)
+    # nine columns of "mean ± std": a smaller font and narrower gaps keep it within the text width
+    return tex.replace("\\small\n", "\\scriptsize\n\\setlength{\\tabcolsep}{3pt}\n", 1)
 
 
 def _none(x) -> float | None:
@@ -199,10 +203,12 @@ def _none(x) -> float | None:
 
 CAPTION = (
     "DD RQ1: does Difference Salience point at plausible evidence when the true-class CAM was "
-    "trained to hide it (passive fooling)? Agreement with the human map (CC, SIM, NSS: higher is "
+    "trained to hide it (passive fooling)? Maps: t = true-class CAM, f = false-class CAM, d = "
+    "Difference Salience norm(t $-$ f), random = random pixel order (faithfulness reference). "
+    "Agreement with the human map (CC, SIM, NSS: higher is "
     "closer; KL: lower) and faithfulness (deletion AUC of the true-class logit margin: lower = the "
     "map ranks the model's evidence first; insertion AUC: higher), mean $\\pm$ std over seeds; p: "
-    "paired t-test of Difference Salience against the true-class CAM over test images."
+    "paired t-test of d against t over test images (values averaged over seeds)."
 )
 
 
