@@ -34,7 +34,6 @@ from salience.io import atomic_paths
 
 __all__ = [
     "KINDS",
-    "FOOLING",
     "rq1_runs",
     "rq1_settings",
     "map_metrics",
@@ -43,7 +42,6 @@ __all__ = [
 ]
 
 KINDS = ("t", "f", "d")  # true-class CAM, false-class CAM, Difference Salience
-FOOLING = "fooling"
 
 
 def rq1_runs(cfg: dict) -> list[C.RunSpec]:
