@@ -355,3 +355,13 @@ def test_rq1_score_stops_on_a_diverged_model(tmp_path):
         "(retrain it with a lower train.lr)"
     )
     assert sorted(p.name for p in rdir.iterdir()) == ["model.pt"]
+
+
+def test_rq1_without_fooling_runs_writes_an_empty_table_and_figure(tmp_path):
+    from salience.reporting.rq1 import TABLE_COLUMNS, build_rq1
+
+    paths = build_rq1([], tmp_path / "rq1", "cyborg")
+    table = pd.read_csv(paths[0])
+    assert table.empty and list(table.columns) == TABLE_COLUMNS
+    assert "\\begin{tabular}" in paths[1].read_text()
+    assert paths[2].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

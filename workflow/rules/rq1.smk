@@ -18,7 +18,9 @@ def get_rq1_settings(wildcards):
 
 
 def get_rq1_outputs():
-    return [f"{RESULTS}/rq1/rq1.csv", f"{RESULTS}/rq1/rq1_deletion.png"] if RQ1_RUNS else []
+    """Always requested (a config without fooling runs gets a header-only table and a "no fooling
+    runs" figure), so DVC's study stage can own results/rq1 for any config."""
+    return [f"{RESULTS}/rq1/rq1.csv", f"{RESULTS}/rq1/rq1_deletion.png"]
 
 
 # One run's measurements: rq1.json (means, mean curves, settings) + rq1_images.csv (per image).

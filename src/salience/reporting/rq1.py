@@ -114,6 +114,8 @@ def read_rq1(paths: list[str | os.PathLike]) -> tuple[pd.DataFrame, pd.DataFrame
 
 def _per_seed(runs: pd.DataFrame, metric: str) -> dict:
     """{(dataset, method, kind): {seed: value}} with a seed's folds averaged."""
+    if runs.empty:
+        return {}
     d = runs.dropna(subset=[metric]).groupby(["dataset", "method", "kind", "seed"])[metric].mean()
     return {k: g.droplevel([0, 1, 2]).to_dict() for k, g in d.groupby(level=[0, 1, 2])}
 
