@@ -26,11 +26,13 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/rq1.smk"
 
 
 # Everything the config asks for: every table and figure, the DD Fig. 1 panels of the fooling runs,
-# and the summary DVC reads as its metrics.
+# the DD RQ1 table and figure, and the summary DVC reads as its metrics.
 rule all:
     input:
         get_final_outputs(),
+        get_rq1_outputs(),
     default_target: True

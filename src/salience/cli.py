@@ -15,7 +15,13 @@ from salience.errors import SalienceError, os_error_line
 log = logging.getLogger("salience")
 
 # Sub-packages that contribute subcommands through `add_parsers(subparsers)`.
-_PLUGINS = ("salience.data.cli", "salience.reporting.cli", "salience.models.cli")
+_PLUGINS = (
+    "salience.data.cli",
+    "salience.reporting.cli",
+    "salience.models.cli",
+    "salience.evaluation.cli",
+    "salience.reporting.rq1",
+)
 
 
 def _config(args: argparse.Namespace) -> dict:
@@ -189,6 +195,8 @@ _PLUGIN_OF = {
     "figures": "salience.reporting.cli",
     "summary": "salience.reporting.cli",
     "weights": "salience.models.cli",
+    "rq1-score": "salience.evaluation.cli",
+    "rq1": "salience.reporting.rq1",
 }
 
 

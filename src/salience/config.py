@@ -188,6 +188,10 @@ def _check_registries(cfg: dict, source: str) -> None:
                     f"{source}: experiments.{exp}.key: method {mname!r} has no setting {param!r} "
                     f"(settings: {', '.join(sorted(cls.defaults))})"
                 )
+    try:
+        method_class(cfg["rq1"]["counterpart"])
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: rq1.counterpart: {exc}") from None
     for name, ds in cfg["datasets"].items():
         if ds["source"] == "manifest" and not ds.get("manifest"):
             raise ConfigError(

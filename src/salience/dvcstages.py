@@ -125,6 +125,7 @@ def stages(cfg: dict, config_path: str, cores: int = 2) -> dict[str, Any]:
         "outs": [
             f"{results}/tables",
             f"{results}/figures",
+            f"{results}/rq1",
             {f"{results}/report.html": {"cache": False}},
         ],
         "metrics": [{f"{results}/aggregate/summary.json": {"cache": False}}],
