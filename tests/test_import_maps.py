@@ -242,6 +242,14 @@ def test_generic_layout_bad_rows_and_nothing_half_written(
     assert "1 of 7 fixation(s) fall outside their image: moved to the nearest edge" in caplog.text
     b = reference([[(8, 9, 0.2, 2.0, 2.0), (0, 9, 0.2, 2.0, 2.0)]])
     assert np.abs(load(mdir / "b.png") - b).max() <= 1
+    # a file the user put into our maps folder is never deleted by a rerun
+    (mdir / "notes.txt").write_text("mine")
+    with pytest.raises(
+        DataError, match=r"gaze holds notes.txt, which is not part of a maps folder"
+    ):
+        import_fixations([fx], labels, out, images=tmp_path, sigma=2.0, maps_dir=mdir)
+    assert (mdir / "notes.txt").read_text() == "mine"
+    (mdir / "notes.txt").unlink()
     # --weight count: every fixation weighs 1, whatever its duration
     fx.write_text("image,x,y,duration\n" + "\n".join(good) + "\na,20,20,5.0\n")
     import_fixations([fx], labels, out, images=tmp_path, sigma=2.0, weight="count", maps_dir=mdir)

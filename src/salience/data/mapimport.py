@@ -14,6 +14,7 @@ on each image's own pixel grid, plus a manifest (docs/data.md §2, "Fixations an
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from collections.abc import Callable
@@ -147,6 +148,14 @@ def to_uint8(m: np.ndarray) -> np.ndarray:
     return out.astype(np.uint8)
 
 
+def _maps_files(folder: Path, marker: dict) -> list[str] | None:
+    """The files of a maps folder an earlier import wrote (its marker's list), else None."""
+    maps = marker.get("maps")
+    if marker.get("written_by") != "python -m salience import" or not isinstance(maps, list):
+        return None
+    return [str(m) for m in maps]
+
+
 def write_output(
     labelled: dict[str, Labelled],
     make_map: Callable[[str, Labelled], np.ndarray | None],
@@ -168,14 +177,14 @@ def write_output(
 
     out = Path(out)
     mdir = Path(maps_dir) if maps_dir else out.parent / "maps"
-    check_replaceable(mdir, MAPS_MARKER, "a maps folder written by `salience import`")
+    check_replaceable(mdir, MAPS_MARKER, "a maps folder written by `salience import`", _maps_files)
     for row in labelled.values():  # before any work: every path must fit in the manifest
         assert row.path is not None
         relative_to_manifest(row.path, out.parent, f"--labels line {row.line}")
     relative_to_manifest(mdir / "x.png", out.parent, "--maps")
     rows, no_map = [], []
+    written: list[str] = []
     with atomic_dir(mdir) as tmp:
-        (tmp / MAPS_MARKER).write_text("maps written by `python -m salience import`\n")
         for key, row in labelled.items():
             assert row.path is not None
             m = make_map(key, row)
@@ -184,6 +193,7 @@ def write_output(
                 no_map.append(key)
             else:
                 Image.fromarray(m).save(tmp / f"{key}.png")
+                written.append(f"{key}.png")
                 sal = relative_to_manifest(mdir / f"{key}.png", out.parent, "--maps")
             image = relative_to_manifest(row.path, out.parent, f"--labels line {row.line}")
             rows.append((row.split, row.label, image, sal, row.subset))
@@ -192,5 +202,9 @@ def write_output(
                 "no labelled image got a map; check that the image ids in --labels match the ids "
                 "in the fixation or annotation file"
             )
+        # the marker lists every file of this output: a later import replaces the folder only
+        # when it holds nothing else (salience.data.check_replaceable, issue 10.1)
+        marker = {"written_by": "python -m salience import", "maps": written}
+        (tmp / MAPS_MARKER).write_text(json.dumps(marker, indent=1) + "\n")
     write_manifest(out, rows)
     return out, mdir, no_map
