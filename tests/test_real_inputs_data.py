@@ -269,6 +269,34 @@ def test_reserved_names_are_refused_by_importers_and_on_old_prepared_data(
         f"subset in the CSV"
     )
     assert not (ds / "m.csv").exists()
+    # a subset outside the name charset is refused by the importers too, not first by prepare
+    four.write_text(
+        "train,live,images/train/train_00001.png,,\ntest,spoof,images/test/test_00003.png,,gan 2\n"
+    )
+    msg = cli_error(
+        ["import", "fourcol", "--csv", str(four), "--root", str(ds), "--out", str(ds / "m.csv")],
+        capsys,
+    )
+    assert msg.startswith(f"{four} line 2: subset name 'gan 2' may use only letters, digits")
+    spaced = tmp_path / "style gan.csv"
+    spaced.write_text(test_csv.read_text())
+    msg = cli_error(
+        [
+            "import",
+            "cyborg",
+            "--csv",
+            str(spaced),
+            "--test-csv",
+            str(spaced),
+            "--data-root",
+            str(ds),
+            "--out",
+            str(ds / "m.csv"),
+        ],  # fmt: skip
+        capsys,
+    )
+    assert msg.startswith(f"--test-csv {spaced}: its file stem names the subset, but name 'style")
+    assert not (ds / "m.csv").exists()
     # a folder prepared by an older version with a subset `all`: the reader refuses it
     out = prepare(ds / "manifest.csv", tmp_path / "prep", SIZE)
     index = out / "index.csv"
@@ -294,8 +322,8 @@ def test_reserved_names_are_refused_by_importers_and_on_old_prepared_data(
         {
             "label": [0, 1, 1],
             "subset": ["", "all", "progan"],
-            "p1": [0.1, 0.2, 0.9],
-            "p_sigmoid1": [0.1, 0.2, 0.9],
+            "logit0": [0.0, 0.0, 0.0],
+            "logit1": [-2.0, -1.0, 2.0],
         }  # fmt: skip
     )
     with pytest.raises(DataError, match=r"^run x: subset 'all' is a reserved name"):

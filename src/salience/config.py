@@ -64,6 +64,13 @@ RESERVED_NAMES = ("all", ".", "..")
 RESERVED_PREFIXES = ("sigmoid_",)
 
 
+def subset_problem(name: str) -> str | None:
+    """Why `name` cannot be a subset (attack type / generator) name: outside the name charset or
+    reserved; None when it can. Every reader of subset names (importers, manifest, prepared data,
+    config) asks this one question, so an importer never writes what `prepare` refuses."""
+    return name_problem(name) or reserved_name(name)
+
+
 def reserved_name(name: str) -> str | None:
     """Why `name` cannot be a subset or fold name, or None when it can."""
     if name.lower() in RESERVED_NAMES:

@@ -20,7 +20,7 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-from salience.config import reserved_name
+from salience.config import subset_problem
 from salience.data import SPLITS
 from salience.data.manifest import read_csv_lines, write_manifest
 from salience.data.mapmatch import IMAGE_EXTENSIONS, MapIndex
@@ -176,7 +176,7 @@ def import_cyborg(
     missing = 0
     sources = [(Path(c), False) for c in csvs] + [(Path(c), True) for c in test_csvs]
     for csv_path, is_test in sources:
-        why = reserved_name(csv_path.stem) if is_test else None
+        why = subset_problem(csv_path.stem) if is_test else None
         if why:
             raise DataError(
                 f"--test-csv {csv_path}: its file stem names the subset, but {why}; rename the CSV"
@@ -246,7 +246,7 @@ def import_fourcol(
         if cells[3].lower() not in NO_MAP:
             sal = relative_to_manifest(_map_file(base / cells[3], here), out.parent, here)
         subset = cells[4] if len(cells) == 5 else ""
-        why = reserved_name(subset) if subset else None
+        why = subset_problem(subset) if subset else None
         if why:
             raise DataError(f"{here}: subset {why}; rename the subset in the CSV")
         rows.add(here, split, label, relative_to_manifest(image, out.parent, here), sal, subset)

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from salience.config import subset_problem
 from salience.data import check_replaceable
 from salience.data.importers import label_of, relative_to_manifest, split_of
 from salience.data.manifest import read_csv_lines
@@ -81,6 +82,8 @@ def read_labels(
             raise DataError(f"{here}: image id {key!r} cannot name a map file; use the bare id")
         if key in out:
             raise DataError(f"{here}: image {key!r} is listed twice (also line {out[key].line})")
+        if cell("subset") and (why := subset_problem(cell("subset"))):
+            raise DataError(f"{here}: subset {why}; rename the subset in the label CSV")
         row = Labelled(
             key,
             split_of(cell("split"), split_map or {}, here),
