@@ -44,6 +44,7 @@ def write_run(
     task: str,
     scores: pd.DataFrame,
     method_params: dict | None = None,
+    cam_layer: str = "pooled",
 ) -> Path:
     """A run directory as `train --evaluate` leaves it: run.json, scores.csv and the metrics.json
     that the evaluation code computes from those scores."""
@@ -53,6 +54,7 @@ def write_run(
     meta = {"run_id": run_id, "dataset": dataset, "task": task, "fold": fold}
     meta |= {"backbone": backbone, "method": method, "variant": variant, "seed": int(seed[4:])}
     meta |= {"weights_origin": "random", "method_params": method_params or {}}
+    meta |= {"cam_layer": cam_layer}
     (d / "run.json").write_text(json.dumps(meta))
     scores.assign(split="test").to_csv(d / "scores.csv", index=False)
     metrics = subset_metrics(scores, run_id) | {"cam_agreement": None, "best_epoch": 1}
@@ -105,6 +107,16 @@ def test_table_caption_names_the_cyborg_variant(tmp_path):
     assert "true-class CAM (DD's Baseline)" in tables.dd_t2(dd).latex
     mixed = pd.concat([sage, dd.assign(run_id=dd["run_id"] + "x", seed=1)])
     assert "mix predicted-class and true-class CAMs" in tables.sage_t1(mixed).latex
+    # the CAM layer the losses read is named too (official CYBORG hooks vs the pooled map)
+    assert "model.cam\\_layer: pooled" in tables.dd_t2(dd).latex
+    s = scores_frame(labels, [""] * 40, rng.normal(labels, 1.0))
+    params = {"cam_class": "true"}
+    write_run(tmp_path / "legacy", "chest/all/resnet50/cyborg/base/seed1", "chest", s, params,
+              cam_layer="cyborg_legacy")  # fmt: skip
+    legacy = collect_runs(p.parent for p in (tmp_path / "legacy").rglob("metrics.json"))
+    assert "hooked layer (model.cam\\_layer: cyborg\\_legacy)" in tables.dd_t2(legacy).latex
+    both = pd.concat([dd, legacy])
+    assert "CAM losses read different layers across runs" in tables.dd_t2(both).latex
 
 
 # ---- §3: MENTOR's stage 1 selects on the maps it trains on; published schedule ---------------------

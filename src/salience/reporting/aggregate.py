@@ -33,6 +33,7 @@ RUN_COLUMNS = [
     "epochs",
     "weights_origin",
     "cam_class",
+    "cam_layer",
     "constant_scores",
     "test_maps",  # GazeGNN: "provided" (the test images' own maps) or "uniform"; "" otherwise
 ]
@@ -49,7 +50,7 @@ ROC_COLUMNS = [
     "tpr",
 ]
 STR_COLUMNS = ["run_id", "dataset", "task", "fold", "backbone", "method", "variant", "subset"]
-STR_COLUMNS += ["cam_class", "test_maps"]
+STR_COLUMNS += ["cam_class", "cam_layer", "test_maps"]
 SCORE_COLUMNS = ("split", "subset", "label", "logit0", "logit1")
 
 
@@ -126,6 +127,8 @@ def _run_rows(run_dir: Path) -> list[dict]:
                 "weights_origin": str(meta.get("weights_origin", "")),
                 # CAM methods: whose class CAM the loss reads (CYBORG differs between SAGE and DD)
                 "cam_class": str((meta.get("method_params") or {}).get("cam_class", "")),
+                # the layer the CAM losses read (model.cam_layer); only meaningful with a cam_class
+                "cam_layer": str(meta.get("cam_layer", "")),
                 # every test (or selected-epoch validation) image scored the same: tables mark it
                 "constant_scores": bool(m.get("constant_scores", False)),
                 "test_maps": str(m.get("test_maps", "")),

@@ -14,17 +14,33 @@ CAM_CLASS_TEXT = {
 }
 
 
+CAM_LAYER_TEXT = {
+    "pooled": "CAM losses read the feature map the classifier pools (model.cam_layer: pooled)",
+    "cyborg_legacy": "CAM losses read the official CYBORG code's hooked layer "
+    "(model.cam_layer: cyborg_legacy)",
+}
+
+
 def method_notes(units: pd.DataFrame) -> str:
     """Caption sentences naming the variant of a method whose definition differs between the
-    papers (today: CYBORG's CAM class, from runs.csv's `cam_class`); "" when no such row."""
+    papers or code bases: CYBORG's CAM class (runs.csv `cam_class`) and the layer every CAM loss
+    reads (`cam_layer`, for rows with a CAM loss); "" when no such row."""
     if "cam_class" not in units:
         return ""
+    out = ""
     kinds = sorted(set(units.loc[units["method"] == "cyborg", "cam_class"].astype(str)) - {""})
     if len(kinds) == 1:
-        return f" {CAM_CLASS_TEXT.get(kinds[0], 'CYBORG uses the ' + kinds[0] + '-class CAM')}."
-    if len(kinds) > 1:
-        return " CYBORG runs mix " + " and ".join(f"{k}-class" for k in kinds) + " CAMs."
-    return ""
+        out += f" {CAM_CLASS_TEXT.get(kinds[0], 'CYBORG uses the ' + kinds[0] + '-class CAM')}."
+    elif len(kinds) > 1:
+        out += " CYBORG runs mix " + " and ".join(f"{k}-class" for k in kinds) + " CAMs."
+    if "cam_layer" in units:
+        cam_rows = units["cam_class"].astype(str) != ""
+        layers = sorted(set(units.loc[cam_rows, "cam_layer"].astype(str)) - {""})
+        if len(layers) == 1:
+            out += f" {CAM_LAYER_TEXT.get(layers[0], 'CAM layer: ' + layers[0])}."
+        elif len(layers) > 1:
+            out += " CAM losses read different layers across runs (" + ", ".join(layers) + ")."
+    return out
 
 
 def constant_cells(units: pd.DataFrame, delta: tuple | None = None) -> set[tuple[str, str]]:
