@@ -258,3 +258,22 @@ def test_config_readme_documents_every_schema_key():
         and not (p[0] in ("grid", "sweep") and p[-1] in grid)
     ]
     assert not missing, f"keys missing from config/README.md: {missing}"
+
+
+def test_every_command_line_option_says_what_it_is():
+    """`python -m salience <command> --help` explains every option and argument."""
+    import argparse
+
+    from salience.cli import build_parser
+
+    def undocumented(parser: argparse.ArgumentParser, name: str) -> list[str]:
+        out = []
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for sub, sp in action.choices.items():
+                    out += undocumented(sp, f"{name} {sub}")
+            elif not action.help and not isinstance(action, argparse._HelpAction):
+                out.append(f"{name} {'/'.join(action.option_strings) or action.dest}")
+        return out
+
+    assert undocumented(build_parser(), "salience") == []

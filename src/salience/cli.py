@@ -212,7 +212,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     t = sub.add_parser("train", help="train one run (or one stage of a two-stage method)")
-    t.add_argument("--config", required=True)
+    t.add_argument("--config", required=True, help="config YAML of the study")
     t.add_argument("--run-id", required=True, help="dataset/fold/backbone/method/variant/seedN")
     t.add_argument("--stage", default="train", help="train (default) or pretrain (MENTOR stage 1)")
     t.add_argument("--no-mlflow", action="store_true", help="do not log to MLflow")
@@ -227,31 +227,31 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
         "evaluate",
         help="score a run's selected model on its test split, or any checkpoint on any split",
     )
-    e.add_argument("--config")
-    e.add_argument("--run-id")
-    e.add_argument("--checkpoint")
+    e.add_argument("--config", help="config YAML (with --run-id)")
+    e.add_argument("--run-id", help="dataset/fold/backbone/method/variant/seedN (with --config)")
+    e.add_argument("--checkpoint", help="model.pt of any run (with --prepared and --out)")
     e.add_argument("--prepared", help="prepared dataset folder")
-    e.add_argument("--split", default="test")
+    e.add_argument("--split", default="test", help="train, val or test (default: test)")
     e.add_argument("--out", help="output folder (with --checkpoint)")
     e.add_argument("--backbone", help="override the checkpoint's backbone metadata")
     e.add_argument("--method", help="override the checkpoint's method metadata")
-    e.add_argument("--no-mlflow", action="store_true")
+    e.add_argument("--no-mlflow", action="store_true", help="do not log to MLflow")
     e.set_defaults(func=cmd_evaluate)
 
     v = sub.add_parser(
         "visualize", help="DD Fig. 1 panels: true/false CAMs and Difference Salience"
     )
-    v.add_argument("--config")
-    v.add_argument("--run-id")
-    v.add_argument("--checkpoint")
-    v.add_argument("--prepared")
-    v.add_argument("--split", default="test")
+    v.add_argument("--config", help="config YAML (with --run-id)")
+    v.add_argument("--run-id", help="dataset/fold/backbone/method/variant/seedN (with --config)")
+    v.add_argument("--checkpoint", help="model.pt of any run (with --prepared)")
+    v.add_argument("--prepared", help="prepared dataset folder")
+    v.add_argument("--split", default="test", help="train, val or test (default: test)")
     v.add_argument("--samples", type=int, default=None, help="samples per class")
     v.add_argument("--out", required=True, help="PNG path")
     v.set_defaults(func=cmd_visualize)
 
     r = sub.add_parser("runs", help="list the run ids a config asks for")
-    r.add_argument("--config", required=True)
+    r.add_argument("--config", required=True, help="config YAML")
     r.add_argument("--experiment", action="append", help="only these experiments (repeatable)")
     r.set_defaults(func=cmd_runs)
 
@@ -261,7 +261,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     u.add_argument(
         "--config", help="config whose tracking store to serve (default: results/mlflow)"
     )
-    u.add_argument("--host", default="127.0.0.1")
+    u.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
     # the port `mlflow server` itself reads from the environment; argparse converts the default
     u.add_argument(
         "--port",
@@ -275,7 +275,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
         "dvc-stages",
         help="write dvc.yaml (generate, prepare, study stages) from a config (docs/data.md)",
     )
-    s.add_argument("--config", required=True)
+    s.add_argument("--config", required=True, help="config YAML the stages are written from")
     s.add_argument("--out", default="dvc.yaml", help="file to write (default: dvc.yaml)")
     s.add_argument("--cores", type=int, default=2, help="snakemake --cores of the study stage")
     s.add_argument("--check", action="store_true", help="only check that the file matches")
@@ -284,7 +284,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     d = sub.add_parser(
         "doctor", help="versions, devices, torchvision shim, tracking URI, determinism"
     )
-    d.add_argument("--config")
+    d.add_argument("--config", help="also check this config (tracking URI, weight files)")
     d.set_defaults(func=cmd_doctor)
 
     word = _command_word(argv) if argv is not None else None

@@ -24,17 +24,25 @@ def add_parsers(subparsers: Any) -> None:
     g.add_argument("--dataset", help="dataset name in the config")
     g.add_argument("--task", choices=["iris", "face", "chest"], help="task (without --config)")
     g.add_argument("--out", help="output folder (default with --config: <data_dir>/raw/<dataset>)")
-    g.add_argument("--seed", type=int)
-    g.add_argument("--image-size", type=int)
-    g.add_argument("--n-train", type=int)
-    g.add_argument("--n-val", type=int)
-    g.add_argument("--n-test", type=int)
-    g.add_argument("--signal-strength", type=float)
+    g.add_argument("--seed", type=int, help="generator seed (docs/benchmark.md)")
+    g.add_argument("--image-size", type=int, help="image side in pixels")
+    g.add_argument("--n-train", type=int, help="training images")
+    g.add_argument("--n-val", type=int, help="validation images")
+    g.add_argument("--n-test", type=int, help="test images")
+    g.add_argument("--signal-strength", type=float, help="contrast of the true class evidence")
     g.add_argument("--shortcut-strength", type=float, help="P(cue agrees with label) in train/val")
-    g.add_argument("--shortcut-kind", choices=["corner", "stripes"])
-    g.add_argument("--shortcut-contrast", type=float)
-    g.add_argument("--test-shortcut", choices=["independent", "reversed", "same"])
-    g.add_argument("--map-quality", type=float)
+    g.add_argument(
+        "--shortcut-kind", choices=["corner", "stripes"], help="the planted shortcut cue"
+    )
+    g.add_argument("--shortcut-contrast", type=float, help="visibility of the shortcut cue")
+    g.add_argument(
+        "--test-shortcut",
+        choices=["independent", "reversed", "same"],
+        help="how the cue relates to the label in test (independent: no shortcut to exploit)",
+    )
+    g.add_argument(
+        "--map-quality", type=float, help="1: human-like maps on the evidence; lower: noisier"
+    )
     g.add_argument("--train-subsets", nargs="+", help="face: generators in train/val")
     g.set_defaults(func=cmd_generate)
 
@@ -78,7 +86,7 @@ def add_parsers(subparsers: Any) -> None:
         "--test-csv",
         action="append",
         default=[],
-        help="CSV whose rows all go to test; subset = file stem",
+        help="CSV whose rows all go to test; subset = file stem (repeatable: one per generator)",
     )
     c.add_argument("--data-root", required=True, help="prefix of the CSV's relative paths")
     c.add_argument(
@@ -99,7 +107,11 @@ def add_parsers(subparsers: Any) -> None:
     )
     c.set_defaults(func=cmd_import)
     f = sub.add_parser("fourcol", help="split,truth,img_path,saliency_path CSV")
-    f.add_argument("--csv", required=True)
+    f.add_argument(
+        "--csv",
+        required=True,
+        help="split,truth,img_path,saliency_path[,subset] CSV (a header row is optional)",
+    )
     f.add_argument(
         "--out", required=True, help="manifest to write (paths become relative to its folder)"
     )

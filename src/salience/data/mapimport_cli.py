@@ -34,14 +34,29 @@ def add_map_importers(sub: Any) -> None:
         required=True,
         help="egd-cxr fixations.csv, REFLACX metadata_phase_<n>.csv, or image,x,y,duration CSV (repeatable)",
     )
-    f.add_argument("--layout", choices=["auto", "egd", "reflacx", "generic"], default="auto")
+    f.add_argument(
+        "--layout",
+        choices=["auto", "egd", "reflacx", "generic"],
+        default="auto",
+        help="fixation table layout (auto: from the header; docs/data.md)",
+    )
     f.add_argument(
         "--sigma",
         type=float,
         help="Gaussian σ in image pixels (default: egd 150, REFLACX 1° per fixation; generic: required)",
     )
-    f.add_argument("--outside", choices=["drop", "clip"], default="drop")
-    f.add_argument("--weight", choices=["duration", "count"], default="duration")
+    f.add_argument(
+        "--outside",
+        choices=["drop", "clip"],
+        default="drop",
+        help="fixations outside the image: left out (drop) or moved to the edge (clip); counted",
+    )
+    f.add_argument(
+        "--weight",
+        choices=["duration", "count"],
+        default="duration",
+        help="weight of a fixation: its duration, or 1 each (count; docs/decisions.md)",
+    )
     f.add_argument(
         "--skip-bad-rows", action="store_true", help="leave out NaN/negative rows (counted)"
     )

@@ -31,6 +31,6 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
         "rq1-score",
         help="DD RQ1: CC/SIM/KL/NSS and deletion/insertion curves of t, f and Difference Salience of a run",
     )
-    p.add_argument("--config", required=True)
+    p.add_argument("--config", required=True, help="config YAML (the run's study)")
     p.add_argument("--run-id", required=True, help="dataset/fold/backbone/method/variant/seedN")
     p.set_defaults(func=cmd_rq1_score)

@@ -25,7 +25,11 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "weights", help="fetch or list the pinned torchvision ImageNet files (model.weights)"
     )
-    p.add_argument("action", choices=("fetch", "list"))
+    p.add_argument(
+        "action",
+        choices=("fetch", "list"),
+        help="fetch: download and verify the pinned files; list: each file and whether present",
+    )
     p.add_argument("--backbones", nargs="+", help="default: every backbone with a pinned file")
     p.add_argument("--dir", type=Path, help="folder (default: torch's hub cache, $TORCH_HOME)")
     p.add_argument(

@@ -112,6 +112,7 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--papers",
         choices=["auto", "dd", "sage", "dd,sage"],
+        metavar="{auto,dd,sage,'dd,sage'}",
         default="auto",
         help="whose tables to write (auto: each paper with at least two of its methods in the runs)",
     )
@@ -121,7 +122,7 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--runs", type=Path, required=True, help="runs CSV from `aggregate`")
     p.add_argument("--roc", type=Path, required=True, help="ROC CSV from `aggregate`")
     p.add_argument("--out-dir", type=Path, required=True, help="directory for the PNG files")
-    p.add_argument("--metric", choices=METRICS, default="auroc")
+    p.add_argument("--metric", choices=METRICS, default="auroc", help="softmax p1 or sigmoid AUROC")
     p.set_defaults(func=cmd_figures)
 
     p = subparsers.add_parser("summary", help="headline metrics JSON (DVC metrics) from runs.csv")
