@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import logging
 import os
 import shutil
 from pathlib import Path
@@ -570,6 +571,28 @@ def test_fourcol_map_with_another_extension_is_found(
         f"stem ({root / 'sal/train0.bmp'}, {root / 'sal/train0.jpg'}); name the one that belongs to "
         f"the image"
     )
+
+
+def test_fourcol_counts_a_named_map_that_does_not_exist_as_missing(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The import's map count counts files, not filled cells: a row naming sal/nothere.png."""
+    root = tmp_path / "fp"
+    lines = []
+    for split in ("train", "val", "test"):
+        for i, truth in enumerate(("live", "spoof")):
+            picture(root / "img" / f"{split}{i}.png", 30 * i + len(split))
+            picture(root / "sal" / f"{split}{i}.png", 40 * i + 9, mode="L")
+            lines.append(f"{split},{truth},img/{split}{i}.png,sal/{split}{i}.png")
+    lines[0] = "train,live,img/train0.png,sal/nothere.png"
+    (root / "data.csv").write_text("\n".join(lines) + "\n")
+    caplog.set_level(logging.INFO)
+    argv = ["import", "fourcol", "--csv", str(root / "data.csv"), "--out", str(root / "m.csv")]
+    assert main(argv) == 0
+    assert "saliency maps found for 1 of 2 train images, 1 have none or name a missing file" in (
+        caplog.text
+    )
+    assert "found for all" not in caplog.text
 
 
 # ------------------------------------------------------------------ 5. a picture in two splits

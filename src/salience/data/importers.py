@@ -230,6 +230,7 @@ def import_fourcol(
     split_map, label_map = split_map or {}, label_map or {}
     rows = _Rows()
     missing = 0
+    absent: set[str] = set()  # images whose named map file does not exist
     for lineno, cells in _rows(csv_path):
         here = f"{csv_path} line {lineno}"
         if lineno == 1 and cells[0].lower() == "split":
@@ -244,13 +245,16 @@ def import_fourcol(
         missing += not image.is_file()
         sal = ""
         if cells[3].lower() not in NO_MAP:
-            sal = relative_to_manifest(_map_file(base / cells[3], here), out.parent, here)
+            map_path = _map_file(base / cells[3], here)
+            sal = relative_to_manifest(map_path, out.parent, here)
+            if not map_path.is_file():  # counted as a train image without a map, named by prepare
+                absent.add(relative_to_manifest(image, out.parent, here))
         subset = cells[4] if len(cells) == 5 else ""
         why = subset_problem(subset) if subset else None
         if why:
             raise DataError(f"{here}: subset {why}; rename the subset in the CSV")
         rows.add(here, split, label, relative_to_manifest(image, out.parent, here), sal, subset)
-    _report_maps(rows, None, f"saliency_path cells of {csv_path}")
+    _report_maps(rows, None, f"saliency_path cells of {csv_path}", absent)
     _finish(out, rows, missing)
     return out
 
@@ -270,11 +274,13 @@ def _map_file(path: Path, here: str) -> Path:
     return path.parent / found[0] if found else path
 
 
-def _report_maps(rows: _Rows, hm: Path | None, looked: str) -> None:
+def _report_maps(rows: _Rows, hm: Path | None, looked: str, absent: set[str] | None = None) -> None:
     """Counts of train rows with / without a map (two examples), and an error when a heatmap
-    folder was given but matched no image at all."""
+    folder was given but matched no image at all. `absent`: images whose named map file does not
+    exist (they count as without a map; `prepare` names each)."""
+    absent = absent or set()
     train = [r for r in rows.rows.values() if r[0] == "train"]
-    without = [r[2] for r in train if not r[3]]
+    without = [r[2] for r in train if not r[3] or r[2] in absent]
     if hm is not None and len(without) == len(train) and not any(r[3] for r in rows.rows.values()):
         raise DataError(
             f"--heatmaps {hm}: no heatmap matches any of the {len(rows.rows)} images ({looked}, e.g. "
@@ -288,10 +294,11 @@ def _report_maps(rows: _Rows, hm: Path | None, looked: str) -> None:
         )
     elif without:
         log.warning(
-            "saliency maps found for %d of %d train images, %d have none (%s; e.g. %s)",
+            "saliency maps found for %d of %d train images, %d have none%s (%s; e.g. %s)",
             len(train) - len(without),
             len(train),
             len(without),
+            " or name a missing file" if absent & set(without) else "",
             looked,
             _examples(without),
         )
