@@ -36,7 +36,6 @@ def write_dataset(root: Path, rows: list[tuple[str, str]]) -> Path:
     """A manifest whose train split holds `rows` (image, map) with alternating labels, plus small
     filler rows so that every split has both classes. Returns the manifest path."""
     root.mkdir(parents=True, exist_ok=True)
-    filler = Image.fromarray(np.full((8, 8), 90, np.uint8))
     table = [("train", str(i % 2), img, hmap) for i, (img, hmap) in enumerate(rows)]
     if len(rows) < 2:
         table.append(("train", "1", "fill/train.png", ""))
@@ -44,9 +43,9 @@ def write_dataset(root: Path, rows: list[tuple[str, str]]) -> Path:
         for label in (0, 1):
             table.append((split, str(label), f"fill/{split}{label}.png", ""))
     (root / "fill").mkdir(exist_ok=True)
-    for _, _, img, _ in table:
-        if img.startswith("fill/"):
-            filler.save(root / img)
+    fillers = [img for _, _, img, _ in table if img.startswith("fill/")]
+    for k, img in enumerate(fillers):  # distinct pictures: one picture in two splits is refused
+        Image.fromarray(np.full((8, 8), 90 + 7 * k, np.uint8)).save(root / img)
     with open(root / "manifest.csv", "w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(["split", "label", "image", "saliency"])
