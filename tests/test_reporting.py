@@ -387,3 +387,44 @@ def test_cli_end_to_end(runs_root, tmp_path, capsys):
     assert cli.main(["tables", "--runs", str(tmp_path / "nope.csv"), "--out-dir", str(out)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("error: ") and "nope.csv" in err[-1]
+
+
+# ---- overview of every method run (issue 14) -------------------------------------------------------
+BASE["mymethod"] = 0.83  # a method neither paper's tables list
+
+
+def test_overview_lists_every_method_with_p_values_vs_chosen_baseline(tmp_path, capsys):
+    root = tmp_path / "runs"
+    both_papers = ["xent", "cyborg", "difference", "contrast", "sage", "mymethod"]
+    _grid(root, both_papers, ["smallcnn"], range(3), datasets=["iris", "face"])
+    csv = tmp_path / "runs.csv"
+    runs = collect_runs(find_run_dirs(root))
+    runs.to_csv(csv, index=False)
+    out = tmp_path / "tables"
+    args = ["tables", "--runs", str(csv), "--out-dir", str(out), "--baseline", "cyborg"]
+    assert cli.main(args) == 0
+    ov = pd.read_csv(out / "overview.csv", keep_default_na=False)
+    agg = ov[ov["kind"] == "aggregate"]
+    assert sorted(set(agg["row"])) == sorted(both_papers)  # nothing dropped, mymethod included
+    assert set(agg["col"]) == {"iris", "face"} and (agg["n_seeds"] == "3").all()
+    assert (agg["baseline"].replace("", "cyborg") == "cyborg").all()
+    # p-value of each cell = paired t-test of its per-seed values (iris: mean over held-out
+    # folds; face: mean over generators) against cyborg's, recomputed here from runs.csv
+    u = tables.overall(runs.assign(value=runs["auroc"]), prefer_loo=True)
+    per_seed = u.groupby(["method", "dataset", "seed"])["value"].mean()
+    for m in set(both_papers) - {"cyborg"}:
+        for ds in ("iris", "face"):
+            p = sps.ttest_rel(per_seed[m][ds], per_seed["cyborg"][ds]).pvalue
+            cell = agg[(agg["row"] == m) & (agg["col"] == ds)].iloc[0]
+            assert float(cell["p_vs_baseline"]) == pytest.approx(p), (m, ds)
+            assert float(cell["ci_low"]) < float(cell["mean"]) < float(cell["ci_high"])
+    assert (agg.loc[agg["row"] == "cyborg", "p_vs_baseline"] == "").all()
+    tex = (out / "overview.tex").read_text()
+    assert "mymethod" in tex and "CYBORG" in tex and "Difference Salience" in tex
+    # a baseline that was not run: one line naming the methods that were, nothing written
+    bad = tmp_path / "bad"
+    for flag, name in (("--baseline", "perclass"), ("--dd-baseline", "xent")):
+        assert cli.main(["tables", "--runs", str(csv), "--out-dir", str(bad), flag, name]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and name in err[0] and flag in err[0] and "difference" in err[0]
+        assert not bad.exists()

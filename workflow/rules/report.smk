@@ -51,10 +51,13 @@ rule tables:
     params:
         # report.allow_mixed_weights: tables may mix random-init and pretrained runs (docs/decisions.md)
         mixed="--allow-mixed-weights" if CFG["report"]["allow_mixed_weights"] else "",
+        # report.baseline: paired-test baseline of the overview table (docs/decisions.md "Tables")
+        baseline=f"--baseline {CFG['report']['baseline']}" if CFG["report"].get("baseline") else "",
     log:
         f"{LOGS}/tables/{RESULTS_SLUG}.log",
     shell:
-        "{PYTHON} -m salience tables --runs {input.runs:q} --out-dir {output:q} {params.mixed} > {log:q} 2>&1"
+        "{PYTHON} -m salience tables --runs {input.runs:q} --out-dir {output:q} {params.mixed}"
+        " {params.baseline} > {log:q} 2>&1"
 
 
 # Summary figures (AUROC per method/backbone/task, ROC curves, ablations).

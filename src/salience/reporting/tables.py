@@ -135,6 +135,7 @@ def _build(
     cap += " " + caption_note(units)  # backbone initialisation of the runs (reporting/origin.py)
     cap += gaze_note(units)
     cap += S.CONSTANT_NOTE if any(k in cells for k in flagged) else ""
+    cap += _no_baseline_note(rows, baseline_of, baseline_name)
     tex = S.render_latex(tid, cap, stub, [S.tex(lab) for _, lab in cols], body)
     meta = {"table": tid, "metric": metric}
     runs = units.assign(**meta, kind="run")
@@ -143,6 +144,15 @@ def _build(
     data = data.assign(row_label=data["row"].map(rlabel), col_label=data["col"].map(clabel))
     data = data.reindex(columns=TABLE_COLUMNS).astype({"seed": "Int64", "n_seeds": "Int64"})
     return Table(tid, data, tex)
+
+
+def _no_baseline_note(rows, baseline_of, baseline_name: str) -> str:
+    """Caption sentence when no row of the table is its paired-test baseline, so every p-value
+    is blank for that reason (issue 14: said, never left blank silently)."""
+    keys = {r for r, _ in rows}
+    if baseline_of is None or not baseline_name or any(baseline_of(r) in keys for r in keys):
+        return ""
+    return f" No p-values: the baseline {S.tex(baseline_name)} has no runs in this table."
 
 
 def gaze_note(units: pd.DataFrame) -> str:
