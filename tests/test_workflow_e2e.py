@@ -161,3 +161,15 @@ def test_dvc_and_snakemake_see_the_same_targets(tmp_path):
     }
     assert planned["generate"] == sorted(str(sc.raw_dir(cfg, d)) for d in datasets)
     assert planned["prepare"] == sorted(str(sc.prepared_dir(cfg, d)) for d in datasets)
+
+
+def test_each_training_job_prints_one_done_line(e2e_run):
+    """Issue 14 §5: Snakemake's console shows, per finished training job, its run id, best epoch
+    and validation AUROC (echoed from the job's log by the train rule)."""
+    for spec in sc.expand_runs(sc.load_config(e2e_run.config)):
+        hits = [ln for ln in e2e_run.log.splitlines() if ln.startswith(f"done {spec.run_id}: ")]
+        assert len(hits) == 1, (spec.run_id, e2e_run.log[-3000:])
+        assert re.fullmatch(
+            rf"done {re.escape(spec.run_id)}: best epoch \d+, val AUROC [0-9.]+, test AUROC [0-9.]+",
+            hits[0],
+        ), hits[0]

@@ -31,7 +31,8 @@ rule pretrain:
 # The final (or only) training stage, then the evaluation of the selected model on the test split
 # in the same process (`--evaluate`: one interpreter, torch and MLflow start-up per run instead of
 # two; docs/decisions.md "evaluation"): model.pt, history.csv, run.json, scores.csv, metrics.json.
-# scores.csv and metrics.json are written together, last, once both are computed.
+# scores.csv and metrics.json are written together, last, once both are computed. The job's
+# "done <run id>: best epoch, val AUROC, test AUROC" line is echoed from its log onto the console.
 rule train:
     input:
         unpack(get_train_inputs),
@@ -56,4 +57,4 @@ rule train:
         gpu=0,  # the SLURM profile asks for a GPU (set-resources); 0 = CPU-only locally
     shell:
         "{PYTHON} -m salience train --config {CONFIG_ARG} --run-id {params.run_id:q}"
-        " --stage {params.stage:q} --evaluate > {log:q} 2>&1"
+        " --stage {params.stage:q} --evaluate > {log:q} 2>&1; rc=$?; grep -h '^done ' {log:q} || true; exit $rc"
