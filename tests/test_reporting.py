@@ -346,6 +346,7 @@ def test_figures_are_valid_pngs(runs_root, runs, tmp_path):
         "seed_auroc.png",
         "ablation_tau.png",
         "ablation_sigma.png",
+        "cam_agreement.png",
     ]
     assert all(_is_png(p) for p in paths)
     assert _is_png(plot_roc(roc.iloc[0:0], tmp_path / "empty.png"))
@@ -428,3 +429,33 @@ def test_overview_lists_every_method_with_p_values_vs_chosen_baseline(tmp_path, 
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and name in err[0] and flag in err[0] and "difference" in err[0]
         assert not bad.exists()
+
+
+def test_figures_and_tables_with_nothing_to_show_are_left_out_with_a_reason(runs_root, tmp_path):
+    """Issue 14: no placeholder figure or empty table reaches the report; the overview page says
+    which were left out and why; each table with cells is rendered as HTML (bold = best)."""
+    base = collect_runs(find_run_dirs(runs_root))
+    base = base[(base["variant"] == "base") & (base["dataset"] == "chest")]
+    base = base.assign(cam_agreement=np.nan)  # as a study whose test images have no maps
+    roc = collect_roc(find_run_dirs(runs_root)[::7])
+    names = [p.name for p in build_all_figures(base, roc, tmp_path / "fig")]
+    assert names == ["roc.png", "seed_auroc.png"]
+    assert sorted(p.name for p in (tmp_path / "fig").iterdir()) == sorted(names)
+    csv = tmp_path / "runs.csv"
+    base.to_csv(csv, index=False)
+    args = ["tables", "--runs", str(csv), "--out-dir", str(tmp_path / "t")]
+    assert (
+        cli.main([*args, "--html-dir", str(tmp_path / "h"), "--csv-dir", str(tmp_path / "c")]) == 0
+    )
+    html = {p.stem: p.read_text() for p in (tmp_path / "h").glob("*.html")}
+    assert {"overview", "dd_t2", "sage_t1"} <= set(html) and "sage_t4" not in html
+    assert "agreement" not in html and sorted(html) == sorted(
+        p.stem for p in (tmp_path / "c").iterdir()
+    )
+    ov = html["overview"]
+    assert "<code>sage_t4</code>: no τ ablation in this config" in ov
+    assert "<code>agreement</code>: no test maps: agreement needs annotated test images" in ov
+    assert "<code>ablation_sigma.png</code>: no σ ablation in this config" in ov
+    t1 = html["sage_t1"]
+    assert "<b>0.9" in t1 and " ± " in t1 and "$" not in t1 and "\\" not in t1
+    assert "Backbones randomly initialised" in t1 and "n = " in t1 and "logit margin" in t1

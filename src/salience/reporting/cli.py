@@ -19,7 +19,8 @@ from salience.reporting.aggregate import (
     read_roc_csv,
     read_runs_csv,
 )
-from salience.reporting.figures import build_all_figures
+from salience.reporting.figures import build_all_figures, figure_reasons
+from salience.reporting.html import table_reasons, write_report_dir
 from salience.reporting.origin import check_single_origin
 from salience.reporting.overview import check_baseline, overview
 from salience.reporting.tables import PAPER_METHODS, build_all, overall, papers_of, write_table
@@ -61,6 +62,13 @@ def cmd_tables(args: argparse.Namespace) -> int:
         csv, tex = write_table(table, args.out_dir)
         n = int((table.data["kind"] == "aggregate").sum())
         print(f"tables: {table.id}: {n} cells -> {csv}, {tex}")
+    if args.html_dir or args.csv_dir:  # the report's rendered tables and CSV downloads
+        omitted = table_reasons(runs, built, papers) | figure_reasons(runs)
+        html_dir, csv_dir = args.html_dir or args.out_dir, args.csv_dir or args.out_dir
+        written = write_report_dir(built, omitted, html_dir, csv_dir)
+        print(
+            f"tables: {len(written) // 2} HTML tables -> {html_dir}; left out: {', '.join(omitted)}"
+        )
     return 0
 
 
@@ -132,6 +140,8 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
         default="auto",
         help="whose tables to write (auto: each paper with at least two of its methods in the runs)",
     )
+    p.add_argument("--html-dir", type=Path, help="also write <id>.html of each non-empty table")
+    p.add_argument("--csv-dir", type=Path, help="also copy each non-empty table's CSV here")
     p.set_defaults(func=cmd_tables)
 
     p = subparsers.add_parser("figures", help="ROC, seed and ablation figures")
