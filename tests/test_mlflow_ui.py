@@ -74,6 +74,11 @@ def _listening_addresses(port: int) -> list[str]:
     return found
 
 
+def _run_id_tag(run: dict) -> str | None:
+    """The salience run id of a REST run record (tag salience.run_id; the run name is short)."""
+    return {t["key"]: t["value"] for t in run["data"].get("tags", [])}.get("salience.run_id")
+
+
 def test_ui_serves_the_workflow_runs(e2e_run):
     port = _free_port()
     cmd = [
@@ -127,7 +132,7 @@ def test_ui_serves_the_workflow_runs(e2e_run):
         found = _post(
             f"{base}/api/2.0/mlflow/runs/search", {"experiment_ids": ids, "max_results": 1000}
         ).get("runs", [])
-        names = {r["info"].get("run_name") for r in found}
+        names = {_run_id_tag(r) for r in found}
         cfg = sc.load_config(e2e_run.config)
         expected = {r.run_id for r in sc.expand_runs(cfg)}
         assert expected <= names, f"missing in MLflow: {sorted(expected - names)}"
@@ -135,7 +140,7 @@ def test_ui_serves_the_workflow_runs(e2e_run):
         for name in expected:
             metrics = set()
             for r in found:
-                if r["info"].get("run_name") == name:
+                if _run_id_tag(r) == name:
                     metrics |= {m["key"] for m in r["data"].get("metrics", [])}
             assert any(k.startswith("test_auroc") for k in metrics), (name, sorted(metrics))
         # the UI page itself is served
