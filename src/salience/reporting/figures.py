@@ -54,6 +54,9 @@ def _palette(methods) -> dict[str, tuple]:
     return dict(zip(ms, sns.color_palette("tab10", max(len(ms), 1))))
 
 
+TITLES = {
+    "cam_agreement": "CAM–human-map agreement (Pearson r) on annotated test images, per seed",
+}
 FPR_GRID = np.linspace(0.0, 1.0, 101)
 
 
@@ -100,8 +103,9 @@ def plot_roc(roc: pd.DataFrame, path: str | os.PathLike) -> Path:
             ax.plot([0, 1], [0, 1], color="0.6", lw=0.8, ls="--")
             ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="FPR", ylabel="TPR")
             ax.set_title(f"{ds}: {S.subset_name(sub) if sub != 'all' else 'all test images'}")
-        fig.suptitle("Test ROC: mean over seeds (line) ± std (band), base variant")
-        fig.legend(handles.values(), handles.keys(), loc="outside right upper", fontsize=7)
+        fig.suptitle("Test ROC, base variant:\nmean over seeds (line) ± std (band)")
+        ncol = min(len(handles), 3)
+        fig.legend(handles.values(), handles.keys(), loc="outside lower center", ncols=ncol)
         return S.save_figure(fig, path)
 
 
@@ -145,7 +149,8 @@ def plot_seed_distributions(
             ax.set(ylabel="", xlabel=f"{what} (dots: seeds; bar: mean ± std)")
             if i % 3:
                 ax.tick_params(axis="y", labelleft=False)
-        fig.suptitle(f"Test {what} per seed, base variant (mean ± std over seeds)")
+        title = TITLES.get(metric, f"Test {what} per seed, base variant")
+        fig.suptitle(f"{title} (mean ± std over seeds)")
         return S.save_figure(fig, path)
 
 
