@@ -13,6 +13,8 @@ import os
 import re
 from pathlib import Path
 
+import pandas as pd
+
 from salience.io import write_text
 from salience.reporting.tables import Table
 
@@ -45,7 +47,7 @@ STYLE = (
     "table.sal td.l,table.sal th.l{text-align:left}"
     "table.sal thead tr{border-top:2px solid #000;border-bottom:1px solid #000}"
     "table.sal tbody{border-bottom:2px solid #000} tr.mid{border-top:1px solid #000}"
-    "caption{caption-side:top;text-align:left;max-width:60em;margin-bottom:6px}</style>"
+    "body{font:13px sans-serif} p.cap{max-width:60em} small{color:#555}</style>"
 )
 
 
@@ -83,27 +85,48 @@ def _parse(latex: str) -> tuple[str, list[str], list[tuple[bool, list[str]]]]:
     return (cap.group(1) if cap else ""), header, body
 
 
-def table_html(table: Table, n_stub: int | None = None) -> str:
-    """One HTML page: the table with its caption (+ the score used), styled like booktabs."""
+def _details(table: Table) -> dict[tuple[str, str], str]:
+    """(row label, column label) → "n, 95 % CI, p" of each aggregate cell (the overview page)."""
+    out = {}
+    for a in table.data[table.data["kind"] == "aggregate"].itertuples(index=False):
+        parts = [f"n = {a.n_seeds}"]
+        if pd.notna(a.ci_low) and pd.notna(a.ci_high):
+            parts.append(f"95% CI [{a.ci_low:.3f}, {a.ci_high:.3f}]")
+        if pd.notna(a.p_vs_baseline):
+            parts.append(f"p = {a.p_vs_baseline:.2g}")
+        out[(str(a.row_label), str(a.col_label))] = ", ".join(parts)
+    return out
+
+
+def table_html(table: Table, details: bool = False) -> str:
+    """One HTML page: the table with its caption (+ the score used), styled like booktabs;
+    `details` adds n, 95 % CI and the p-value under each cell (from the tidy rows)."""
     caption, header, body = _parse(table.latex)
-    n_stub = n_stub if n_stub is not None else (2 if re.search(r"\{ll", table.latex) else 1)
+    n_stub = 2 if re.search(r"\{ll", table.latex) else 1
     caption = html.escape(tex_text(caption))
     if table.data["metric"].isin(["auroc", "auroc_sigmoid"]).any():
         caption += " " + html.escape(SCORE_NOTE)
+    cols = [tex_text(h) for h in header]
     head = "".join(
-        f'<th class="l">{html.escape(tex_text(h))}</th>'
-        if i < n_stub
-        else f"<th>{html.escape(tex_text(h))}</th>"
-        for i, h in enumerate(header)
+        f'<th class="l">{html.escape(h)}</th>' if i < n_stub else f"<th>{html.escape(h)}</th>"
+        for i, h in enumerate(cols)
     )
-    rows = []
+    extra = _details(table) if details else {}
+    rows, labels = [], [""] * n_stub
     for rule, cells in body:
-        tds = "".join(_cell(c, left=i < n_stub) for i, c in enumerate(cells))
-        rows.append(f'<tr class="mid">{tds}</tr>' if rule else f"<tr>{tds}</tr>")
+        labels = [tex_text(c) or labels[i] for i, c in enumerate(cells[:n_stub])]
+        tds = []
+        for i, c in enumerate(cells):
+            td = _cell(c, left=i < n_stub)
+            note = extra.get((" / ".join(labels), cols[i])) if i >= n_stub else None
+            if note:
+                td = td.replace("</td>", f"<br><small>{html.escape(note)}</small></td>")
+            tds.append(td)
+        rows.append(f'<tr class="mid">{"".join(tds)}</tr>' if rule else f"<tr>{''.join(tds)}</tr>")
     return (
         f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{table.id}</title>{STYLE}"
-        f"</head><body><table class='sal' id='{table.id}'><caption><b>{table.id}</b>: {caption}"
-        f"</caption><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+        f"</head><body><p class='cap'><b>{table.id}</b>: {caption}</p><table class='sal' "
+        f"id='{table.id}'><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
         "</body></html>\n"
     )
 
@@ -126,7 +149,7 @@ def write_report_dir(
     for t in built:
         if is_empty(t):
             continue
-        page = table_html(t)
+        page = table_html(t, details=t.id == "overview")
         if t.id == "overview" and left_out:
             page = page.replace("</body>", _left_out_html(left_out) + "</body>")
         html_path, csv_path = Path(html_dir) / f"{t.id}.html", Path(csv_dir) / f"{t.id}.csv"
