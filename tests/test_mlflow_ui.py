@@ -143,6 +143,22 @@ def test_ui_serves_the_workflow_runs(e2e_run):
                 if _run_id_tag(r) == name:
                     metrics |= {m["key"] for m in r["data"].get("metrics", [])}
             assert any(k.startswith("test_auroc") for k in metrics), (name, sorted(metrics))
+        # issue 14 §6: model-training experiments (the UI opens on runs), short run names with
+        # the full id in the tag, the prepared dataset as each run's dataset input
+        ours = [e for e in exps if e["name"].startswith("salience-")]
+        assert ours and all(
+            {t["key"]: t["value"] for t in e.get("tags", [])}.get("mlflow.experimentKind")
+            == "custom_model_development"
+            for e in ours
+        ), ours
+        for r in found:
+            rid = _run_id_tag(r)
+            assert r["info"]["run_name"].startswith("/".join(rid.split("/")[3:])), (rid, r["info"])
+            ds = [d["dataset"] for d in r.get("inputs", {}).get("dataset_inputs", [])]
+            assert [d["name"] for d in ds] == [rid.split("/")[0]] and len(ds[0]["digest"]) == 16
+            assert json.loads(ds[0]["profile"])["counts"]["train"]["total"] > 0
+        links = [ln for ln in log.read_text().splitlines() if "workflowType=machine_learning" in ln]
+        assert links and all(f"{base}/#/experiments/" in ln for ln in links), log.read_text()[:2000]
         # the UI page itself is served
         assert b"<html" in _get(f"{base}/").lower()
     finally:

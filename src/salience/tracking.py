@@ -263,7 +263,9 @@ class Tracker:
                 return reused
         run = _retry(
             lambda: self.client.create_run(
-                exp_id, run_name=short_name(run_name), tags={RUN_ID_TAG: run_name, **tags}
+                exp_id,
+                run_name=short_name(run_name, tags.get("stage")),
+                tags={RUN_ID_TAG: run_name, **tags},
             ),
             "create run",
         )
@@ -379,12 +381,14 @@ def experiment_name(task: str) -> str:
     return f"salience-{task}"
 
 
-def short_name(run_id: str) -> str:
+def short_name(run_id: str, stage: str | None = None) -> str:
     """MLflow run name a researcher reads: "method/variant/seedN" (+ " @fold" for held-out
-    folds) of a run id dataset/fold/backbone/method/variant/seedN; the full id is the run's
-    `salience.run_id` tag (how reruns find it). Other ids are kept as they are."""
+    folds, + " [stage]" for an earlier training stage such as MENTOR's pretrain) of a run id
+    dataset/fold/backbone/method/variant/seedN; the full id is the run's `salience.run_id` tag
+    (how reruns find it). Other ids are kept as they are."""
     parts = run_id.split("/")
     if len(parts) != 6:
         return run_id
     _, fold, _, method, variant, seed = parts
-    return f"{method}/{variant}/{seed}" + ("" if fold == "all" else f" @{fold}")
+    name = f"{method}/{variant}/{seed}" + ("" if fold == "all" else f" @{fold}")
+    return name + ("" if stage in (None, "train", "evaluate") else f" [{stage}]")
