@@ -31,8 +31,7 @@ rule pretrain:
 # The final (or only) training stage, then the evaluation of the selected model on the test split
 # in the same process (`--evaluate`: one interpreter, torch and MLflow start-up per run instead of
 # two; docs/decisions.md "evaluation"): model.pt, history.csv, run.json, scores.csv, metrics.json.
-# scores.csv and metrics.json are written together, last, once both are computed. The job's
-# "done <run id>: best epoch, val AUROC, test AUROC" line is echoed from its log onto the console.
+# scores.csv and metrics.json are written together, last, once both are computed.
 rule train:
     input:
         unpack(get_train_inputs),
@@ -57,4 +56,26 @@ rule train:
         gpu=0,  # the SLURM profile asks for a GPU (set-resources); 0 = CPU-only locally
     shell:
         "{PYTHON} -m salience train --config {CONFIG_ARG} --run-id {params.run_id:q}"
-        " --stage {params.stage:q} --evaluate > {log:q} 2>&1; rc=$?; grep -h '^done ' {log:q} || true; exit $rc"
+        " --stage {params.stage:q} --evaluate > {log:q} 2>&1"
+
+
+# One console line per finished run ("done <run id>: best epoch E, val AUROC V, test AUROC T", the
+# last line `train` prints to its log), so progress is visible without opening logs. A local rule:
+# its output reaches Snakemake's console under the SLURM executor too, where a job's own stdout
+# goes to the SLURM log. No Python start-up: grep only.
+rule announce:
+    input:
+        metrics=f"{RUN_DIR}/metrics.json",
+    output:
+        f"{LOGS}/done/{RUN}.txt",
+    params:
+        train_log=f"{LOGS}/train/{RUN}.log",
+    log:
+        f"{LOGS}/done/{RUN}.log",
+    priority: 100
+    shell:
+        "grep -h '^done ' {params.train_log:q} > {output:q} 2> {log:q} || true; cat {output:q}"
+
+
+localrules:
+    announce,
