@@ -20,7 +20,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from salience.reporting import style as S
-from salience.reporting.tables import overall
+from salience.reporting.tables import NO_TEST_MAPS, overall
 
 FIGURE_FILES = {
     "roc": "roc.png",
@@ -202,9 +202,7 @@ def figure_reasons(runs: pd.DataFrame) -> dict[str, str]:
         if not (runs["variant"].str.startswith(prefix + "-") & (runs["method"] == "sage")).any():
             out[FIGURE_FILES[prefix]] = f"no {sym} ablation in this config"
     if base["cam_agreement"].isna().all():
-        out[FIGURE_FILES["agreement"]] = (
-            "no test maps: agreement needs annotated test images (and models with a CAM)"
-        )
+        out[FIGURE_FILES["agreement"]] = NO_TEST_MAPS
     return out
 
 

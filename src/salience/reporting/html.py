@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from salience.io import write_text
-from salience.reporting.tables import Table
+from salience.reporting.tables import NO_TEST_MAPS, Table
 
 # TeX of style.py / tables.py captions and cells → plain text (order matters: longest first)
 _TEX_TEXT = [
@@ -175,7 +175,6 @@ TABLE_REASONS = {
     "sage_t4": "no τ ablation in this config",
     "sage_t5": "no σ ablation in this config",
 }
-NO_TEST_MAPS = "no test maps: agreement needs annotated test images (and models with a CAM)"
 
 
 def table_reasons(runs, built: list[Table], papers: list[str]) -> dict[str, str]:

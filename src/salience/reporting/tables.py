@@ -51,11 +51,12 @@ class Table:
     latex: str
 
 
-def empty_table(tid: str, caption: str) -> Table:
-    """Header-only CSV and a LaTeX stub: a table without runs never stops the pipeline."""
-    tex = f"% {tid}: no runs for this table\n\\begin{{table}}[ht]\n\\centering\n"
+def empty_table(tid: str, caption: str, reason: str = "no runs for this table") -> Table:
+    """Header-only CSV and a LaTeX stub saying `reason`: a table without cells never stops the
+    pipeline."""
+    tex = f"% {tid}: {reason}\n\\begin{{table}}[ht]\n\\centering\n"
     tex += f"\\caption{{{caption}}}\n\\label{{tab:{tid}}}\n"
-    tex += "No runs for this table.\n\\end{table}\n"
+    tex += f"{S.tex(reason[:1].upper() + reason[1:])}.\n\\end{{table}}\n"
     return Table(tid, pd.DataFrame(columns=TABLE_COLUMNS), tex)
 
 
@@ -345,7 +346,12 @@ def agreement(runs: DF, baseline: str = "xent") -> Table:
     """CAM–human-map agreement per method × backbone × task (no paper table; complements Table 3)."""
     cap = "CAM--human-map agreement per method, backbone and task (no paper counterpart)."
     d = _select(runs, "cam_agreement", None)
+    if d.empty and not runs.empty:  # runs, but none scored against human maps
+        return empty_table("agreement", cap, NO_TEST_MAPS)
     return _by_backbone("agreement", cap, d, "cam_agreement", baseline)
+
+
+NO_TEST_MAPS = "no test maps: agreement needs annotated test images (and models with a CAM)"
 
 
 def sage_t3(runs: DF, metric: str = "auroc", backbone: Opt = None) -> Table:
