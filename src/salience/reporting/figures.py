@@ -149,6 +149,10 @@ def plot_seed_distributions(
             ax.set(ylabel="", xlabel=f"{what} (dots: seeds; bar: mean ± std)")
             if i % 3:
                 ax.tick_params(axis="y", labelleft=False)
+        if hue and axes[0].get_legend() is not None:  # one backbone legend, outside the panels
+            handles, labels = axes[0].get_legend_handles_labels()
+            axes[0].get_legend().remove()
+            fig.legend(handles, labels, title="Backbone", loc="outside right upper")
         title = TITLES.get(metric, f"Test {what} per seed, base variant")
         fig.suptitle(f"{title} (mean ± std over seeds)")
         return S.save_figure(fig, path)
