@@ -36,3 +36,12 @@ rule all:
         get_final_outputs(),
         get_rq1_outputs(),
     default_target: True
+
+
+# Snakemake cannot write `--report` in the same call; a finished run names the one command that does.
+onsuccess:
+    _cfg = "" if CONFIGFILE == DEFAULT_CONFIGFILE else f" --configfile {CONFIG_ARG}"
+    print(
+        f"Tables in {RESULTS}/tables, figures in {RESULTS}/figures. HTML report:\n"
+        f"  snakemake --cores 1{_cfg} --report {shlex.quote(RESULTS + '/report.html')}"
+    )

@@ -178,7 +178,7 @@ def test_snakemake_target_resumes_after_sigkill_with_identical_metrics(tmp_path,
     client = MlflowClient(C.tracking_uri(cfg))
     exp = client.get_experiment_by_name("salience-chest")
     runs = client.search_runs([exp.experiment_id])
-    assert [r.info.run_name for r in runs] == [spec.run_id]
+    assert [r.data.tags["salience.run_id"] for r in runs] == [spec.run_id]
     hist = client.get_metric_history(runs[0].info.run_id, "val_auroc")
     by_step: dict[int, set[float]] = {}
     for m in hist:
@@ -390,7 +390,7 @@ def test_eight_concurrent_jobs_share_one_mlflow_store(tmp_path, data_dir):
     all_at_once("train")
     client = MlflowClient(uri)
     exp = client.get_experiment_by_name("salience-chest")
-    runs = {r.info.run_name: r for r in client.search_runs([exp.experiment_id])}
+    runs = {r.data.tags["salience.run_id"]: r for r in client.search_runs([exp.experiment_id])}
     assert sorted(runs) == sorted(s.run_id for s in specs)
     for s in specs:
         run = runs[s.run_id]
@@ -405,7 +405,7 @@ def test_eight_concurrent_jobs_share_one_mlflow_store(tmp_path, data_dir):
         assert {"best_val_auroc", "best_epoch"} <= set(run.data.metrics)
 
     all_at_once("evaluate")
-    runs = {r.info.run_name: r for r in client.search_runs([exp.experiment_id])}
+    runs = {r.data.tags["salience.run_id"]: r for r in client.search_runs([exp.experiment_id])}
     assert sorted(runs) == sorted(s.run_id for s in specs)  # evaluate re-opened each run, made none
     for s in specs:
         run = runs[s.run_id]

@@ -74,6 +74,11 @@ def _listening_addresses(port: int) -> list[str]:
     return found
 
 
+def _run_id_tag(run: dict) -> str | None:
+    """The salience run id of a REST run record (tag salience.run_id; the run name is short)."""
+    return {t["key"]: t["value"] for t in run["data"].get("tags", [])}.get("salience.run_id")
+
+
 def test_ui_serves_the_workflow_runs(e2e_run):
     port = _free_port()
     cmd = [
@@ -127,7 +132,7 @@ def test_ui_serves_the_workflow_runs(e2e_run):
         found = _post(
             f"{base}/api/2.0/mlflow/runs/search", {"experiment_ids": ids, "max_results": 1000}
         ).get("runs", [])
-        names = {r["info"].get("run_name") for r in found}
+        names = {_run_id_tag(r) for r in found}
         cfg = sc.load_config(e2e_run.config)
         expected = {r.run_id for r in sc.expand_runs(cfg)}
         assert expected <= names, f"missing in MLflow: {sorted(expected - names)}"
@@ -135,9 +140,25 @@ def test_ui_serves_the_workflow_runs(e2e_run):
         for name in expected:
             metrics = set()
             for r in found:
-                if r["info"].get("run_name") == name:
+                if _run_id_tag(r) == name:
                     metrics |= {m["key"] for m in r["data"].get("metrics", [])}
             assert any(k.startswith("test_auroc") for k in metrics), (name, sorted(metrics))
+        # issue 14 §6: model-training experiments (the UI opens on runs), short run names with
+        # the full id in the tag, the prepared dataset as each run's dataset input
+        ours = [e for e in exps if e["name"].startswith("salience-")]
+        assert ours and all(
+            {t["key"]: t["value"] for t in e.get("tags", [])}.get("mlflow.experimentKind")
+            == "custom_model_development"
+            for e in ours
+        ), ours
+        for r in found:
+            rid = _run_id_tag(r)
+            assert r["info"]["run_name"].startswith("/".join(rid.split("/")[3:])), (rid, r["info"])
+            ds = [d["dataset"] for d in r.get("inputs", {}).get("dataset_inputs", [])]
+            assert [d["name"] for d in ds] == [rid.split("/")[0]] and len(ds[0]["digest"]) == 16
+            assert json.loads(ds[0]["profile"])["counts"]["train"]["total"] > 0
+        links = [ln for ln in log.read_text().splitlines() if "workflowType=machine_learning" in ln]
+        assert links and all(f"{base}/#/experiments/" in ln for ln in links), log.read_text()[:2000]
         # the UI page itself is served
         assert b"<html" in _get(f"{base}/").lower()
     finally:

@@ -163,7 +163,9 @@ def test_readme_own_data_commands_run_verbatim(tmp_path):
         )
         with urllib.request.urlopen(req, timeout=10) as resp:  # noqa: S310
             found = json.loads(resp.read()).get("runs", [])
-        names = sorted(r["info"]["run_name"] for r in found)
+        names = sorted(
+            {t["key"]: t["value"] for t in r["data"]["tags"]}["salience.run_id"] for r in found
+        )
         assert names == sorted(runs), found
         assert {r["info"]["status"] for r in found} == {"FINISHED"}
     finally:

@@ -356,3 +356,20 @@ def test_refuses_to_replace_a_foreign_folder(ds: Path, tmp_path: Path) -> None:
     ):
         generate("chest", precious, image_size=16, n_train=4, n_val=4, n_test=4)
     assert (precious / "thesis.tex").read_text() == "x"
+
+
+def test_many_resized_maps_make_one_warning_line(ds: Path, caplog) -> None:
+    """Issue 14: a layout where every map differs in size (CYBORG's) logs one line with the count
+    and two examples, not one line per row."""
+    rows = rows_of(ds)
+    with_map = [r for r in rows[1:] if r[3]]
+    for r in with_map:
+        p = ds / r[3]
+        Image.open(p).resize((30, 12), Image.BILINEAR).save(p)
+    d, _ = prepare_warns(ds, caplog)
+    lines = [rec.getMessage() for rec in caplog.records if rec.levelno == logging.WARNING]
+    sized = [ln for ln in lines if "map size differs" in ln or "map is 30×12" in ln]
+    assert len(sized) == 1, lines
+    assert sized[0].startswith(f"{len(with_map)} rows: map size differs from its image; e.g. ")
+    assert sized[0].count("map is 30×12 but its image is 20×20") == 2
+    assert d.meta["warnings"]["map size differs from its image"] == len(with_map)

@@ -346,6 +346,7 @@ def test_figures_are_valid_pngs(runs_root, runs, tmp_path):
         "seed_auroc.png",
         "ablation_tau.png",
         "ablation_sigma.png",
+        "cam_agreement.png",
     ]
     assert all(_is_png(p) for p in paths)
     assert _is_png(plot_roc(roc.iloc[0:0], tmp_path / "empty.png"))
@@ -387,3 +388,77 @@ def test_cli_end_to_end(runs_root, tmp_path, capsys):
     assert cli.main(["tables", "--runs", str(tmp_path / "nope.csv"), "--out-dir", str(out)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("error: ") and "nope.csv" in err[-1]
+
+
+# ---- overview of every method run (issue 14) -------------------------------------------------------
+BASE["mymethod"] = 0.83  # a method neither paper's tables list
+
+
+def test_overview_lists_every_method_with_p_values_vs_chosen_baseline(tmp_path, capsys):
+    root = tmp_path / "runs"
+    both_papers = ["xent", "cyborg", "difference", "contrast", "sage", "mymethod"]
+    _grid(root, both_papers, ["smallcnn"], range(3), datasets=["iris", "face"])
+    csv = tmp_path / "runs.csv"
+    runs = collect_runs(find_run_dirs(root))
+    runs.to_csv(csv, index=False)
+    out = tmp_path / "tables"
+    args = ["tables", "--runs", str(csv), "--out-dir", str(out), "--baseline", "cyborg"]
+    assert cli.main(args) == 0
+    ov = pd.read_csv(out / "overview.csv", keep_default_na=False)
+    agg = ov[ov["kind"] == "aggregate"]
+    assert sorted(set(agg["row"])) == sorted(both_papers)  # nothing dropped, mymethod included
+    assert set(agg["col"]) == {"iris", "face"} and (agg["n_seeds"] == "3").all()
+    assert (agg["baseline"].replace("", "cyborg") == "cyborg").all()
+    # p-value of each cell = paired t-test of its per-seed values (iris: mean over held-out
+    # folds; face: mean over generators) against cyborg's, recomputed here from runs.csv
+    u = tables.overall(runs.assign(value=runs["auroc"]), prefer_loo=True)
+    per_seed = u.groupby(["method", "dataset", "seed"])["value"].mean()
+    for m in set(both_papers) - {"cyborg"}:
+        for ds in ("iris", "face"):
+            p = sps.ttest_rel(per_seed[m][ds], per_seed["cyborg"][ds]).pvalue
+            cell = agg[(agg["row"] == m) & (agg["col"] == ds)].iloc[0]
+            assert float(cell["p_vs_baseline"]) == pytest.approx(p), (m, ds)
+            assert float(cell["ci_low"]) < float(cell["mean"]) < float(cell["ci_high"])
+    assert (agg.loc[agg["row"] == "cyborg", "p_vs_baseline"] == "").all()
+    tex = (out / "overview.tex").read_text()
+    assert "mymethod" in tex and "CYBORG" in tex and "Difference Salience" in tex
+    # a baseline that was not run: one line naming the methods that were, nothing written
+    bad = tmp_path / "bad"
+    for flag, name in (("--baseline", "perclass"), ("--dd-baseline", "xent")):
+        assert cli.main(["tables", "--runs", str(csv), "--out-dir", str(bad), flag, name]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and name in err[0] and flag in err[0] and "difference" in err[0]
+        assert not bad.exists()
+
+
+def test_figures_and_tables_with_nothing_to_show_are_left_out_with_a_reason(runs_root, tmp_path):
+    """Issue 14: no placeholder figure or empty table reaches the report; the overview page says
+    which were left out and why; each table with cells is rendered as HTML (bold = best)."""
+    base = collect_runs(find_run_dirs(runs_root))
+    base = base[(base["variant"] == "base") & (base["dataset"] == "chest")]
+    base = base.assign(cam_agreement=np.nan)  # as a study whose test images have no maps
+    roc = collect_roc(find_run_dirs(runs_root)[::7])
+    names = [p.name for p in build_all_figures(base, roc, tmp_path / "fig")]
+    assert names == ["roc.png", "seed_auroc.png"]
+    assert sorted(p.name for p in (tmp_path / "fig").iterdir()) == sorted(names)
+    csv = tmp_path / "runs.csv"
+    base.to_csv(csv, index=False)
+    args = ["tables", "--runs", str(csv), "--out-dir", str(tmp_path / "t")]
+    assert (
+        cli.main([*args, "--html-dir", str(tmp_path / "h"), "--csv-dir", str(tmp_path / "c")]) == 0
+    )
+    html = {p.stem: p.read_text() for p in (tmp_path / "h").glob("*.html")}
+    assert {"overview", "dd_t2", "sage_t1"} <= set(html) and "sage_t4" not in html
+    assert "agreement" not in html and sorted(html) == sorted(
+        p.stem for p in (tmp_path / "c").iterdir()
+    )
+    ov = html["overview"]
+    assert "<code>sage_t4</code>: no τ ablation in this config" in ov
+    assert "<code>agreement</code>: no test maps: agreement needs annotated test images" in ov
+    assert "<code>ablation_sigma.png</code>: no σ ablation in this config" in ov
+    agreement_tex = (tmp_path / "t" / "agreement.tex").read_text()
+    assert "No test maps: agreement needs annotated test images" in agreement_tex
+    assert "no runs" not in agreement_tex.lower()
+    t1 = html["sage_t1"]
+    assert "<b>0.9" in t1 and " ± " in t1 and "$" not in t1 and "\\" not in t1
+    assert "Backbones randomly initialised" in t1 and "n = " in t1 and "logit margin" in t1

@@ -267,6 +267,10 @@ def test_tiny_config_through_slurm_profile(slurm_cluster, tmp_path):
     # status checks used squeue as the profile says (sacct needs an accounting store, none here);
     # the plugin falls back to sacct only when MinJobAge is shorter than 3 status intervals
     assert "Falling back to 'sacct'" not in log
+    # issue 14 §5: each finished run's one line reaches Snakemake's console (local rule announce)
+    done = [ln for ln in log.splitlines() if re.match(r"done \S+: best epoch \d+, val AUROC", ln)]
+    trained = [p.parent for p in (root / "results" / "runs").rglob("metrics.json")]
+    assert trained and len(done) == len(trained), log[-3000:]
     print(
         f"SLURM run of {config}: {seconds:.0f} s, {len(jobs)} SLURM jobs ({len(gpu_jobs)} with a GPU)"
     )

@@ -212,7 +212,7 @@ def test_two_jobs_log_to_an_authenticated_server(tmp_path, monkeypatch):
         client = MlflowClient(tracking_uri=base)
         exp = client.get_experiment_by_name("salience-chest")
         assert exp is not None
-        runs = {r.info.run_name: r for r in client.search_runs([exp.experiment_id])}
+        runs = {r.data.tags["salience.run_id"]: r for r in client.search_runs([exp.experiment_id])}
         assert sorted(runs) == sorted(run_ids)
         for rid in run_ids:
             run = runs[rid]

@@ -194,7 +194,10 @@ def test_mlflow_store_holds_run_metrics_and_artifacts(tmp_path, data_dir):
     client = MlflowClient(uri)
     exp = client.get_experiment_by_name("salience-chest")
     runs = client.search_runs([exp.experiment_id])
-    assert [r.info.run_name for r in runs] == [spec.run_id]
+    assert [r.data.tags["salience.run_id"] for r in runs] == [spec.run_id]
+    assert [r.info.run_name for r in runs] == ["difference/base/seed0"]  # short; id in the tag
+    assert runs[0].inputs.dataset_inputs[0].dataset.name == "tiny"  # the runs table's Dataset
+    assert exp.tags["mlflow.experimentKind"] == "custom_model_development"
     run = runs[0]
     assert run.info.status == "FINISHED"
     assert run.data.params["method"] == "difference" and run.data.params["train.epochs"] == "2"
@@ -262,9 +265,9 @@ def test_train_evaluate_scores_in_the_same_job(tmp_path, data_dir):
     runs = client.search_runs([client.get_experiment_by_name("salience-chest").experiment_id])
     # one MLflow run per training stage (tag `stage`), both closed
     by_stage = {r.data.tags["stage"]: r for r in runs}
-    assert sorted(by_stage) == ["pretrain", "train"] and {r.info.run_name for r in runs} == {
-        spec.run_id
-    }
+    assert sorted(by_stage) == ["pretrain", "train"] and {
+        r.data.tags["salience.run_id"] for r in runs
+    } == {spec.run_id}
     assert {r.info.status for r in runs} == {"FINISHED"}
     final = by_stage["train"]
     assert final.data.metrics["test_auroc_all"] == pytest.approx(fused["auroc"]["all"])

@@ -121,6 +121,20 @@ def test_bad_config_rejected_by_package(kind):
     assert re.search(pattern, msg), msg
 
 
+def test_report_baseline_must_be_a_method_that_runs():
+    """Issue 14: the overview's baseline is checked before any training, naming the methods run."""
+    cfg = _load(".test/config.yaml")
+    cfg["report"]["baseline"] = "cyborg"
+    assert sc.validate(cfg, "ok.yaml")["report"]["baseline"] == "cyborg"
+    cfg["report"]["baseline"] = "sage"
+    with pytest.raises(ConfigError) as err:
+        sc.validate(cfg, "bad.yaml")
+    assert str(err.value) == (
+        "bad.yaml: report.baseline: 'sage' is not run by any experiment (methods run: xent, "
+        "cyborg, difference, mentor, fooling); pick one of them or remove the key (default xent)"
+    )
+
+
 # ------------------------------------------------------------------------------ snakemake parse
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", KINDS)

@@ -72,6 +72,25 @@ def cmd_train(args: argparse.Namespace) -> None:
             f"AUROC (results for {spec.run_id}): "
             + ", ".join(f"{k}={v:.3f}" for k, v in m["auroc"].items())
         )
+    # the job's one line on Snakemake's console (train rule: `grep '^done '` of the log)
+    print(
+        _done_line(spec.run_id, out, m["auroc"].get("all") if args.evaluate else None), flush=True
+    )
+
+
+def _done_line(run_id: str, out, test_auroc: float | None) -> str:
+    """`done <run id>: best epoch E, val AUROC V[, test AUROC T]` from run.json / history.csv."""
+    import json
+
+    import pandas as pd
+
+    best = int(json.loads((out / "run.json").read_text()).get("best_epoch", -1))
+    hist = pd.read_csv(out / "history.csv")
+    val = "n/a"
+    if best >= 1 and "val_auroc" in hist and len(hist) >= best:
+        val = f"{float(hist['val_auroc'].iloc[best - 1]):.3f}"
+    test = "" if test_auroc is None else f", test AUROC {test_auroc:.3f}"
+    return f"done {run_id}: best epoch {best}, val AUROC {val}{test}"
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:

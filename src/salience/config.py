@@ -136,7 +136,21 @@ def validate(cfg: dict, source: str = "config") -> dict:
     _fill_defaults(cfg, sch, sch)
     _check_names(cfg, source)
     _check_registries(cfg, source)
+    _check_report_baseline(cfg, source)
     return cfg
+
+
+def _check_report_baseline(cfg: dict, source: str) -> None:
+    """report.baseline must be a method some experiment runs in its base variant (not a sweep),
+    checked before any training: `tables` would stop on it after the whole study."""
+    base = cfg.get("report", {}).get("baseline")
+    grids = [g for g in cfg["experiments"].values() if "key" not in g]
+    ran = list(dict.fromkeys(m for g in grids for m in g["methods"]))
+    if base is not None and base not in ran:
+        raise ConfigError(
+            f"{source}: report.baseline: {base!r} is not run by any experiment (methods run: "
+            f"{', '.join(ran)}); pick one of them or remove the key (default xent)"
+        )
 
 
 def load_config(path: str | os.PathLike) -> dict:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import logging
 import os
 import random
@@ -33,6 +34,9 @@ from salience.errors import TrackingError
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 RUN_ID_TAG = "salience.run_id"
+# MLflow 3's UI opens an experiment by its kind (mlflow/server/js: "mlflow.experimentKind");
+# without it, it guesses GenAI (traces, token usage). Ours train models: the runs table.
+KIND_TAG, MODEL_TRAINING = "mlflow.experimentKind", "custom_model_development"
 
 # MLflow's own HTTP retries would keep an unreachable server busy for minutes.
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
@@ -211,12 +215,21 @@ class Tracker:
         with _store_lock(self.uri):
             exp = _retry(lambda: self.client.get_experiment_by_name(name), "get experiment")
             if exp is not None:
+                if exp.tags.get(KIND_TAG) != MODEL_TRAINING:  # stores made before the tag
+                    _retry(
+                        lambda: self.client.set_experiment_tag(
+                            exp.experiment_id, KIND_TAG, MODEL_TRAINING
+                        ),
+                        "tag experiment",
+                    )
                 return exp.experiment_id
             root = artifact_root(self.uri)
             loc = f"{root}/{name}" if root else None
             try:
                 return _retry(
-                    lambda: self.client.create_experiment(name, artifact_location=loc),
+                    lambda: self.client.create_experiment(
+                        name, artifact_location=loc, tags={KIND_TAG: MODEL_TRAINING}
+                    ),
                     "create experiment",
                 )
             except Exception as exc:  # noqa: BLE001 - RestException from a server
@@ -250,7 +263,9 @@ class Tracker:
                 return reused
         run = _retry(
             lambda: self.client.create_run(
-                exp_id, run_name=run_name, tags={RUN_ID_TAG: run_name, **tags}
+                exp_id,
+                run_name=short_name(run_name, tags.get("stage")),
+                tags={RUN_ID_TAG: run_name, **tags},
             ),
             "create run",
         )
@@ -288,6 +303,24 @@ class Tracker:
                     "close stale run",
                 )
         return None
+
+    def log_dataset(self, meta: dict, root: str | os.PathLike, context: str = "training") -> None:
+        """The prepared dataset as the run's MLflow dataset input (the runs table's Dataset column,
+        lineage): name, digest = the content hash of the source files (meta.json
+        `source.files_sha256`), source = the prepared folder, profile = the split counts."""
+        from mlflow.entities import Dataset, DatasetInput, InputTag
+
+        src = meta.get("source") or {}
+        digest = str(src.get("files_sha256") or src.get("manifest_sha256") or "")[:16]
+        entity = Dataset(
+            name=str(meta.get("name", Path(root).name)),
+            digest=digest or "unknown",
+            source_type="local",
+            source=json.dumps({"uri": str(Path(root).resolve())}),
+            profile=json.dumps({"n": meta.get("n"), "counts": meta.get("counts")}, default=str),
+        )
+        item = DatasetInput(entity, [InputTag("mlflow.data.context", context)])
+        _retry(lambda: self.client.log_inputs(self.run_id, datasets=[item]), "log dataset")
 
     def find(self, experiment: str, run_name: str) -> str | None:
         exp = _retry(lambda: self.client.get_experiment_by_name(experiment), "get experiment")
@@ -346,3 +379,16 @@ class Tracker:
 
 def experiment_name(task: str) -> str:
     return f"salience-{task}"
+
+
+def short_name(run_id: str, stage: str | None = None) -> str:
+    """MLflow run name a researcher reads: "method/variant/seedN" (+ " @fold" for held-out
+    folds, + " [stage]" for an earlier training stage such as MENTOR's pretrain) of a run id
+    dataset/fold/backbone/method/variant/seedN; the full id is the run's `salience.run_id` tag
+    (how reruns find it). Other ids are kept as they are."""
+    parts = run_id.split("/")
+    if len(parts) != 6:
+        return run_id
+    _, fold, _, method, variant, seed = parts
+    name = f"{method}/{variant}/{seed}" + ("" if fold == "all" else f" @{fold}")
+    return name + ("" if stage in (None, "train", "evaluate") else f" [{stage}]")

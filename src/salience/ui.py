@@ -57,8 +57,29 @@ def serve(cfg: dict, host: str = "127.0.0.1", port: int = 5000) -> None:
             host,
         )
     cmd, env = command(cfg, host, port)
-    print(
-        f"MLflow UI on http://{host}:{port}  (store {C.tracking_uri(cfg)}); Ctrl-C stops it",
-        flush=True,
-    )
+    base = f"http://{host}:{port}"
+    print(f"MLflow UI on {base}  (store {C.tracking_uri(cfg)}); Ctrl-C stops it", flush=True)
+    for line in experiment_links(C.tracking_uri(cfg), base):
+        print(line, flush=True)
     os.execve(cmd[0], cmd, env)
+
+
+def experiment_links(uri: str, base: str) -> list[str]:
+    """One "  <experiment>: <url>" line per model-training experiment of a local store, each URL
+    opening its runs table (`workflowType=machine_learning`: MLflow 3.17's UI otherwise opens the
+    GenAI overview, whatever the experiment's kind tag says). [] when the store is not there yet."""
+    from salience.tracking import KIND_TAG, MODEL_TRAINING, _local_dir
+
+    folder = _local_dir(uri)
+    if folder is None or not any(folder.iterdir()):
+        return []
+    try:
+        from mlflow.tracking import MlflowClient
+
+        exps = MlflowClient(tracking_uri=uri).search_experiments(
+            filter_string=f"tags.`{KIND_TAG}` = '{MODEL_TRAINING}'"
+        )
+    except Exception:  # noqa: BLE001 - links are a convenience; the server reports store errors
+        return []
+    url = "{}/#/experiments/{}?workflowType=machine_learning"
+    return [f"  {e.name}: {url.format(base, e.experiment_id)}" for e in exps]

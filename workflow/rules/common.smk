@@ -221,6 +221,7 @@ def get_final_outputs():
         f"{RESULTS}/figures/summary",
         f"{RESULTS}/aggregate/summary.json",
         *get_fooling_panels(),
+        *[f"{LOGS}/done/{r}.txt" for r in RUN_IDS],  # rule announce: one console line per run
     ]
 
 

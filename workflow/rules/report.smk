@@ -36,25 +36,38 @@ rule aggregate:
         " --out-runs {output.runs:q} --out-roc {output.roc:q} > {log:q} 2>&1"
 
 
-# The papers' tables (DD Tables 2–4, SAGE Tables 1–5, CAM agreement), each as CSV and LaTeX.
+# The overview (every method run) and the papers' tables (DD Tables 2–4, SAGE Tables 1–5, CAM
+# agreement), each as CSV and LaTeX; for the report, the non-empty ones as HTML and CSV downloads.
 rule tables:
     input:
         runs=f"{RESULTS}/aggregate/runs.csv",
     output:
-        report(
-            directory(f"{RESULTS}/tables"),
-            patterns=["{name}.csv"],
+        tables=directory(f"{RESULTS}/tables"),
+        # the report shows each table with cells rendered (HTML), and offers its tidy CSV
+        html=report(
+            directory(f"{RESULTS}/report/tables"),
+            patterns=["{name}.html"],
             caption="../report/tables.rst",
             category="Tables",
+            labels={"table": "{name}"},
+        ),
+        csv=report(
+            directory(f"{RESULTS}/report/csv"),
+            patterns=["{name}.csv"],
+            caption="../report/tidy.rst",
+            category="Tidy CSVs (download)",
             labels={"table": "{name}"},
         ),
     params:
         # report.allow_mixed_weights: tables may mix random-init and pretrained runs (docs/decisions.md)
         mixed="--allow-mixed-weights" if CFG["report"]["allow_mixed_weights"] else "",
+        # report.baseline: paired-test baseline of the overview table (docs/decisions.md "Tables")
+        baseline=f"--baseline {CFG['report']['baseline']}" if CFG["report"].get("baseline") else "",
     log:
         f"{LOGS}/tables/{RESULTS_SLUG}.log",
     shell:
-        "{PYTHON} -m salience tables --runs {input.runs:q} --out-dir {output:q} {params.mixed} > {log:q} 2>&1"
+        "{PYTHON} -m salience tables --runs {input.runs:q} --out-dir {output.tables:q} {params.mixed}"
+        " {params.baseline} --html-dir {output.html:q} --csv-dir {output.csv:q} > {log:q} 2>&1"
 
 
 # Summary figures (AUROC per method/backbone/task, ROC curves, ablations).

@@ -57,3 +57,25 @@ rule train:
     shell:
         "{PYTHON} -m salience train --config {CONFIG_ARG} --run-id {params.run_id:q}"
         " --stage {params.stage:q} --evaluate > {log:q} 2>&1"
+
+
+# One console line per finished run ("done <run id>: best epoch E, val AUROC V, test AUROC T", the
+# last line `train` prints to its log), so progress is visible without opening logs. A local rule:
+# its output reaches Snakemake's console under the SLURM executor too, where a job's own stdout
+# goes to the SLURM log. No Python start-up: grep only.
+rule announce:
+    input:
+        metrics=f"{RUN_DIR}/metrics.json",
+    output:
+        f"{LOGS}/done/{RUN}.txt",
+    params:
+        train_log=f"{LOGS}/train/{RUN}.log",
+    log:
+        f"{LOGS}/done/{RUN}.log",
+    priority: 100
+    shell:
+        "grep -h '^done ' {params.train_log:q} > {output:q} 2> {log:q} || true; cat {output:q}"
+
+
+localrules:
+    announce,

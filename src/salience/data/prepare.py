@@ -51,7 +51,7 @@ log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
 CHUNK_ROWS = 512
-WARN_LINES = 10  # per warning kind; the rest are counted in one summary line
+WARN_EXAMPLES = 2  # rows quoted in the one line each warning kind gets
 
 
 class ArrayWriter:
@@ -100,18 +100,28 @@ def sha256_file(path: Path) -> str:
 
 
 class Warnings:
+    """Per-row warnings collected by kind and logged once per kind at the end (issue 14): one
+    line with the count and the first two rows' messages, so a layout with many resized maps (52
+    in a normal CYBORG import) reads as one line, not fifty."""
+
     def __init__(self) -> None:
         self.counts: Counter[str] = Counter()
+        self.examples: dict[str, list[str]] = {}
 
     def add(self, kind: str, msg: str) -> None:
         self.counts[kind] += 1
-        if self.counts[kind] <= WARN_LINES:
-            log.warning("%s", msg)
+        shown = self.examples.setdefault(kind, [])
+        if len(shown) < WARN_EXAMPLES:
+            shown.append(msg)
 
     def summary(self) -> None:
+        """Log one line per kind: the message itself for one row, else count + two examples."""
         for kind, n in sorted(self.counts.items()):
-            if n > WARN_LINES:
-                log.warning("%d rows in total had: %s (first %d listed above)", n, kind, WARN_LINES)
+            ex = self.examples[kind]
+            if n == 1:
+                log.warning("%s", ex[0])
+            else:
+                log.warning("%d rows: %s; e.g. %s", n, kind, " | ".join(ex))
 
 
 def _load_image(

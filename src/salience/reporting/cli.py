@@ -19,9 +19,11 @@ from salience.reporting.aggregate import (
     read_roc_csv,
     read_runs_csv,
 )
-from salience.reporting.figures import build_all_figures
+from salience.reporting.figures import build_all_figures, figure_reasons
+from salience.reporting.html import table_reasons, write_report_dir
 from salience.reporting.origin import check_single_origin
-from salience.reporting.tables import build_all, overall, write_table
+from salience.reporting.overview import check_baseline, overview
+from salience.reporting.tables import PAPER_METHODS, build_all, overall, papers_of, write_table
 
 METRICS = ("auroc", "auroc_sigmoid")
 
@@ -42,10 +44,17 @@ def cmd_aggregate(args: argparse.Namespace) -> int:
 
 
 def cmd_tables(args: argparse.Namespace) -> int:
-    """runs.csv → <out-dir>/<table id>.csv and .tex for every table (empty ones included)."""
+    """runs.csv → <out-dir>/<table id>.csv and .tex: the overview of every method run, then the
+    paper tables (empty ones included). A baseline that was not run is a one-line error."""
     runs = read_runs_csv(args.runs)
-    papers = None if args.papers == "auto" else args.papers.split(",")
-    built = build_all(runs, args.metric, args.dd_baseline, args.sage_baseline, papers)
+    papers = papers_of(runs) if args.papers == "auto" else args.papers.split(",")
+    for paper, given in (("dd", args.dd_baseline), ("sage", args.sage_baseline)):
+        if given is not None and paper in papers:  # an explicit baseline must be a row
+            rows = runs[runs["method"].isin(PAPER_METHODS[paper])]
+            check_baseline(rows, given, f"--{paper}-baseline", f"the {paper.upper()} tables")
+    dd_base, sage_base = args.dd_baseline or "cyborg", args.sage_baseline or "xent"
+    built = [overview(runs, args.metric, args.baseline)]
+    built += build_all(runs, args.metric, dd_base, sage_base, papers)
     for table in built:  # every table checked before any is written
         runs_of = table.data[table.data["kind"] == "run"]
         check_single_origin(table.id, runs_of, args.allow_mixed_weights)
@@ -53,6 +62,13 @@ def cmd_tables(args: argparse.Namespace) -> int:
         csv, tex = write_table(table, args.out_dir)
         n = int((table.data["kind"] == "aggregate").sum())
         print(f"tables: {table.id}: {n} cells -> {csv}, {tex}")
+    if args.html_dir or args.csv_dir:  # the report's rendered tables and CSV downloads
+        omitted = table_reasons(runs, built, papers) | figure_reasons(runs)
+        html_dir, csv_dir = args.html_dir or args.out_dir, args.csv_dir or args.out_dir
+        written = write_report_dir(built, omitted, html_dir, csv_dir)
+        print(
+            f"tables: {len(written) // 2} HTML tables -> {html_dir}; left out: {', '.join(omitted)}"
+        )
     return 0
 
 
@@ -102,8 +118,17 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--runs", type=Path, required=True, help="runs CSV from `aggregate`")
     p.add_argument("--out-dir", type=Path, required=True, help="directory for <id>.csv/.tex")
     p.add_argument("--metric", choices=METRICS, default="auroc", help="softmax p1 or sigmoid AUROC")
-    p.add_argument("--dd-baseline", default="cyborg", help="paired-test baseline, DD tables")
-    p.add_argument("--sage-baseline", default="xent", help="paired-test baseline, SAGE tables")
+    p.add_argument(
+        "--baseline",
+        help="paired-test baseline of the overview table (default xent, else the first method run)",
+    )
+    p.add_argument(
+        "--dd-baseline", help="paired-test baseline, DD tables (default cyborg; must be a DD row)"
+    )
+    p.add_argument(
+        "--sage-baseline",
+        help="paired-test baseline, SAGE tables (default xent; must be a SAGE row)",
+    )
     p.add_argument(
         "--allow-mixed-weights",
         action="store_true",
@@ -116,6 +141,8 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
         default="auto",
         help="whose tables to write (auto: each paper with at least two of its methods in the runs)",
     )
+    p.add_argument("--html-dir", type=Path, help="also write <id>.html of each non-empty table")
+    p.add_argument("--csv-dir", type=Path, help="also copy each non-empty table's CSV here")
     p.set_defaults(func=cmd_tables)
 
     p = subparsers.add_parser("figures", help="ROC, seed and ablation figures")

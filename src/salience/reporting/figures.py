@@ -2,7 +2,8 @@
 
 Figures are drawn on `matplotlib.figure.Figure` with an explicit Agg canvas (no pyplot, no global
 state); rcParams come from `style.RC` through `rc_context`. A figure without data still gets
-written, with a "no runs" note, so the pipeline never stops on a partial grid.
+written by a plot_* call with a "no runs" note; `build_all_figures` leaves such figures out
+(`figure_reasons` says why, for the report's overview).
 """
 
 from __future__ import annotations
@@ -12,19 +13,21 @@ import os
 from pathlib import Path
 
 import matplotlib as mpl
+import numpy as np
 import pandas as pd
 import seaborn as sns
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from salience.reporting import style as S
-from salience.reporting.tables import overall
+from salience.reporting.tables import NO_TEST_MAPS, overall
 
 FIGURE_FILES = {
     "roc": "roc.png",
     "seeds": "seed_auroc.png",
     "tau": "ablation_tau.png",
     "sigma": "ablation_sigma.png",
+    "agreement": "cam_agreement.png",
 }
 
 
@@ -51,10 +54,28 @@ def _palette(methods) -> dict[str, tuple]:
     return dict(zip(ms, sns.color_palette("tab10", max(len(ms), 1))))
 
 
+TITLES = {
+    "cam_agreement": "CAM–human-map agreement (Pearson r) on annotated test images, per seed",
+}
+FPR_GRID = np.linspace(0.0, 1.0, 101)
+
+
+def _mean_roc(g: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, int]:
+    """Mean TPR over seeds (and folds) on FPR_GRID, its std, and the number of curves: each
+    curve's TPR interpolated at the grid (vertical averaging, Fawcett 2006 §7.1)."""
+    curves = []
+    for _, c in g.groupby("run_id"):
+        c = c.sort_values(["fpr", "tpr"])
+        curves.append(np.interp(FPR_GRID, c["fpr"].to_numpy(), c["tpr"].to_numpy()))
+    a = np.vstack(curves)
+    return a.mean(axis=0), (a.std(axis=0, ddof=1) if len(a) > 1 else np.zeros(a.shape[1])), len(a)
+
+
 def plot_roc(roc: pd.DataFrame, path: str | os.PathLike) -> Path:
     """ROC curves (DD/SAGE report AUROC): one panel per dataset × subset, one line per method
-    (its first backbone in the papers' order, lowest seed). Leave-one-out datasets show, per
-    fold, the held-out subset; other datasets show "all" and each subset."""
+    (its first backbone in the papers' order) = mean TPR over seeds at each FPR, band = ± std
+    over seeds; legend outside the axes. Leave-one-out datasets show, per fold, the held-out
+    subset; other datasets show "all" and each subset."""
     with mpl.rc_context(S.RC):
         d = roc[roc["variant"] == "base"]
         loo = d["dataset"].isin(set(d.loc[d["fold"] != "all", "dataset"]))
@@ -67,30 +88,37 @@ def plot_roc(roc: pd.DataFrame, path: str | os.PathLike) -> Path:
             panels += [
                 (ds, s) for s in ["all"] * ("all" in subs) + S.ordered_subsets(set(subs) - {"all"})
             ]
-        fig, axes = _grid(len(panels))
+        fig, axes = _grid(len(panels), ncols=3)
         colors = _palette(d["method"])
+        handles: dict[str, object] = {}
         for ax, (ds, sub) in zip(axes, panels):
             p = d[(d["dataset"] == ds) & (d["subset"] == sub)]
             for m in S.ordered(p["method"], S.ALL_METHODS):
                 g = p[p["method"] == m]
                 g = g[g["backbone"] == S.ordered(g["backbone"], S.BACKBONE_ORDER)[0]]
-                g = g[g["seed"] == g["seed"].min()]
-                label = f"{S.method_name(m)} (s{g['seed'].iloc[0]})"
-                ax.plot(g["fpr"], g["tpr"], color=colors[m], lw=1.2, label=label)
+                mean, std, n = _mean_roc(g)
+                (line,) = ax.plot(FPR_GRID, mean, color=colors[m], lw=1.3)
+                ax.fill_between(FPR_GRID, mean - std, mean + std, color=colors[m], alpha=0.15, lw=0)
+                handles.setdefault(f"{S.method_name(m)} (n = {n})", line)
             ax.plot([0, 1], [0, 1], color="0.6", lw=0.8, ls="--")
             ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="FPR", ylabel="TPR")
-            ax.set_title(f"{ds}: {S.subset_name(sub) if sub != 'all' else 'all'}")
-            ax.legend(loc="lower right", fontsize=6)
+            ax.set_title(f"{ds}: {S.subset_name(sub) if sub != 'all' else 'all test images'}")
+        fig.suptitle("Test ROC, base variant:\nmean over seeds (line) ± std (band)")
+        ncol = min(len(handles), 3)
+        fig.legend(handles.values(), handles.keys(), loc="outside lower center", ncols=ncol)
         return S.save_figure(fig, path)
 
 
 def plot_seed_distributions(
     runs: pd.DataFrame, path: str | os.PathLike, metric: str = "auroc"
 ) -> Path:
-    """Per-seed overall AUROC per method (points, mean ± std bar), one panel per dataset, base
-    variant. Leave-one-out datasets: one point per seed = mean over folds (as in the tables)."""
+    """Per-seed overall value of `metric` per method (points) with mean ± std over seeds (bar),
+    one panel per dataset, base variant, methods on the y axis (readable labels). Cells as the
+    tables: held-out folds' mean per seed for leave-one-out datasets, mean over generators."""
+    what = S.METRIC_LABEL.get(metric, metric)
     with mpl.rc_context(S.RC):
-        d = overall(runs[runs["variant"] == "base"], prefer_loo=False)
+        d = runs[runs["variant"] == "base"].dropna(subset=[metric])
+        d = overall(d.assign(value=d[metric]), prefer_loo=True)
         if d.empty:
             return _empty(path, "seed distributions")
         keys = ["dataset", "method", "backbone", "seed"]
@@ -98,27 +126,35 @@ def plot_seed_distributions(
         d["Method"] = d["method"].map(S.method_name)
         d["Backbone"] = d["backbone"].map(S.backbone_name)
         datasets = sorted(d["dataset"].unique())
-        fig, axes = _grid(len(datasets), ncols=3, size=(4.2, 3.2))
+        n_methods = d["method"].nunique()
+        fig, axes = _grid(len(datasets), ncols=3, size=(4.4, 0.9 + 0.32 * n_methods))
         hue = "Backbone" if d["backbone"].nunique() > 1 else None
-        for ax, ds in zip(axes, datasets):
+        for i, (ax, ds) in enumerate(zip(axes, datasets)):
             p = d[d["dataset"] == ds]
-            order = [S.method_name(m) for m in S.ordered(p["method"], S.ALL_METHODS)]
-            kw = {"data": p, "x": "Method", "y": metric, "hue": hue, "order": order, "ax": ax}
-            sns.stripplot(**kw, size=3, alpha=0.7, dodge=hue is not None, legend=False)
-            # mean ± std over seeds, as the papers' tables report
+            order = [S.method_name(m) for m in S.ordered(d["method"], S.ALL_METHODS)]
+            kw = {"data": p, "y": "Method", "x": metric, "hue": hue, "order": order, "ax": ax}
+            sns.stripplot(**kw, size=3.5, alpha=0.6, dodge=hue is not None, legend=False)
             sns.pointplot(
                 **kw,
                 errorbar="sd",
                 dodge=0.4 if hue else False,
                 linestyle="none",
-                marker="_",
+                marker="|",
                 markersize=12,
-                capsize=0.2,
+                capsize=0.25,
                 color=None if hue else "k",
+                legend=hue is not None and i == 0,
             )
             ax.set_title(ds)
-            ax.set(xlabel="", ylabel=S.METRIC_LABEL.get(metric, metric))
-            ax.tick_params(axis="x", labelrotation=45)
+            ax.set(ylabel="", xlabel=f"{what} (dots: seeds; bar: mean ± std)")
+            if i % 3:
+                ax.tick_params(axis="y", labelleft=False)
+        if hue and axes[0].get_legend() is not None:  # one backbone legend, outside the panels
+            handles, labels = axes[0].get_legend_handles_labels()
+            axes[0].get_legend().remove()
+            fig.legend(handles, labels, title="Backbone", loc="outside right upper")
+        title = TITLES.get(metric, f"Test {what} per seed, base variant")
+        fig.suptitle(f"{title} (mean ± std over seeds)")
         return S.save_figure(fig, path)
 
 
@@ -152,19 +188,41 @@ def plot_ablation(
             )
         symbol = {"tau": r"$\tau$", "sigma": r"$\sigma$"}.get(prefix, prefix)
         ax.set(xlabel=symbol, ylabel=S.METRIC_LABEL.get(metric, metric))
-        ax.set_title(f"{S.method_name(method)}: {symbol} ablation (mean ± std over seeds)")
-        ax.legend(fontsize=7)
+        ax.set_title(f"{S.method_name(method)}: {symbol} ablation (error bars: ± std over seeds)")
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
         return S.save_figure(fig, path)
+
+
+ABLATION_OF = {"tau": "τ", "sigma": "σ"}
+
+
+def figure_reasons(runs: pd.DataFrame) -> dict[str, str]:
+    """File name → why that figure has nothing to show (and is not written by build_all_figures)."""
+    out = {}
+    base = runs[runs["variant"] == "base"]
+    if base.empty:
+        out[FIGURE_FILES["roc"]] = out[FIGURE_FILES["seeds"]] = "no runs of the base variant"
+    for prefix, sym in ABLATION_OF.items():
+        if not (runs["variant"].str.startswith(prefix + "-") & (runs["method"] == "sage")).any():
+            out[FIGURE_FILES[prefix]] = f"no {sym} ablation in this config"
+    if base["cam_agreement"].isna().all():
+        out[FIGURE_FILES["agreement"]] = NO_TEST_MAPS
+    return out
 
 
 def build_all_figures(
     runs: pd.DataFrame, roc: pd.DataFrame, out_dir: str | os.PathLike, metric: str = "auroc"
 ) -> list[Path]:
-    """Every figure into `out_dir` (file names in FIGURE_FILES)."""
-    out = Path(out_dir)
+    """Every figure with something to show into `out_dir` (file names in FIGURE_FILES); those in
+    `figure_reasons(runs)` are not written (the report's overview says why)."""
+    out, skip = Path(out_dir), figure_reasons(runs)
+    makers = {
+        "roc": lambda p: plot_roc(roc, p),
+        "seeds": lambda p: plot_seed_distributions(runs, p, metric),
+        "tau": lambda p: plot_ablation(runs, p, "tau", metric=metric),
+        "sigma": lambda p: plot_ablation(runs, p, "sigma", metric=metric),
+        "agreement": lambda p: plot_seed_distributions(runs, p, "cam_agreement"),
+    }
     return [
-        plot_roc(roc, out / FIGURE_FILES["roc"]),
-        plot_seed_distributions(runs, out / FIGURE_FILES["seeds"], metric),
-        plot_ablation(runs, out / FIGURE_FILES["tau"], "tau", metric=metric),
-        plot_ablation(runs, out / FIGURE_FILES["sigma"], "sigma", metric=metric),
+        make(out / FIGURE_FILES[k]) for k, make in makers.items() if FIGURE_FILES[k] not in skip
     ]

@@ -51,11 +51,12 @@ class Table:
     latex: str
 
 
-def empty_table(tid: str, caption: str) -> Table:
-    """Header-only CSV and a LaTeX stub: a table without runs never stops the pipeline."""
-    tex = f"% {tid}: no runs for this table\n\\begin{{table}}[ht]\n\\centering\n"
+def empty_table(tid: str, caption: str, reason: str = "no runs for this table") -> Table:
+    """Header-only CSV and a LaTeX stub saying `reason`: a table without cells never stops the
+    pipeline."""
+    tex = f"% {tid}: {reason}\n\\begin{{table}}[ht]\n\\centering\n"
     tex += f"\\caption{{{caption}}}\n\\label{{tab:{tid}}}\n"
-    tex += "No runs for this table.\n\\end{table}\n"
+    tex += f"{S.tex(reason[:1].upper() + reason[1:])}.\n\\end{{table}}\n"
     return Table(tid, pd.DataFrame(columns=TABLE_COLUMNS), tex)
 
 
@@ -135,6 +136,7 @@ def _build(
     cap += " " + caption_note(units)  # backbone initialisation of the runs (reporting/origin.py)
     cap += gaze_note(units)
     cap += S.CONSTANT_NOTE if any(k in cells for k in flagged) else ""
+    cap += _no_baseline_note(rows, baseline_of, baseline_name)
     tex = S.render_latex(tid, cap, stub, [S.tex(lab) for _, lab in cols], body)
     meta = {"table": tid, "metric": metric}
     runs = units.assign(**meta, kind="run")
@@ -143,6 +145,15 @@ def _build(
     data = data.assign(row_label=data["row"].map(rlabel), col_label=data["col"].map(clabel))
     data = data.reindex(columns=TABLE_COLUMNS).astype({"seed": "Int64", "n_seeds": "Int64"})
     return Table(tid, data, tex)
+
+
+def _no_baseline_note(rows, baseline_of, baseline_name: str) -> str:
+    """Caption sentence when no row of the table is its paired-test baseline, so every p-value
+    is blank for that reason (issue 14: said, never left blank silently)."""
+    keys = {r for r, _ in rows}
+    if baseline_of is None or not baseline_name or any(baseline_of(r) in keys for r in keys):
+        return ""
+    return f" No p-values: the baseline {S.tex(baseline_name)} has no runs in this table."
 
 
 def gaze_note(units: pd.DataFrame) -> str:
@@ -339,7 +350,12 @@ def agreement(runs: DF, baseline: str = "xent") -> Table:
         "and the human map on the CAM grid (1: same pattern, 0: unrelated, $-1$: opposite)."
     )
     d = _select(runs, "cam_agreement", None)
+    if d.empty and not runs.empty:  # runs, but none scored against human maps
+        return empty_table("agreement", cap, NO_TEST_MAPS)
     return _by_backbone("agreement", cap, d, "cam_agreement", baseline)
+
+
+NO_TEST_MAPS = "no test maps: agreement needs annotated test images (and models with a CAM)"
 
 
 def sage_t3(runs: DF, metric: str = "auroc", backbone: Opt = None) -> Table:

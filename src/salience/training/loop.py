@@ -278,6 +278,7 @@ def train(cfg: dict, spec: C.RunSpec, stage: str = "train", tracker=None) -> Pat
             _experiment(resolved), spec.run_id, tags, resume=state.get("mlflow_run")
         )
         tracker.log_params({"stage": stage, **resolved})
+        tracker.log_dataset(ds.meta, ds.root)  # the runs table's Dataset column, lineage
 
     autocast = tcfg["bf16"] and device.type == "cuda"
     epochs = method.stage_epochs(stage, tcfg["epochs"])
