@@ -291,3 +291,29 @@ def test_every_command_line_option_says_what_it_is():
         return out
 
     assert undocumented(build_parser(), "salience") == []
+
+
+def test_every_rule_runs_the_interpreter_that_runs_snakemake_with_quoted_arguments():
+    """A rule that calls a bare `python` fails without .venv active (exit 127); an unquoted
+    `{wildcards.x}` splits a name with a space. Every shell command of workflow/rules/ follows
+    the rule."""
+    shells = []
+    for path in sorted((REPO / "workflow/rules").glob("*.smk")):
+        lines = path.read_text().splitlines()
+        for i, line in enumerate(lines):
+            if line.strip() != "shell:":
+                continue
+            parts = []
+            for nxt in lines[i + 1 :]:
+                if not nxt.strip().startswith('"'):
+                    break
+                parts.append(nxt.strip().strip('"'))
+            shells.append("".join(parts))
+    assert len(shells) >= 8, shells
+    for cmd in (c for c in shells if "-m salience" in c):
+        assert cmd.startswith("{PYTHON} -m salience "), cmd
+    text = "\n".join(shells)
+    for field in re.findall(r"\{((?:wildcards|params|input|output|log)[^}]*)\}", text):
+        if field.split(":")[0] in ("params.mixed", "params.baseline", "params.settings"):
+            continue  # a flag (its value quoted where it is built) or a rerun trigger
+        assert field.endswith(":q"), f"unquoted shell field {{{field}}}"

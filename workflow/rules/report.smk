@@ -62,7 +62,9 @@ rule tables:
         # report.allow_mixed_weights: tables may mix random-init and pretrained runs (docs/decisions.md)
         mixed="--allow-mixed-weights" if CFG["report"]["allow_mixed_weights"] else "",
         # report.baseline: paired-test baseline of the overview table (docs/decisions.md "Tables")
-        baseline=f"--baseline {CFG['report']['baseline']}" if CFG["report"].get("baseline") else "",
+        baseline=(
+            f"--baseline {shlex.quote(CFG['report']['baseline'])}" if CFG["report"].get("baseline") else ""
+        ),
     log:
         f"{LOGS}/tables/{RESULTS_SLUG}.log",
     shell:

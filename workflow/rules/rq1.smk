@@ -17,6 +17,13 @@ def get_rq1_settings(wildcards):
     return sc.config_hash(rq1_settings(CFG))
 
 
+def rq1_report(path, **kw):
+    """`path` in the report only when the config has fooling runs: without them the table is a
+    header and the figure says "no fooling runs" (kept for DVC's study stage), and the report's
+    overview lists DD RQ1 as left out, with that reason (reporting.figures.figure_reasons)."""
+    return report(path, **kw) if RQ1_RUNS else path
+
+
 def get_rq1_outputs():
     """Always requested (a config without fooling runs gets a header-only table and a "no fooling
     runs" figure), so DVC's study stage can own results/rq1 for any config."""
@@ -42,7 +49,7 @@ rule rq1_score:
         mem_mb=mem_mb(4000),
         runtime=runtime(30),
     shell:
-        "python -m salience rq1-score --config {CONFIG_ARG} --run-id {params.run_id} > {log} 2>&1"
+        "{PYTHON} -m salience rq1-score --config {CONFIG_ARG} --run-id {params.run_id:q} > {log:q} 2>&1"
 
 
 # The RQ1 table (CSV + LaTeX) and the deletion-curve figure.
@@ -50,14 +57,14 @@ rule rq1:
     input:
         [f"{RESULTS}/runs/{r}/rq1.json" for r in RQ1_RUNS],
     output:
-        table=report(
+        table=rq1_report(
             f"{RESULTS}/rq1/rq1.csv",
             caption="../report/rq1.rst",
             category="DD RQ1",
             labels={"what": "table"},
         ),
         latex=f"{RESULTS}/rq1/rq1.tex",
-        figure=report(
+        figure=rq1_report(
             f"{RESULTS}/rq1/rq1_deletion.png",
             caption="../report/rq1.rst",
             category="DD RQ1",
@@ -69,8 +76,8 @@ rule rq1:
     log:
         f"{LOGS}/rq1/{RESULTS_SLUG}.log",
     shell:
-        "python -m salience rq1 --inputs {input} --out-dir {params.out_dir}"
-        " --counterpart {params.counterpart} > {log} 2>&1"
+        "{PYTHON} -m salience rq1 --inputs {input:q} --out-dir {params.out_dir:q}"
+        " --counterpart {params.counterpart:q} > {log:q} 2>&1"
 
 
 localrules:

@@ -207,6 +207,8 @@ def figure_reasons(runs: pd.DataFrame) -> dict[str, str]:
             out[FIGURE_FILES[prefix]] = f"no {sym} ablation in this config"
     if base["cam_agreement"].isna().all():
         out[FIGURE_FILES["agreement"]] = NO_TEST_MAPS
+    if not (runs["method"] == "fooling").any():  # workflow/rules/rq1.smk keeps it out too
+        out["DD RQ1 (rq1 table, deletion curves)"] = "no passive-fooling runs in this config"
     return out
 
 
