@@ -97,3 +97,19 @@ def run_cli(
             f"salience {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
         )
     return proc
+
+
+def rows_of(ds: Path) -> list[list[str]]:
+    """The rows of `ds`/manifest.csv (header included)."""
+    import csv
+
+    with open(ds / "manifest.csv", newline="") as fh:
+        return list(csv.reader(fh))
+
+
+def write_rows(ds: Path, rows: list[list[str]]) -> None:
+    """Write `rows` as `ds`/manifest.csv."""
+    import csv
+
+    with open(ds / "manifest.csv", "w", newline="") as fh:
+        csv.writer(fh, lineterminator="\n").writerows(rows)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _support import rows_of, write_rows
 from PIL import Image
 
 from salience.data.cli import add_parsers
@@ -36,16 +37,6 @@ def ds(base: Path, tmp_path: Path) -> Path:
     dst = tmp_path / "ds"
     shutil.copytree(base, dst)
     return dst
-
-
-def rows_of(ds: Path) -> list[list[str]]:
-    with open(ds / "manifest.csv", newline="") as fh:
-        return list(csv.reader(fh))
-
-
-def write_rows(ds: Path, rows: list[list[str]]) -> None:
-    with open(ds / "manifest.csv", "w", newline="") as fh:
-        csv.writer(fh, lineterminator="\n").writerows(rows)
 
 
 def fails(ds: Path, *parts: str) -> str:

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from _support import rows_of
 from PIL import Image
 
 from salience.data.cli import add_parsers
@@ -41,11 +42,6 @@ def ds(base: Path, tmp_path: Path) -> Path:
     dst = tmp_path / "ds"
     shutil.copytree(base, dst)
     return dst
-
-
-def rows_of(ds: Path) -> list[list[str]]:
-    with open(ds / "manifest.csv", newline="") as fh:
-        return list(csv.reader(fh))
 
 
 def no_leftovers(ds: Path, out: Path) -> None:

@@ -26,6 +26,8 @@ import math
 
 import numpy as np
 
+from salience.evaluation.metrics import pearson_agreement
+
 __all__ = ["KL_EPS", "cc", "sim", "kl", "nss", "top_fraction_fixations", "METRICS"]
 
 KL_EPS = 2.2204e-16  # MATLAB's eps, as the MIT saliency benchmark's KLdiv.m
@@ -59,13 +61,7 @@ def cc(pred: np.ndarray, human: np.ndarray) -> np.ndarray:
     """Pearson's linear correlation coefficient per image (B,); NaN where either map is constant."""
     p, q = _flat(pred), _flat(human)
     _check_pair(p, q)
-    p = p - p.mean(1, keepdims=True)
-    q = q - q.mean(1, keepdims=True)
-    den = np.sqrt((p * p).sum(1) * (q * q).sum(1))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        r = (p * q).sum(1) / den
-    r[den == 0] = np.nan
-    return r
+    return pearson_agreement(p, q)  # the training job's cam_agreement: one definition of CC
 
 
 def sim(pred: np.ndarray, human: np.ndarray) -> np.ndarray:
