@@ -468,3 +468,12 @@ def test_figures_and_tables_with_nothing_to_show_are_left_out_with_a_reason(runs
     t1 = html["sage_t1"]
     assert "<b>0.9" in t1 and " ± " in t1 and "$" not in t1 and "\\" not in t1
     assert "Backbones randomly initialised" in t1 and "n = " in t1 and "logit margin" in t1
+
+
+def test_every_method_gets_its_own_colour():
+    """The demo runs twelve methods: a ten-colour palette gave two methods the same line colour."""
+    from salience.reporting.figures import _palette
+    from salience.reporting.style import ALL_METHODS
+
+    colours = _palette(ALL_METHODS)
+    assert len(colours) == len(ALL_METHODS) and len(set(colours.values())) == len(ALL_METHODS)

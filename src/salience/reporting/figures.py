@@ -51,7 +51,9 @@ def _empty(path: str | os.PathLike, what: str) -> Path:
 
 def _palette(methods) -> dict[str, tuple]:
     ms = S.ordered(methods, S.ALL_METHODS)
-    return dict(zip(ms, sns.color_palette("tab10", max(len(ms), 1))))
+    # tab10 repeats after ten colours (twelve methods in the demo): tab20 keeps every method apart
+    name = "tab10" if len(ms) <= 10 else "tab20"
+    return dict(zip(ms, sns.color_palette(name, max(len(ms), 1))))
 
 
 TITLES = {
