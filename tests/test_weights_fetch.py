@@ -365,11 +365,16 @@ def test_every_caption_states_the_weights_origin(tmp_path):
     assert set(data.loc[data["kind"] == "run", "weights_origin"].str.split(":").str[0]) == {
         "imagenet"
     }
+    # aggregate rows carry their cell's initialisation too (filtering to cells keeps it)
+    aggs = data[data["kind"] == "aggregate"]
+    assert len(aggs) and aggs["weights_origin"].str.startswith("imagenet:").all()
     rc, out = _tables(tmp_path / "r", lambda bb, s: "random")
     assert rc == 0
-    for tid in ("sage_t1", "sage_t2", "agreement"):
+    for tid in ("sage_t1", "sage_t2"):
         tex = (out / f"{tid}.tex").read_text()
-        assert "no runs" in tex or "Backbones randomly initialised (no pretrained weights)." in tex
+        assert "Backbones randomly initialised (no pretrained weights)." in tex
+    # these runs have no test maps: the agreement table says so instead of a caption of cells
+    assert "No test maps" in (out / "agreement.tex").read_text()
 
 
 def test_a_table_mixing_random_and_pretrained_runs_is_refused_unless_allowed(tmp_path, capsys):

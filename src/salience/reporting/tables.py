@@ -84,6 +84,8 @@ def _cells(units, rows, cols, baseline_of, baseline_name, delta) -> dict[tuple[s
         agg = {d: (src[d].iloc[0] if src[d].nunique() == 1 else "") for d in DESCRIPTORS}
         agg |= {"mean": sm.mean, "std": sm.std, "ci_low": sm.ci_low, "ci_high": sm.ci_high}
         agg |= {"n_seeds": sm.n, "baseline": base, "p_vs_baseline": test and test.p_ttest}
+        if "weights_origin" in src:  # the cell's initialisation(s), as its run rows carry it
+            agg["weights_origin"] = ", ".join(sorted(set(src["weights_origin"].astype(str))))
         out[(r, c)] = agg | {"p_wilcoxon_vs_baseline": test and test.p_wilcoxon, "row": r, "col": c}
     return out
 
