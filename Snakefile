@@ -1,9 +1,9 @@
-# Table of contents of the study workflow (lessons 1 and 6 of the style notes): which config, which
+# Table of contents of the study workflow: which config, which
 # rule files, which final targets. Rules live in workflow/rules/, helpers in workflow/rules/common.smk.
 #
 #   snakemake --cores 2                                   # demo: config/config.yaml
 #   snakemake --cores 2 --configfile .test/config.yaml    # any other config REPLACES the default
-#   snakemake --profile profiles/slurm --configfile config/paper-sage.yaml
+#   snakemake --profile profiles/slurm --configfile config/paper.yaml
 #   snakemake --report results/report.html                # after a run: tables and figures in HTML
 
 from snakemake.utils import min_version

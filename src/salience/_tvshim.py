@@ -2,7 +2,7 @@
 
 The registry's torchvision 0.28.0 wheel is a CUDA build: its compiled extension cannot load against
 CPU torch, and `torchvision/_meta_registrations.py` then fails with
-`RuntimeError: operator torchvision::nms does not exist` (../shared/notes/toolchain.md).
+`RuntimeError: operator torchvision::nms does not exist` (docs/decisions.md, "torchvision on CPU").
 Before the first `import torchvision` we try to load the real extension; only when that fails with
 OSError do we define the two operator schemas the meta registrations expect. On a CUDA machine the
 extension loads and this shim does nothing. `torchvision.io` and `torchvision.ops` stay unusable
