@@ -372,10 +372,11 @@ def test_each_study_writes_its_own_papers_tables(tmp_path):
         == 0
     )
     written = sorted(p.stem for p in (tmp_path / "t").glob("*.csv"))
-    assert written == sorted([*tables.PAPER_TABLES["sage"], "agreement"])
+    # plus the overview of every method run, whichever papers' tables are written (issue 14)
+    assert written == sorted([*tables.PAPER_TABLES["sage"], "agreement", "overview"])
     args = ["--papers", "dd,sage", "--out-dir", str(tmp_path / "both")]
     assert cli.main(["tables", "--runs", str(tmp_path / "runs.csv"), *args]) == 0
-    assert len(list((tmp_path / "both").glob("*.tex"))) == len(tables.TABLE_IDS)
+    assert len(list((tmp_path / "both").glob("*.tex"))) == len(tables.TABLE_IDS) + 1
 
 
 def test_constant_model_gets_warnings_in_its_metrics(tmp_path, face_data):

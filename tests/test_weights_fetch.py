@@ -384,9 +384,10 @@ def test_a_table_mixing_random_and_pretrained_runs_is_refused_unless_allowed(tmp
     rc, out = _tables(tmp_path, origin)
     assert rc == 2 and not out.exists()  # no table written
     [line] = capsys.readouterr().err.strip().splitlines()
+    # the overview of every run is checked first: it holds all 12 runs
     assert line == (
-        "error: table sage_t1: its runs mix backbone initialisations (ImageNet: 4 runs (e.g. "
-        "chest/all/resnet50/sage/base/seed0); random init: 2 runs (e.g. "
+        "error: table overview: its runs mix backbone initialisations (ImageNet: 10 runs (e.g. "
+        "chest/all/efficientnet_b7/sage/base/seed0); random init: 2 runs (e.g. "
         "chest/all/resnet50/sage/base/seed1)); rerun them with one model.weights (`python -m "
         "salience weights fetch` for the ImageNet files), or allow it with `tables "
         "--allow-mixed-weights` (report.allow_mixed_weights: true)"
