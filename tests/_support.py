@@ -113,3 +113,25 @@ def write_rows(ds: Path, rows: list[list[str]]) -> None:
 
     with open(ds / "manifest.csv", "w", newline="") as fh:
         csv.writer(fh, lineterminator="\n").writerows(rows)
+
+
+def compile_latex(body: str, folder: Path) -> Path:
+    """Compile `body` (booktabs tables) in an article with pdflatex; returns the PDF. A missing
+    pdflatex fails the test with how to install it (.ci/sysdeps.sh)."""
+    import shutil
+
+    import pytest
+
+    if shutil.which("pdflatex") is None:
+        pytest.fail("pdflatex not found: run `bash .ci/sysdeps.sh` (or `make sysdeps`) as root")
+    doc = "\\documentclass{article}\n\\usepackage{booktabs}\n\\begin{document}\n"
+    (folder / "t.tex").write_text(doc + body + "\n\\end{document}\n")
+    res = subprocess.run(
+        ["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "t.tex"],
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert res.returncode == 0, res.stdout[-2000:]
+    return folder / "t.pdf"

@@ -12,6 +12,8 @@ import shutil
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -79,6 +81,24 @@ def run(
         tail = (proc.stdout + proc.stderr)[-6000:]
         raise AssertionError(f"{' '.join(cmd)} exited {proc.returncode} in {cwd}:\n{tail}")
     return proc
+
+
+def wait_healthy(proc: subprocess.Popen, base: str, log: Path, limit: float = 90) -> float:
+    """Poll an MLflow server's /health until it answers OK (no fixed sleep); fail with the end
+    of its log when it exits or `limit` seconds pass. Returns the seconds it took."""
+    t0 = time.monotonic()
+    while True:
+        try:
+            with urllib.request.urlopen(f"{base}/health", timeout=2) as resp:  # noqa: S310
+                if resp.read().strip() == b"OK":
+                    return time.monotonic() - t0
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            pass
+        assert proc.poll() is None, f"server exited {proc.returncode}:\n{log.read_text()[-3000:]}"
+        assert time.monotonic() - t0 < limit, (
+            f"no /health after {limit} s:\n{log.read_text()[-3000:]}"
+        )
+        time.sleep(0.2)
 
 
 @dataclass

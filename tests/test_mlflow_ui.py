@@ -16,7 +16,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import tool_bin, workflow_env
+from conftest import tool_bin, wait_healthy, workflow_env
 
 import salience.config as sc
 
@@ -104,21 +104,7 @@ def test_ui_serves_the_workflow_runs(e2e_run):
         )
     base = f"http://127.0.0.1:{port}"
     try:
-        t0 = time.monotonic()
-        while True:
-            try:
-                if _get(f"{base}/health").strip() == b"OK":
-                    break
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                pass
-            assert proc.poll() is None, (
-                f"server exited {proc.returncode}:\n{log.read_text()[-3000:]}"
-            )
-            assert time.monotonic() - t0 < 120, (
-                f"no /health after 120 s:\n{log.read_text()[-3000:]}"
-            )
-            time.sleep(0.5)
-        print(f"MLflow UI answered /health after {time.monotonic() - t0:.1f} s")
+        print(f"MLflow UI answered /health after {wait_healthy(proc, base, log, 120):.1f} s")
 
         # bound to the loopback interface only
         addrs = _listening_addresses(port)

@@ -10,14 +10,13 @@ import shutil
 import signal
 import socket
 import subprocess
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import REPO, copy_repo, tool_bin
+from conftest import REPO, copy_repo, tool_bin, wait_healthy
 from PIL import Image
 
 pytestmark = pytest.mark.slow
@@ -145,17 +144,7 @@ def test_readme_own_data_commands_run_verbatim(tmp_path):
         )
     base = f"http://127.0.0.1:{port}"
     try:
-        t0 = time.monotonic()
-        while True:
-            try:
-                with urllib.request.urlopen(f"{base}/health", timeout=2) as resp:  # noqa: S310
-                    if resp.read().strip() == b"OK":
-                        break
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                pass
-            assert server.poll() is None, log.read_text()[-3000:]
-            assert time.monotonic() - t0 < 90, log.read_text()[-3000:]
-            time.sleep(0.2)
+        wait_healthy(server, base, log)
         req = urllib.request.Request(
             f"{base}/api/2.0/mlflow/runs/search",
             data=json.dumps({"experiment_ids": ["0", "1", "2", "3"], "max_results": 50}).encode(),

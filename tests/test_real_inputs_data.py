@@ -537,18 +537,26 @@ def test_a_map_method_refuses_a_training_split_without_maps(
     )
 
 
-def test_fourcol_map_with_another_extension_is_found(
-    tmp_path: Path, capsys: pytest.CaptureFixture
-) -> None:
-    """Sibling (3) for `import fourcol`: the CSV names sal/x.png, the folder holds sal/x.jpg."""
-    root = tmp_path / "fp"
+def fourcol_dataset(root: Path, map_ext: str, first_map: str | None = None) -> Path:
+    """Two images per split (PNG) with maps stored as sal/<name>.<map_ext>, and a 4-column
+    data.csv naming every map sal/<name>.png (the first row names `first_map` instead)."""
     lines = []
     for split in ("train", "val", "test"):
         for i, truth in enumerate(("live", "spoof")):
             picture(root / "img" / f"{split}{i}.png", 30 * i + len(split))
-            picture(root / "sal" / f"{split}{i}.jpg", 40 * i + 9, mode="L")
+            picture(root / "sal" / f"{split}{i}.{map_ext}", 40 * i + 9, mode="L")
             lines.append(f"{split},{truth},img/{split}{i}.png,sal/{split}{i}.png")
+    if first_map is not None:
+        lines[0] = f"train,live,img/train0.png,{first_map}"
     (root / "data.csv").write_text("\n".join(lines) + "\n")
+    return root
+
+
+def test_fourcol_map_with_another_extension_is_found(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """Sibling (3) for `import fourcol`: the CSV names sal/x.png, the folder holds sal/x.jpg."""
+    root = fourcol_dataset(tmp_path / "fp", map_ext="jpg")
     argv = ["import", "fourcol", "--csv", str(root / "data.csv"), "--out", str(root / "m.csv")]
     assert main(argv) == 0
     assert [r["saliency"] for r in manifest_rows(root / "m.csv")][:2] == [
@@ -568,15 +576,7 @@ def test_fourcol_counts_a_named_map_that_does_not_exist_as_missing(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """The import's map count counts files, not filled cells: a row naming sal/nothere.png."""
-    root = tmp_path / "fp"
-    lines = []
-    for split in ("train", "val", "test"):
-        for i, truth in enumerate(("live", "spoof")):
-            picture(root / "img" / f"{split}{i}.png", 30 * i + len(split))
-            picture(root / "sal" / f"{split}{i}.png", 40 * i + 9, mode="L")
-            lines.append(f"{split},{truth},img/{split}{i}.png,sal/{split}{i}.png")
-    lines[0] = "train,live,img/train0.png,sal/nothere.png"
-    (root / "data.csv").write_text("\n".join(lines) + "\n")
+    root = fourcol_dataset(tmp_path / "fp", map_ext="png", first_map="sal/nothere.png")
     caplog.set_level(logging.INFO)
     argv = ["import", "fourcol", "--csv", str(root / "data.csv"), "--out", str(root / "m.csv")]
     assert main(argv) == 0

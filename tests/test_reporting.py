@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import json
 import random
-import shutil
-import subprocess
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from _support import compile_latex
 from PIL import Image
 from scipy import stats as sps
 
@@ -313,22 +312,10 @@ def test_missing_and_empty_tables(runs, tmp_path):
 
 
 def test_latex_compiles_with_pdflatex(runs, tmp_path):
-    if shutil.which("pdflatex") is None:
-        pytest.fail("pdflatex not found: run `bash .ci/sysdeps.sh` (or `make sysdeps`) as root")
     body = [t.latex for t in tables.build_all(runs)]
     body.append(tables.sage_t3(runs[runs["variant"] == "base"]).latex)  # an empty-table stub
-    doc = "\\documentclass{article}\n\\usepackage{booktabs}\n\\begin{document}\n"
-    doc += "\n\\clearpage\n".join(body) + "\n\\end{document}\n"
-    (tmp_path / "t.tex").write_text(doc)
-    res = subprocess.run(
-        ["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "t.tex"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert res.returncode == 0, res.stdout[-2000:]
-    assert (tmp_path / "t.pdf").stat().st_size > 1000
+    pdf = compile_latex("\n\\clearpage\n".join(body), tmp_path)
+    assert pdf.stat().st_size > 1000
 
 
 # ---- figures and CLI --------------------------------------------------------------------------------

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 import subprocess
 import sys
 
@@ -13,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from _support import compile_latex
 from scipy import special, stats
 from torch import nn
 
@@ -277,22 +277,7 @@ def test_rq1_table_means_over_seeds_and_paired_tests_of_d_against_t(tmp_path):
     assert table.at[("d", "cc"), "p_images_d_vs_t"] == pytest.approx(want)
     assert table.at[("d", "cc"), "n_images_d_vs_t"] == 8
     assert ("random", "cc") not in table.index and ("random", "deletion_auc") in table.index
-    _compiles(rq1_latex(rq1_table(runs, images), CAPTION), tmp_path)
-
-
-def _compiles(tex: str, tmp_path) -> None:
-    if shutil.which("pdflatex") is None:
-        pytest.fail("pdflatex not found: run `bash .ci/sysdeps.sh` (or `make sysdeps`) as root")
-    doc = "\\documentclass{article}\n\\usepackage{booktabs}\n\\begin{document}\n"
-    (tmp_path / "t.tex").write_text(doc + tex + "\\end{document}\n")
-    res = subprocess.run(
-        ["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "t.tex"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert res.returncode == 0, res.stdout[-2000:]
+    compile_latex(rq1_latex(rq1_table(runs, images), CAPTION), tmp_path)
 
 
 def test_rq1_score_refuses_a_model_without_cams(tmp_path):

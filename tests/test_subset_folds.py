@@ -90,7 +90,7 @@ def test_held_out_subset_absent_from_manifest_is_an_error_at_prepare(tmp_path):
     assert proc.returncode == 2, proc.stderr
     last = proc.stderr.strip().splitlines()[-1]
     assert last == (
-        f"error: {manifest}: no row has subset 'post_mortem' of dataset 'mine''s holdout_subsets "
+        f"error: {manifest}: no row has subset 'post_mortem' of datasets.mine.holdout_subsets "
         f"(subsets in the manifest: printouts, textured_contacts); fill the subset column or fix "
         f"holdout_subsets in the config"
     )

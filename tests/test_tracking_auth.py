@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 from _support import prepare_tiny, tiny_config, write_config
+from conftest import wait_healthy
 
 from salience.errors import TrackingError
 from salience.tracking import Tracker, preflight
@@ -97,22 +98,6 @@ def _start_server(tmp: Path, port: int) -> subprocess.Popen:
         )
 
 
-def _wait_healthy(proc: subprocess.Popen, base: str, log: Path, limit: float = 90) -> float:
-    t0 = time.monotonic()
-    while True:
-        try:
-            with urllib.request.urlopen(f"{base}/health", timeout=2) as resp:  # noqa: S310
-                if resp.read().strip() == b"OK":
-                    return time.monotonic() - t0
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            pass
-        assert proc.poll() is None, f"server exited {proc.returncode}:\n{log.read_text()[-3000:]}"
-        assert time.monotonic() - t0 < limit, (
-            f"no /health after {limit} s:\n{log.read_text()[-3000:]}"
-        )
-        time.sleep(0.2)
-
-
 def _stop(proc: subprocess.Popen) -> None:
     if proc.poll() is None:
         os.killpg(proc.pid, signal.SIGTERM)
@@ -156,7 +141,7 @@ def test_two_jobs_log_to_an_authenticated_server(tmp_path, monkeypatch):
         cfg_path = write_config(cfg)
         assert "password" not in cfg_path.read_text().lower()
         print(f"data prepared after {time.monotonic() - t0:.1f} s")
-        _wait_healthy(server, base, server_dir / "server.log")
+        wait_healthy(server, base, server_dir / "server.log")
         print(f"authenticated MLflow server answered /health after {time.monotonic() - t0:.1f} s")
 
         # the door is locked: no credentials and a wrong password get 401, the admin gets in

@@ -44,7 +44,7 @@ def check_fold_subsets(manifest: Path, dataset: str, holdout: list[str]) -> None
     if missing:
         have = ", ".join(sorted(present)) or "none: the column is empty"
         raise DataError(
-            f"{manifest}: no row has subset {', '.join(map(repr, missing))} of dataset {dataset!r}'s "
-            f"holdout_subsets (subsets in the manifest: {have}); fill the subset column or fix "
+            f"{manifest}: no row has subset {', '.join(map(repr, missing))} of "
+            f"datasets.{dataset}.holdout_subsets (subsets in the manifest: {have}); fill the subset column or fix "
             f"holdout_subsets in the config"
         )
