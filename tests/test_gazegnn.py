@@ -31,7 +31,8 @@ from salience.models.pvig import (
     max_relative,
 )
 from salience.reporting.aggregate import collect_runs
-from salience.reporting.tables import gaze_note, sage_t1
+from salience.reporting.cells import gaze_note
+from salience.reporting.tables import sage_t1
 from salience.training.loop import train
 
 torch.set_num_threads(1)

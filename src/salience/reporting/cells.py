@@ -43,6 +43,22 @@ def method_notes(units: pd.DataFrame) -> str:
     return out
 
 
+def gaze_note(units: pd.DataFrame) -> str:
+    """Caption sentence saying which maps Gaze-GNN's runs in a table read at test time (it reads
+    one per image as input, docs/decisions.md "gazegnn"); "" when the table has no such run."""
+    if "test_maps" not in units or "method" not in units:
+        return ""
+    fed = set(units.loc[units["method"] == "gazegnn", "test_maps"].astype(str))
+    if not fed:
+        return ""
+    net = " Gaze-GNN is its own Pyramid ViG network;"
+    if fed == {"provided"}:
+        return f"{net} it read each test image's own saliency map at test time."
+    if fed == {"uniform"}:
+        return f"{net} it read a constant map at test time (no test-image saliency)."
+    return f"{net} it read test-image saliency maps in some runs and a constant map in others."
+
+
 def constant_cells(units: pd.DataFrame, delta: tuple | None = None) -> set[tuple[str, str]]:
     """(row, col) cells holding a run whose scores were constant over a split (runs.csv
     `constant_scores`: its AUROC of 0.5 comes from ties); a paired-difference column inherits

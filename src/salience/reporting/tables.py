@@ -29,6 +29,7 @@ from salience.io import write_text
 from salience.reporting import style as S
 from salience.reporting.cells import (
     constant_cells,
+    gaze_note,
     generator_mean,
     method_notes,
     overall_note,
@@ -156,22 +157,6 @@ def _no_baseline_note(rows, baseline_of, baseline_name: str) -> str:
     if baseline_of is None or not baseline_name or any(baseline_of(r) in keys for r in keys):
         return ""
     return f" No p-values: the baseline {S.tex(baseline_name)} has no runs in this table."
-
-
-def gaze_note(units: pd.DataFrame) -> str:
-    """Caption sentence saying which maps Gaze-GNN's runs in a table read at test time (it reads
-    one per image as input, docs/decisions.md "gazegnn"); "" when the table has no such run."""
-    if "test_maps" not in units or "method" not in units:
-        return ""
-    fed = set(units.loc[units["method"] == "gazegnn", "test_maps"].astype(str))
-    if not fed:
-        return ""
-    net = " Gaze-GNN is its own Pyramid ViG network;"
-    if fed == {"provided"}:
-        return f"{net} it read each test image's own saliency map at test time."
-    if fed == {"uniform"}:
-        return f"{net} it read a constant map at test time (no test-image saliency)."
-    return f"{net} it read test-image saliency maps in some runs and a constant map in others."
 
 
 # ---- selection helpers ---------------------------------------------------------------------------
