@@ -320,7 +320,10 @@ class Tracker:
             profile=json.dumps({"n": meta.get("n"), "counts": meta.get("counts")}, default=str),
         )
         item = DatasetInput(entity, [InputTag("mlflow.data.context", context)])
-        _retry(lambda: self.client.log_inputs(self.run_id, datasets=[item]), "log dataset")
+        # The store's dataset row is get-or-create, like experiment creation: concurrent jobs of
+        # one dataset would insert it twice (IntegrityError on SQLite), so serialise it the same way.
+        with _store_lock(self.uri):
+            _retry(lambda: self.client.log_inputs(self.run_id, datasets=[item]), "log dataset")
 
     def find(self, experiment: str, run_name: str) -> str | None:
         exp = _retry(lambda: self.client.get_experiment_by_name(experiment), "get experiment")
