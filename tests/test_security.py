@@ -225,7 +225,7 @@ def test_doctor_reports_versions_device_shim_tracking_and_determinism(tmp_path, 
         "schemas-defined",
         "torchvision-missing",
     )
-    assert shim.split()[1] == _tvshim.STATE  # the same environment as this process
+    assert shim.split()[1] == _tvshim.install()  # the same environment as this process
     assert rows["tracking"] == f"uri  {C.tracking_uri(cfg)}"
     assert rows["deterministic"].startswith("yes")
 

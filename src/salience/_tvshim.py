@@ -3,7 +3,10 @@
 The registry's torchvision 0.28.0 wheel is a CUDA build: its compiled extension cannot load against
 CPU torch, and `torchvision/_meta_registrations.py` then fails with
 `RuntimeError: operator torchvision::nms does not exist` (docs/decisions.md, "torchvision on CPU").
-Before the first `import torchvision` we try to load the real extension; only when that fails with
+`hook()` (run when the package is imported) puts a finder on `sys.meta_path` that calls `install()`
+right before the first `import torchvision`, so importing `salience` itself never imports torch (the
+configuration layer stays torch-free: docs/decisions.md, "torch-free configuration layer"). At that
+first import we try to load the real extension; only when that fails with
 OSError do we define the two operator schemas the meta registrations expect. On a CUDA machine the
 extension loads and this shim does nothing. `torchvision.io` and `torchvision.ops` stay unusable
 on CPU; the package uses PIL and plain torch instead.
@@ -25,6 +28,7 @@ def install() -> str:
     global STATE, _LIBRARY
     if "torchvision" in sys.modules or _LIBRARY is not None or STATE != "not-needed":
         return STATE
+    _unhook()  # find_spec below must not re-enter install() through the hook
     spec = importlib.util.find_spec("torchvision")
     if spec is None or not spec.submodule_search_locations:
         STATE = "torchvision-missing"
@@ -52,3 +56,27 @@ def install() -> str:
         _LIBRARY = lib
         STATE = "schemas-defined"
     return STATE
+
+
+class _Finder:
+    """A `sys.meta_path` finder that runs `install()` before torchvision's first import, then steps
+    aside (it never finds a module itself, so the normal finders import torchvision)."""
+
+    @staticmethod
+    def find_spec(name: str, path=None, target=None):  # noqa: ANN001 - importlib protocol
+        if name == "torchvision":
+            _unhook()
+            install()
+        return None
+
+
+def hook() -> None:
+    """Idempotently arrange for `install()` to run before the first `import torchvision`."""
+    if "torchvision" in sys.modules:
+        install()
+    elif not any(isinstance(f, _Finder) for f in sys.meta_path):
+        sys.meta_path.insert(0, _Finder())
+
+
+def _unhook() -> None:
+    sys.meta_path[:] = [f for f in sys.meta_path if not isinstance(f, _Finder)]

@@ -19,6 +19,7 @@ _PLUGINS = (
     "salience.data.cli",
     "salience.reporting.cli",
     "salience.models.cli",
+    "salience.methods.cli",
     "salience.evaluation.cli",
     "salience.reporting.rq1",
 )
@@ -214,6 +215,7 @@ _PLUGIN_OF = {
     "figures": "salience.reporting.cli",
     "summary": "salience.reporting.cli",
     "weights": "salience.models.cli",
+    "methods": "salience.methods.cli",
     "rq1-score": "salience.evaluation.cli",
     "rq1": "salience.reporting.rq1",
 }

@@ -32,6 +32,7 @@ def report(cfg: dict | None = None) -> list[str]:
     lines.append(
         f"device        {'cuda: ' + torch.cuda.get_device_name(0) if cuda else 'cpu only'} ({torch.get_num_threads()} CPU threads)"
     )
+    _tvshim.install()  # report the state torchvision's import gets (the hook runs it lazily)
     lines.append(
         f"tv shim       {_tvshim.STATE} (torchvision C extension {'loaded' if _tvshim.STATE == 'extension-loaded' else 'not loaded; operator schemas defined'})"
     )

@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from salience.errors import ConfigError, DataError
+from salience.methods.settings import Setting
 from salience.models.base import Backbone, Classifier
 from salience.registry import Registry
 
@@ -53,6 +54,10 @@ class Method:
     """Base class. Subclasses set the class attributes and override `loss` (and maybe more)."""
 
     name: ClassVar[str] = ""
+    #: display label, as the papers print it (tables, figures, the report)
+    label: ClassVar[str] = ""
+    #: declared settings (salience.methods.settings); config `methods.<name>` may override these only
+    settings: ClassVar[dict[str, Setting]] = {}
     #: False for methods that never read the human map (xent, mentor stage 2 ...)
     uses_maps: ClassVar[bool] = True
     #: True when the model needs the map at evaluation time too (gazegnn)
@@ -66,8 +71,15 @@ class Method:
     unsupported_reason: ClassVar[str] = ""
     #: training stages, in order; each is a separate job
     stages: ClassVar[tuple[str, ...]] = ("train",)
-    #: hyperparameters and their defaults; config `methods.<name>` may override any of these only
+    #: the settings' defaults (derived from `settings`)
     defaults: ClassVar[dict[str, Any]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "settings" not in cls.__dict__ and "defaults" in cls.__dict__:
+            # transitional: a class that lists only defaults gets settings of their kinds
+            cls.settings = {k: Setting.of(v) for k, v in cls.defaults.items()}
+        cls.defaults = {k: s.default for k, s in cls.settings.items()}
 
     def __init__(self, params: dict[str, Any] | None = None) -> None:
         params = dict(params or {})

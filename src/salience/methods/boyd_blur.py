@@ -46,6 +46,7 @@ def kernel_for(sigma: float, height: int, width: int) -> int:
 @METHODS.register("boyd_blur")
 class BoydBlur(Method):
     name = "boyd_blur"
+    label = "Boyd et al."
     supported_backbones = None  # all: input-space augmentation, plain classifier
     defaults: ClassVar[dict[str, Any]] = {
         "levels": [2, 4, 6, 8, 10, 12, 14, 16],  # Gaussian σ (px); CYBORG script_gen's 8 levels

@@ -14,6 +14,7 @@ from salience.methods.base import METHODS
 @METHODS.register("contrast")
 class Contrast(CamMethod):
     name = "contrast"
+    label = "Contrast Salience"
     defaults: ClassVar[dict[str, Any]] = {
         "alpha": 0.3,
         "beta": 0.3,

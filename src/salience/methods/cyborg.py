@@ -12,6 +12,7 @@ from salience.methods.base import METHODS
 @METHODS.register("cyborg")
 class Cyborg(CamMethod):
     name = "cyborg"
+    label = "CYBORG"
 
     def terms(self, t: Tensor, f: Tensor, h: Tensor) -> dict[str, Tensor]:
         return {"saliency": self.params["beta"] * cam_terms.cyborg(t, f, h)}

@@ -12,6 +12,7 @@ from salience.methods.base import METHODS
 @METHODS.register("difference")
 class Difference(CamMethod):
     name = "difference"
+    label = "Difference Salience"
 
     def terms(self, t: Tensor, f: Tensor, h: Tensor) -> dict[str, Tensor]:
         return {"saliency": self.params["beta"] * cam_terms.difference(t, f, h)}

@@ -14,6 +14,7 @@ from salience.methods.base import METHODS
 @METHODS.register("fooling")
 class Fooling(CamMethod):
     name = "fooling"
+    label = "Passive fooling"
     uses_maps = False
 
     def target(self, batch: dict[str, Tensor], grid: tuple[int, int]) -> Tensor:

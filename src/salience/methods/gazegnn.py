@@ -115,6 +115,7 @@ class GazeGNNNet(nn.Module):
 @METHODS.register("gazegnn")
 class GazeGNN(Method):
     name = "gazegnn"
+    label = "Gaze-GNN"
     supported_backbones = None  # any grid backbone places the run; the network is its own
     own_network = "pvig"
     maps_at_test = True

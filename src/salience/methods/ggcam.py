@@ -71,6 +71,7 @@ class GGCamClassifier(nn.Module):
 @METHODS.register("ggcam")
 class GGCam(Method):
     name = "ggcam"
+    label = "GG-CAM"
     supported_backbones = None  # all: the CAM head sits on the pooled tensor (Swin-T included)
     defaults: ClassVar[dict[str, Any]] = {
         "weighting": "uncertainty",  # learned log σ (GG-CAM) | "fixed": CE + gaze_weight·MSE

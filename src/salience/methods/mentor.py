@@ -64,6 +64,7 @@ def load_encoder(backbone: nn.Module, state: dict[str, Tensor]) -> int:
 @METHODS.register("mentor")
 class Mentor(Method):
     name = "mentor"
+    label = "MENTOR"
     supported_backbones = (
         None  # all: same decoder as unet_gaze; encoder keys are ours on both sides
     )

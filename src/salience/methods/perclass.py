@@ -14,6 +14,7 @@ from salience.methods.base import METHODS
 @METHODS.register("perclass")
 class PerClass(CamMethod):
     name = "perclass"
+    label = "Per-class Salience"
     defaults: ClassVar[dict[str, Any]] = {
         "alpha": 0.3,
         "beta": 0.3,

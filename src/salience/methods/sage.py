@@ -38,6 +38,7 @@ def _is_number(v: Any) -> bool:
 @METHODS.register("sage")
 class Sage(Method):
     name = "sage"
+    label = "SAGE"
     supported_backbones = None  # all: needs only forward_all (logits + pooled embedding)
     defaults: ClassVar[dict[str, Any]] = {
         "alpha": 0.5,  # Eq. 8 trade-off CE vs (SLA + SCE)

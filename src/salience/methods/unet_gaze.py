@@ -33,6 +33,7 @@ def _check(ok: bool, key: str, expected: str) -> None:
 @METHODS.register("unet_gaze")
 class UnetGaze(Method):
     name = "unet_gaze"
+    label = "Unet+Gaze"
     supported_backbones = None  # all: the decoder adapts to any pyramid (4 or 5 levels)
     defaults: ClassVar[dict[str, Any]] = {"gamma": 0.41731, "dropout": 0.5}
 

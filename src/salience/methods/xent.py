@@ -10,6 +10,7 @@ from salience.methods.base import METHODS, LossOutput, Method, cross_entropy
 @METHODS.register("xent")
 class Xent(Method):
     name = "xent"
+    label = "Baseline (Xent)"
     uses_maps = False
 
     def loss(self, model: nn.Module, batch: dict[str, Tensor], stage: str = "train") -> LossOutput:
