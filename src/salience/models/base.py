@@ -141,10 +141,6 @@ class Classifier(nn.Module):
         return class_activation_maps(out.cam_features, self.fc.weight)
 
 
-def count_parameters(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
-
-
 def feature_grid(backbone: Backbone, image_size: int) -> int:
     """Side of the CAM grid for square inputs of `image_size` (one dry forward pass, no grad)."""
     was_training = backbone.training
