@@ -53,5 +53,7 @@ dryrun-paper: $(STAMP)
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/snakemake -n --quiet rules --configfile config/paper.yaml
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/snakemake -n --quiet rules --configfile config/paper-dd.yaml
 
+# Everything the workflow wrote; results/README.md (git-tracked) stays.
 clean-results:
-	rm -rf results/* logs .snakemake
+	test ! -d results || find results -mindepth 1 -maxdepth 1 ! -name README.md -exec rm -rf {} +
+	rm -rf logs .snakemake

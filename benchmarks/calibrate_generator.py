@@ -1,4 +1,4 @@
-"""Calibrate the generated benchmark with cross-entropy only (benchmark-data.md "Calibrate honestly").
+"""Calibrate the generated benchmark with cross-entropy only (docs/benchmark.md, "Calibration").
 
 For each task and knob setting: generate → prepare → train `smallcnn` with plain cross-entropy
 (the demo's optimiser: SGD lr 0.01, momentum 0.9, wd 1e-6, batch 20) → keep the epoch with the best

@@ -73,7 +73,7 @@ def method_step(name: str, stage: str, backbone: str, batch: dict) -> callable:
 
 
 def cyborg_reference_step(batch: dict, image_size: int) -> callable:
-    """The public CYBORG train_cam.py step (reference-implementations.md §1.1–1.2): DenseNet-121,
+    """The public CYBORG train_cam.py step (docs/reference-implementations.md §1.1–1.2): DenseNet-121,
     a second `model.features(x)` pass for the CAM, CAM of the predicted class built in a per-sample
     Python loop with unguarded min-max, loss α·CE + (1−α)·MSE."""
     import torchvision

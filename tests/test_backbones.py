@@ -106,7 +106,7 @@ def test_pyramid_levels(name):
 
 @pytest.mark.parametrize("name", NAMES)
 def test_cam_identity_under_pooled(name):
-    """GAP(cam_k) + b_k == logit_k (reference-implementations.md §12.1)."""
+    """GAP(cam_k) + b_k == logit_k (docs/reference-implementations.md §12.1)."""
     bb = _backbone(name).eval()
     clf = Classifier(bb, num_classes=2, cam_layer="pooled")
     with torch.no_grad():

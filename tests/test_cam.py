@@ -1,7 +1,7 @@
 """salience.cam and salience.losses.cam_terms against their equations, computed by hand.
 
 The references below are plain Python loops over (b, i, j) with the textbook definitions
-(methods.md; reference-implementations.md §3): norm = per-sample min-max, MSE = mean over B×H×W.
+(docs/methods.md; docs/reference-implementations.md §3): norm = per-sample min-max, MSE = mean over B×H×W.
 """
 
 from __future__ import annotations

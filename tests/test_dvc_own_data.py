@@ -124,7 +124,8 @@ def test_raw_data_is_dvc_tracked_not_git(alice):
     tracked = git(alice, "ls-files").split()
     assert "data/raw/mine.dvc" in tracked and "config/mine.yaml" in tracked
     assert not [f for f in tracked if f.startswith("data/raw/mine/")]
-    assert not [f for f in tracked if f.startswith(("data/prepared/", "results/"))]
+    outputs = [f for f in tracked if f.startswith(("data/prepared/", "results/"))]
+    assert outputs == ["results/README.md"]  # the layout's README only (issue 11.8)
     listed = dvc(alice, "stage", "list", "--name-only").split()
     assert sorted(listed) == ["prepare@mine", "study"]  # no generate stage for own data
     assert lock_entry(alice, "prepare@mine")["deps"][0]["path"] == "data/raw/mine"

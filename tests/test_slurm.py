@@ -1,4 +1,4 @@
-"""The SLURM profile end to end on a real single-node SLURM cluster (toolchain.md recipe).
+"""The SLURM profile end to end on a real single-node SLURM cluster (docs/toolchain.md recipe).
 
 The fixture starts munged, slurmctld and slurmd (Debian's slurm 22.05) with every state, spool, log,
 PID and socket file in a temporary folder; only slurm.conf (and gres.conf) must sit in /etc/slurm,

@@ -1,6 +1,6 @@
 """Class activation maps from the one forward pass that also gives the logits.
 
-CAM (Zhou et al. 2016; methods.md "Notation"): cam_k = Σ_c W[k, c] · F[:, c] with no bias, so that
+CAM (Zhou et al. 2016; docs/methods.md "Notation"): cam_k = Σ_c W[k, c] · F[:, c] with no bias, so that
 under `cam_layer: pooled`, GAP(cam_k) + b_k equals logit k exactly. Everything is vectorised
 (einsum), differentiable, hook-free, and never calls `.eval()`/`.train()`.
 """
@@ -27,7 +27,7 @@ def minmax(maps: Tensor, eps: float = 1e-8) -> Tensor:
     """Per-map min-max over the last two dims; a constant map gives zeros, never NaN.
 
     (m − min) / max(max − min, eps): the guard replaces CYBORG's unguarded division (0/0 = NaN for
-    a constant CAM, reference-implementations.md §1.1). Gradients stay finite for constant maps.
+    a constant CAM, docs/reference-implementations.md §1.1). Gradients stay finite for constant maps.
     """
     lo = maps.amin(dim=(-2, -1), keepdim=True)
     hi = maps.amax(dim=(-2, -1), keepdim=True)

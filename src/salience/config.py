@@ -430,7 +430,7 @@ def run_dir(cfg: dict, spec: RunSpec) -> Path:
 
 def tracking_uri(cfg: dict) -> str:
     """Explicit URI > $MLFLOW_TRACKING_URI > a SQLite store under results_dir (never MLflow's
-    cwd-relative default, toolchain.md)."""
+    cwd-relative default, docs/toolchain.md "MLflow 3.x")."""
     if cfg.get("tracking_uri"):
         return cfg["tracking_uri"]
     if os.environ.get("MLFLOW_TRACKING_URI"):

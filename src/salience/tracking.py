@@ -366,12 +366,6 @@ class Tracker:
                 lambda chunk=chunk: self.client.log_batch(self.run_id, metrics=chunk), "log metrics"
             )
 
-    def set_tags(self, tags: dict[str, str]) -> None:
-        from mlflow.entities import RunTag
-
-        items = [RunTag(k, str(v)) for k, v in tags.items()]
-        _retry(lambda: self.client.log_batch(self.run_id, tags=items), "set tags")
-
     def log_artifact(self, path: str | os.PathLike, subdir: str | None = None) -> None:
         _retry(lambda: self.client.log_artifact(self.run_id, str(path), subdir), "log artifact")
 

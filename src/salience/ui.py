@@ -1,7 +1,7 @@
 """`python -m salience ui`: the MLflow UI on the project's store, bound to 127.0.0.1 by default.
 
 One worker and no job consumers (MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false): starts in seconds and
-leaves no orphan processes when stopped (toolchain.md).
+leaves no orphan processes when stopped (docs/toolchain.md, "MLflow 3.x").
 """
 
 from __future__ import annotations

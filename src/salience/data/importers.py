@@ -1,4 +1,4 @@
-"""Importers from the two layouts the field's public code uses (reference-implementations.md §1.3, §2).
+"""Importers from the two layouts the field's public code uses (docs/reference-implementations.md §1.3, §2).
 
 - `import_cyborg`: CYBORG's headerless `split,class,relative_path` CSVs; the image is
   `data_root + relative_path` and the heatmap is `heatmaps/<stem of the image>.<any image extension>`

@@ -1,6 +1,6 @@
 """Match human saliency maps to images by name, as CYBORG's heatmap folder requires (issue 10.3–10.4).
 
-CYBORG keys its heatmaps by the image's file name (reference-implementations.md §1.3); real copies
+CYBORG keys its heatmaps by the image's file name (docs/reference-implementations.md §1.3); real copies
 of such folders store them under another extension (`x.jpg` → `heatmaps/x.png`) or mirror the
 image folders (`heatmaps/1_fake/0003.png`). `MapIndex.match` therefore matches by **stem** with
 any image extension, and uses the folders only to tell candidates apart:

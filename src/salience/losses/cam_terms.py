@@ -1,4 +1,4 @@
-"""Un-weighted saliency terms of the CYBORG family (DD §4, methods.md table).
+"""Un-weighted saliency terms of the CYBORG family (DD §4; docs/methods.md, "CAM family").
 
 All take the unnormalised true- and false-class CAMs `t`, `f` (B×H×W) and the human map `h`
 (B×H×W, in [0, 1], already on the CAM grid) and return batch-mean MSEs (`nn.MSELoss` mean over

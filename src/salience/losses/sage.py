@@ -6,7 +6,7 @@ No module state and no weighting: λ, α, 2^τ and the margin policy are applied
 
 The blur runs on the ImageNet-normalised tensor the loader gives. That equals blurring the raw image
 and normalising afterwards: the Gaussian weights sum to 1 and the padding is a reflection, so the
-blur commutes with the per-channel affine normalisation (reference-implementations.md §6 asked).
+blur commutes with the per-channel affine normalisation (docs/reference-implementations.md §6 asked).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Boyd et al. 2022, "Human-aided saliency maps improve generalization of deep learning" (WACV 2022;
 arXiv 2105.03492), the SAGE paper's "Boyd et al." baseline: cross-entropy only, on images whose
 non-salient regions are blurred, m·x + (1 − m)·blur_b(x), at several blur levels b, plus the
-originals (reference-implementations.md §7; no public code).
+originals (docs/reference-implementations.md §7; no public code).
 
 Decisions (docs/decisions.md):
 - Online, not offline: the CYBORG repo's script_gen expands the train CSV with pre-blurred copies

@@ -8,7 +8,7 @@ Loss (my_ResCAMNet.py), uncertainty-weighted with learnable log σ (σ = e^s):
 cam_c = the un-normalised CAM of class c on the feature grid, h = batch['map_cam'] (annotated rows).
 Decisions (docs/decisions.md):
 - `class_index: true_label` fixes GG-CAM's bug (c = int(sigmoid(...)) is always 0, so the class-0 CAM
-  is pulled to the gaze for every image, reference-implementations.md §9); `legacy_bug` keeps it.
+  is pulled to the gaze for every image, docs/reference-implementations.md §9); `legacy_bug` keeps it.
 - init log σ_c = log σ_d = 0 (σ = 1: CE weight 1, MSE weight ½, Kendall et al.'s usual start).
   GG-CAM's (7, −23) give a CE weight e^−14 ≈ 8e-7: with SGD lr 0.005 for 50 epochs (SAGE §4.2) the
   classifier would hardly train; they remain settable.

@@ -9,7 +9,7 @@ Stage `pretrain` (`MENTOR training.ipynb`): encoder + U-Net decoder learn to pre
 Stage `train` (training_code/mentor.py): a plain Classifier whose backbone is the stage-1 encoder,
     fine-tuned with CE.
 MENTOR's code transfers the encoder with `load_state_dict(strict=False)` after renaming keys (and copies
-EfficientNet weights by position), which hides any mismatch (reference-implementations.md §5). Here
+EfficientNet weights by position), which hides any mismatch (docs/reference-implementations.md §5). Here
 every backbone tensor (parameters and BN buffers) must come from the stage-1 state dict, with its shape;
 anything else raises CheckpointError naming the keys. The decoder is smp-U-Net-like, not U-Net++
 (models/decoder.py). The decoder's map head is dropped in stage 2, as in MENTOR.

@@ -5,7 +5,7 @@ Per batch: x, x' = G(x), x̃ = h·x + (1−h)·G(x), x̃' = (1−h)·x + h·G(x)
   SLA (Eq. 3) = λ·s(τ)·JS(σ(y/τ) ‖ σ(ỹ/τ)) + (1−λ)·s(τ)·JS(σ(y'/τ) ‖ σ(ỹ'/τ)), s(τ) = 2^τ
   SCE (Eq. 6) = λ·max(cs(z, z̃) − cs(z, z̃') + μ, 0) + (1−λ)·max(cs(z', z̃') − cs(z', z̃) + μ, 0)
   total (Eq. 8) = α·CE + (1−α)·(SLA + SCE), μ = cs(z, z') (the dynamic margin)
-Eq. 2's text says y'_s comes from f(x); read as f(x') (methods.md): otherwise Eq. 3's second term
+Eq. 2's text says y'_s comes from f(x); read as f(x') (docs/methods.md): otherwise Eq. 3's second term
 would compare the clean image with the salient-degraded one, contradicting §3.2's prose.
 
 Samples without a human map (has_map False) get the α·CE term only: the loader gives them h = 0,

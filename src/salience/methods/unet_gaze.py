@@ -6,7 +6,7 @@ A U-Net decoder on the backbone predicts the human map at input resolution; a cl
 (GAP → dropout → linear) sits on the deepest encoder level. Loss (main_Unet.py `train_unet`):
     total = γ·CE(logits, y) + (1 − γ)·BCEWithLogits(map logits, h)      (soft target h ∈ [0, 1])
 Adapted to SAGE's binary tasks: 2-class CE instead of the 3-column multi-label BCE, our backbones
-instead of smp's timm-efficientnet-b0 (reference-implementations.md §8). The map loss uses annotated
+instead of smp's timm-efficientnet-b0 (docs/reference-implementations.md §8). The map loss uses annotated
 samples only. γ = 0.41731 and dropout 0.5 are Karargyris' best static-heatmap run (their
 Experiments/README.md); the code's own `--gamma` default is 1.0, which is CE only. γ = 1 gives plain CE.
 Evaluation uses the classification head only (`forward`), the decoder is not run.

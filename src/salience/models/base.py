@@ -1,12 +1,12 @@
 """The backbone contract and the classifier every method trains.
 
-Contract (timm's forward_features/forward_head split, style.md §4):
+Contract (timm's forward_features/forward_head split, docs/conventions.md §4):
 - `Backbone.forward(x)` returns the B×C×H×W tensor that the classifier global-average-pools
   (channels-first; Swin is permuted). CAMs under `cam_layer: pooled` come from this tensor.
 - `Backbone.pyramid(x)` returns intermediate maps finest → coarsest, the last one being
   `forward(x)`; decoders (Unet+Gaze, MENTOR) are built on it.
 - `Backbone.legacy_features` holds, after each forward, the tensor the official CYBORG code hooks
-  (`cam_layer: cyborg_legacy`, methods.md), or None where the backbone has no such layer.
+  (`cam_layer: cyborg_legacy`, docs/decisions.md), or None where the backbone has no such layer.
 - `Classifier.features(x)` / `Classifier.head(features)` split the forward pass, and
   `Classifier.forward_all(x)` returns logits, features, CAM features and the pooled embedding from a
   single pass, so CAM losses never need a second trunk pass (unlike CYBORG's DenseNet code).
@@ -139,10 +139,6 @@ class Classifier(nn.Module):
     def cams(self, out: ModelOutput) -> Tensor:
         """B×K×H×W class activation maps of `out` (no bias)."""
         return class_activation_maps(out.cam_features, self.fc.weight)
-
-
-def count_parameters(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
 
 
 def feature_grid(backbone: Backbone, image_size: int) -> int:

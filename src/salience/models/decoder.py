@@ -3,7 +3,7 @@
 Used by Unet+Gaze (Karargyris et al., Sci. Data 2021: smp `Unet` with an aux classification head)
 and MENTOR stage 1 (Crum & Czajka, WACV 2025: smp `UnetPlusPlus`; its notebook notes plain `Unet`
 was tried too). Instead of segmentation_models_pytorch (not a dependency, and its encoders differ
-from our torchvision backbones) we follow smp's U-Net decoder (reference-implementations.md §5, §8):
+from our torchvision backbones) we follow smp's U-Net decoder (docs/reference-implementations.md §5, §8):
 from the coarsest level, upsample (nearest) to the next finer level, concatenate it, two
 conv3×3-BN-ReLU; one more block without skip at input resolution; a 3×3 conv gives 1-channel logits.
 Widths halve per block and end at 16 (smp's (256, 128, 64, 32, 16) for a 5-level CNN pyramid),
@@ -51,7 +51,7 @@ class UNetDecoder(nn.Module):
         skips = list(reversed(in_channels[:-1])) + [0]  # coarse → fine skips, then none
         # smp's widths (e.g. n=5: 256, 128, 64, 32, 16), each capped at the channels of the skip it
         # merges, so a decoder never outweighs its encoder: unchanged for ResNet-50/DenseNet-121,
-        # 3× cheaper on the demo's smallcnn, where smp's widths cost 25× the encoder (decisions.md)
+        # 3× cheaper on the demo's smallcnn, where smp's widths cost 25× the encoder (docs/decisions.md)
         widths = [16 * 2 ** (n - 1 - i) for i in range(n)]
         widths = [min(w, c) if c else w for w, c in zip(widths, skips, strict=True)]
         blocks, cin = [], in_channels[-1]

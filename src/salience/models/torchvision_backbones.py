@@ -2,7 +2,7 @@
 
 Each wraps the torchvision trunk under torchvision's own module names (so a torchvision state dict
 loads after dropping the classifier) and meets the contract in `models/base.py`:
-- `forward(x)`: the tensor the classifier pools, post-activation (reference-implementations.md §12.1:
+- `forward(x)`: the tensor the classifier pools, post-activation (docs/reference-implementations.md §12.1:
   ResNet `layer4` out, DenseNet `relu(features)`, EffNet `features` out post-SiLU, Swin-T post-`norm`
   permuted to B×C×H×W), computed as the last level of `pyramid(x)` in one pass;
 - `pyramid(x)`: maps finest → coarsest for U-Net decoders (Unet+Gaze, MENTOR);

@@ -1,6 +1,6 @@
 """Reporting: run directories → tidy CSVs → the papers' tables (CSV + LaTeX) and figures.
 
-Pure functions over DataFrames (style.md "Reporting is pure functions"); every path is a CLI
+Pure functions over DataFrames (docs/conventions.md §7, "Reporting is pure functions"); every path is a CLI
 argument (`salience.reporting.cli`).
 """
 

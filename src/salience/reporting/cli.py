@@ -1,6 +1,6 @@
 """Reporting steps as CLI subcommands: `aggregate`, `tables`, `figures`.
 
-Every path is an argument (style.md "Reporting is pure functions"). The lead's `python -m salience`
+Every path is an argument (docs/conventions.md §7, "Reporting is pure functions"). The lead's `python -m salience`
 registers them with `add_parsers(subparsers)`; `python -m salience.reporting.cli` runs them alone.
 """
 
