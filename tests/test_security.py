@@ -16,9 +16,9 @@ import pytest
 import torch
 from _support import ROOT, run_cli, tiny_config, write_config
 
+from salience import checkpoint as ck
 from salience import config as C
 from salience.errors import CheckpointError
-from salience.training import checkpoint as ck
 
 PACKAGE = ROOT / "src" / "salience"
 

@@ -14,18 +14,18 @@ import numpy as np
 import pandas as pd
 import torch
 
+from salience import checkpoint as ckpt
 from salience import config as C
 from salience.cam import minmax, true_false_cams
 from salience.data.loader import BatchStream
 from salience.data.prepared import PreparedDataset
+from salience.device import pick_device
 from salience.errors import CheckpointError, DataError
 from salience.evaluation.metrics import pearson_agreement, subset_metrics
 from salience.io import atomic_paths
 from salience.methods.base import Method, build_method
-from salience.models.base import build_backbone
-from salience.training import checkpoint as ckpt
-from salience.training.loop import find_backbone, softmax_p1
-from salience.training.seeding import pick_device
+from salience.models.base import build_backbone, feature_grid, find_backbone
+from salience.scores import softmax_p1
 
 log = logging.getLogger(__name__)
 
@@ -150,8 +150,6 @@ def evaluate_checkpoint(
     rows = ds.rows(split)
     if len(rows) == 0:
         raise C.ConfigError(f"{prepared}: split {split!r} is empty")
-    from salience.models.base import feature_grid
-
     grid = feature_grid(find_backbone(model), ds.image_size)
     meth.prepare_eval(ds.index["has_map"].to_numpy()[rows], f"{prepared}: {split} split")
     scores, agreement = score_split(model, meth, ds, rows, grid, batch_size, dev, flip_maps)

@@ -22,16 +22,18 @@ import numpy as np
 import pandas as pd
 import torch
 
+from salience import checkpoint as ckpt
 from salience import config as C
 from salience.data.loader import BatchStream
 from salience.data.prepared import PreparedDataset
+from salience.device import pick_device
 from salience.errors import CheckpointError, DataError, TrainingDiverged
-from salience.evaluation.metrics import auroc, constant_scores, logit_margin
+from salience.inference import mean_loss, predict
 from salience.io import atomic_path, write_json
 from salience.methods.base import Method, build_method
-from salience.models.base import Backbone, build_backbone, feature_grid
-from salience.training import checkpoint as ckpt
-from salience.training.seeding import configure_determinism, pick_device, seed_everything
+from salience.models.base import build_backbone, feature_grid, find_backbone
+from salience.scores import val_auroc
+from salience.training.seeding import configure_determinism, seed_everything
 
 log = logging.getLogger(__name__)
 CHECKPOINT_VERSION = 1
@@ -91,42 +93,6 @@ def build_model_for(spec: C.RunSpec, resolved: dict, method: Method, stage: str)
     return method.build_model(backbone, cam_layer=resolved["model"]["cam_layer"], stage=stage)
 
 
-def find_backbone(model: torch.nn.Module) -> Backbone:
-    """The (first) Backbone inside any method's model."""
-    for m in model.modules():
-        if isinstance(m, Backbone):
-            return m
-    raise TypeError(f"{type(model).__name__} contains no Backbone")
-
-
-@torch.no_grad()
-def predict(
-    method: Method, model: torch.nn.Module, stream: BatchStream
-) -> tuple[np.ndarray, np.ndarray]:
-    """(labels, logits N×2) over a stream, in eval mode; restores the previous mode."""
-    was = model.training
-    model.eval()
-    labels, logits = [], []
-    for batch in stream:
-        out = method.logits(model, batch).float()
-        labels.append(batch["label"].cpu().numpy())
-        logits.append(out.cpu().numpy())
-    model.train(was)
-    return np.concatenate(labels), np.concatenate(logits)
-
-
-@torch.no_grad()
-def mean_loss(method: Method, model: torch.nn.Module, stream: BatchStream, stage: str) -> float:
-    was = model.training
-    model.eval()
-    total, n = 0.0, 0
-    for batch in stream:
-        total += float(method.loss(model, batch, stage).total) * len(batch["label"])
-        n += len(batch["label"])
-    model.train(was)
-    return total / max(n, 1)
-
-
 def build_optimizer(model: torch.nn.Module, o: dict[str, Any]) -> tuple[Any, Any]:
     """Optimiser + StepLR from a method's `optimizer(stage, train)` settings."""
     if o["name"] == "adam":
@@ -137,19 +103,6 @@ def build_optimizer(model: torch.nn.Module, o: dict[str, Any]) -> tuple[Any, Any
         )
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=o["lr_step"], gamma=o["lr_gamma"])
     return opt, sched
-
-
-def val_auroc(labels: np.ndarray, logits: np.ndarray, what: str) -> tuple[float, bool]:
-    """Model-selection AUROC of p1 from N×2 logits, ranked by the float64 margin l₁ − l₀ (p1 in
-    float32 saturates to 1.0 past a margin of ~17 and would tie), and whether every score is equal."""
-    margin = logit_margin(logits)
-    return auroc(labels, margin, what), constant_scores(margin)
-
-
-def softmax_p1(logits: np.ndarray) -> np.ndarray:
-    """p1 = softmax(l)[1] = σ(l1 − l0): the probability column of scores.csv. Never ranked
-    (it saturates to 1.0 in float32): AUROCs rank by `metrics.logit_margin`."""
-    return 1.0 / (1.0 + np.exp(-(logits[:, 1] - logits[:, 0])))
 
 
 class _Progress:
