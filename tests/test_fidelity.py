@@ -30,7 +30,8 @@ from salience.models.base import build_backbone, feature_grid, find_backbone
 from salience.reporting import cli, tables
 from salience.reporting.aggregate import collect_roc, collect_runs, read_runs_csv
 from salience.scores import softmax_p1, val_auroc
-from salience.training.loop import split_rows, train
+from salience.training.loop import train
+from salience.training.setup import split_rows
 
 
 def write_run(
