@@ -16,6 +16,7 @@ import torch
 
 from salience import checkpoint as ckpt
 from salience.errors import CheckpointError
+from salience.safeload import read
 
 CHECKPOINT_VERSION = 1
 
@@ -88,7 +89,7 @@ def resume(path: Path, fingerprint: str, net: Trainable) -> TrainState:
     code is refused); a foreign, outdated or other-configuration file is a one-line CheckpointError."""
     restart = "delete it to restart the run"
     # a torn write cannot happen (atomic), but a foreign file can
-    obj = ckpt.read(path, fix=restart)
+    obj = read(path, fix=restart)
     keys = (*_STATE_KEYS, "model", "opt", "sched")
     if (
         not isinstance(obj, dict)
