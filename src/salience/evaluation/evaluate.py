@@ -88,14 +88,8 @@ def score_split(
 ) -> tuple[pd.DataFrame, float | None]:
     """Per-image scores (one row per `split.rows` entry: row, split, subset, label, logit0, logit1,
     p1, p_sigmoid1) and the mean CAM–human agreement over annotated rows (None if none)."""
-    ds, rows, grid, batch_size, device = (
-        split.ds,
-        split.rows,
-        split.grid,
-        split.batch_size,
-        split.device,
-    )
-    flip_maps = split.flip_maps
+    ds, rows, grid, flip_maps = split.ds, split.rows, split.grid, split.flip_maps
+    batch_size, device = split.batch_size, split.device
     model.eval()
     flip = flip_maps and method.maps_at_test
     stream = BatchStream(ds, rows, batch_size, cam_grid=grid, device=device, flip_maps=flip)
