@@ -113,7 +113,7 @@ def eval_throughput(backbone: str, image_size: int, batch: int, n: int) -> tuple
 
     from salience.data.loader import to_tensor_images
     from salience.data.prepared import PreparedDataset
-    from salience.evaluation.evaluate import score_split
+    from salience.evaluation.evaluate import EvalSplit, score_split
     from salience.methods.base import build_method as bm
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -124,11 +124,10 @@ def eval_throughput(backbone: str, image_size: int, batch: int, n: int) -> tuple
         model = method.build_model(build_backbone(backbone, weights="none"))
         model.eval()
         grid = feature_grid(model.backbone, image_size)
-        score_split(
-            model, method, ds, rows[: batch * 2], grid, batch, torch.device("cpu")
-        )  # warm-up
+        cpu = torch.device("cpu")
+        score_split(model, method, EvalSplit(ds, rows[: batch * 2], grid, batch, cpu))  # warm-up
         t0 = time.perf_counter()
-        score_split(model, method, ds, rows, grid, batch, torch.device("cpu"))
+        score_split(model, method, EvalSplit(ds, rows, grid, batch, cpu))
         ours = len(rows) / (time.perf_counter() - t0)
         t0 = time.perf_counter()
         with torch.no_grad():

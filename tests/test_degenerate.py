@@ -19,8 +19,8 @@ from salience import config as C
 from salience.data.loader import BatchStream
 from salience.data.prepared import PreparedDataset
 from salience.methods.base import METHODS, build_method, import_all
-from salience.models.base import build_backbone, feature_grid
-from salience.training.loop import find_backbone, train
+from salience.models.base import build_backbone, feature_grid, find_backbone
+from salience.training.loop import train
 
 import_all()
 SIZE = 32  # smallcnn at 32 px: 4×4 CAM grid

@@ -17,25 +17,21 @@ from _support import prepare_tiny, tiny_config
 from conftest import REPO
 from sklearn.metrics import roc_auc_score
 
+import salience.checkpoint as ckpt
 import salience.config as sc
 from salience.data.loader import BatchStream
 from salience.data.prepared import PreparedDataset
 from salience.errors import ConfigError
 from salience.evaluation.evaluate import evaluate_checkpoint, load_trained
 from salience.evaluation.metrics import subset_metrics
+from salience.inference import mean_loss
 from salience.methods.base import build_method
-from salience.models.base import build_backbone, feature_grid
+from salience.models.base import build_backbone, feature_grid, find_backbone
 from salience.reporting import cli, tables
 from salience.reporting.aggregate import collect_roc, collect_runs, read_runs_csv
-from salience.training import checkpoint as ckpt
-from salience.training.loop import (
-    find_backbone,
-    mean_loss,
-    softmax_p1,
-    split_rows,
-    train,
-    val_auroc,
-)
+from salience.scores import softmax_p1, val_auroc
+from salience.training.loop import train
+from salience.training.setup import split_rows
 
 
 def write_run(

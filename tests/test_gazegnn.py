@@ -20,7 +20,7 @@ from salience import config as C
 from salience.data.loader import BatchStream
 from salience.data.prepared import PreparedDataset
 from salience.errors import ConfigError, DataError
-from salience.evaluation.evaluate import load_trained, score_split
+from salience.evaluation.evaluate import EvalSplit, load_trained, score_split
 from salience.methods.base import build_method
 from salience.methods.gazegnn import GazeGNNNet, node_gaze
 from salience.models.pvig import (
@@ -292,7 +292,9 @@ def test_flipped_runs_read_flipped_test_maps(trained):
     ds = PreparedDataset(C.prepared_dir(cfg, "tiny"))
     rows = ds.rows("test")[:16]
     method.prepare_eval(ds.index["has_map"].to_numpy()[rows], "test split")
-    scores, _ = score_split(model, method, ds, rows, 4, 16, torch.device("cpu"), flip_maps=True)
+    scores, _ = score_split(
+        model, method, EvalSplit(ds, rows, 4, 16, torch.device("cpu"), flip_maps=True)
+    )
     batch = next(iter(BatchStream(ds, rows, 16, cam_grid=4)))
     with torch.no_grad():
         want = model(batch["image"], node_gaze(1 - batch["map"], model.backbone.node_grid(32)))

@@ -284,10 +284,10 @@ def test_rq1_score_refuses_a_model_without_cams(tmp_path):
     """GazeGNN needs a map at test time (no CAM head to score); one line, nothing written."""
     from _support import tiny_config, write_config
 
+    from salience import checkpoint as ckpt
     from salience import config as sc
     from salience.methods.base import build_method
     from salience.models.base import build_backbone
-    from salience.training import checkpoint as ckpt
 
     cfg = tiny_config(tmp_path, methods=["gazegnn"])
     spec = sc.expand_runs(cfg)[0]
@@ -312,11 +312,11 @@ def test_rq1_score_stops_on_a_diverged_model(tmp_path):
     """NaN CAMs are an error naming the run and the first test row, never an 'undefined' value."""
     from _support import prepare_tiny, tiny_config, write_config
 
+    from salience import checkpoint as ckpt
     from salience import config as sc
     from salience.data.prepared import PreparedDataset
     from salience.methods.base import build_method
     from salience.models.base import build_backbone
-    from salience.training import checkpoint as ckpt
 
     cfg = tiny_config(tmp_path, methods=["fooling"])
     ds = PreparedDataset(prepare_tiny(cfg))

@@ -16,9 +16,9 @@ import pytest
 import torch
 from _support import ROOT, run_cli, tiny_config, write_config
 
+from salience import checkpoint as ck
 from salience import config as C
 from salience.errors import CheckpointError
-from salience.training import checkpoint as ck
 
 PACKAGE = ROOT / "src" / "salience"
 
@@ -91,7 +91,7 @@ class Evil:
 @pytest.mark.parametrize("fmt", ["zip", "legacy-pickle"])
 def test_crafted_files_are_refused_by_every_loader(tmp_path, fmt):
     from salience.models.base import build_backbone
-    from salience.training.loop import _resume
+    from salience.training.state import Trainable, resume
 
     marker = tmp_path / "pwned"
     evil = tmp_path / "evil.pt"
@@ -109,14 +109,14 @@ def test_crafted_files_are_refused_by_every_loader(tmp_path, fmt):
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     sched = torch.optim.lr_scheduler.StepLR(opt, 1)
     with pytest.raises(CheckpointError, match="refused"):
-        _resume(evil, "fingerprint", model, opt, sched)
+        resume(evil, "fingerprint", Trainable(model, opt, sched))
     with pytest.raises(CheckpointError, match="refused: the file contains Python objects"):
         build_backbone("smallcnn", weights=str(evil))
     assert not marker.exists()
 
 
 def test_foreign_and_empty_files_are_one_line_errors(tmp_path):
-    from salience.training.loop import _resume
+    from salience.training.state import Trainable, resume
 
     empty = tmp_path / "empty.pt"
     empty.write_bytes(b"")
@@ -134,7 +134,7 @@ def test_foreign_and_empty_files_are_one_line_errors(tmp_path):
     model = torch.nn.Linear(2, 2)
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     with pytest.raises(CheckpointError, match="not a resumable checkpoint"):
-        _resume(tensor, "f", model, opt, torch.optim.lr_scheduler.StepLR(opt, 1))
+        resume(tensor, "f", Trainable(model, opt, torch.optim.lr_scheduler.StepLR(opt, 1)))
     bad_meta = tmp_path / "meta.pt"
     torch.save({"state_dict": {}, "meta": [1, 2]}, bad_meta)
     with pytest.raises(CheckpointError, match="'meta' is not a mapping"):

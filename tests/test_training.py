@@ -334,7 +334,7 @@ def test_evaluate_any_checkpoint_and_wrong_backbone(tmp_path, data_dir):
 
 
 def test_truncated_and_malicious_checkpoints_are_refused(tmp_path):
-    from salience.training import checkpoint as ck
+    from salience import checkpoint as ck
 
     good = tmp_path / "m.pt"
     ck.save({"state_dict": {"w": torch.ones(3)}, "meta": {}}, good)
@@ -383,7 +383,8 @@ def test_auroc_equals_sklearn():
     """Validation (model selection) and test (subset_metrics) AUROC both equal sklearn's."""
     from sklearn.metrics import roc_auc_score
 
-    from salience.evaluation.metrics import auroc, subset_metrics
+    from salience.evaluation.metrics import subset_metrics
+    from salience.scores import auroc
 
     rng = np.random.default_rng(0)
     for n in (5, 50, 500):

@@ -8,24 +8,25 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 
+from salience import checkpoint as ckpt
 from salience import config as C
 from salience.cam import minmax, true_false_cams
 from salience.data.loader import BatchStream
 from salience.data.prepared import PreparedDataset
+from salience.device import pick_device
 from salience.errors import CheckpointError, DataError
 from salience.evaluation.metrics import pearson_agreement, subset_metrics
-from salience.io import atomic_paths
+from salience.io import atomic_paths, read_json
 from salience.methods.base import Method, build_method
-from salience.models.base import build_backbone
-from salience.training import checkpoint as ckpt
-from salience.training.loop import find_backbone, softmax_p1
-from salience.training.seeding import pick_device
+from salience.models.base import build_backbone, feature_grid, find_backbone
+from salience.scores import softmax_p1
 
 log = logging.getLogger(__name__)
 
@@ -67,19 +68,28 @@ def load_trained(
     return model, method, meta
 
 
+@dataclass(frozen=True)
+class EvalSplit:
+    """What `score_split` streams: `rows` of `ds` in batches of `batch_size` on `device`, with maps
+    pooled to the `grid`×`grid` CAM grid. `flip_maps`: a model that reads maps as input (GazeGNN)
+    gets 1 − h, as in its (sanity) training."""
+
+    ds: PreparedDataset
+    rows: np.ndarray
+    grid: int
+    batch_size: int
+    device: torch.device
+    flip_maps: bool = False
+
+
 @torch.no_grad()
 def score_split(
-    model: torch.nn.Module,
-    method: Method,
-    ds: PreparedDataset,
-    rows: np.ndarray,
-    grid: int,
-    batch_size: int,
-    device: torch.device,
-    flip_maps: bool = False,
+    model: torch.nn.Module, method: Method, split: EvalSplit
 ) -> tuple[pd.DataFrame, float | None]:
-    """Per-image scores and the mean CAM–human agreement over annotated rows (None if none).
-    `flip_maps`: a model that reads maps as input (GazeGNN) gets 1 − h, as in its training."""
+    """Per-image scores (one row per `split.rows` entry: row, split, subset, label, logit0, logit1,
+    p1, p_sigmoid1) and the mean CAM–human agreement over annotated rows (None if none)."""
+    ds, rows, grid, flip_maps = split.ds, split.rows, split.grid, split.flip_maps
+    batch_size, device = split.batch_size, split.device
     model.eval()
     flip = flip_maps and method.maps_at_test
     stream = BatchStream(ds, rows, batch_size, cam_grid=grid, device=device, flip_maps=flip)
@@ -135,36 +145,21 @@ def evaluate_checkpoint(
     flip_maps: bool = False,
 ) -> dict:
     """Score any checkpoint on any prepared split; writes scores.csv and metrics.json (+ `extra`) in
-    out_dir, both only once everything is computed (a killed job leaves neither, only .tmp-*)."""
+    out_dir, both only once everything is computed (a killed job leaves neither, only .tmp-*).
+
+    Errors (one line each): CheckpointError (missing, unsafe or foreign model file), DataError
+    (image size differs from training, single-class split), ConfigError (empty split)."""
     dev = pick_device(device)
     model, meth, meta = load_trained(Path(model_path), backbone, method, run=run)
     model.to(dev)
     ds = PreparedDataset(prepared)
-    trained = meta.get("image_size")
-    if trained is not None and int(trained) != ds.image_size:
-        # a pooled CNN accepts any size, so scores would come out, from images it never saw
-        raise DataError(
-            f"{model_path}: trained on {trained}×{trained} images, but {prepared} holds "
-            f"{ds.image_size}×{ds.image_size}; evaluate on data prepared at image_size {trained}"
-        )
-    rows = ds.rows(split)
-    if len(rows) == 0:
-        raise C.ConfigError(f"{prepared}: split {split!r} is empty")
-    from salience.models.base import feature_grid
-
+    rows = _rows_to_score(ds, split, meta, model_path)
     grid = feature_grid(find_backbone(model), ds.image_size)
     meth.prepare_eval(ds.index["has_map"].to_numpy()[rows], f"{prepared}: {split} split")
-    scores, agreement = score_split(model, meth, ds, rows, grid, batch_size, dev, flip_maps)
+    to_score = EvalSplit(ds, rows, grid, batch_size, dev, flip_maps)
+    scores, agreement = score_split(model, meth, to_score)
     what = what or f"{model_path} on {prepared}:{split}"
-    metrics = subset_metrics(scores, what)
-    if meta.get("val_constant_scores"):
-        metrics["constant_scores"] = True
-        metrics.setdefault("warnings", []).append(
-            f"{what}: the selected epoch scored every validation image the same "
-            "(model selection could not rank; tables mark the cell)"
-        )
-    for warning in metrics.get("warnings", []):
-        log.warning("%s", warning)
+    metrics = _test_metrics(scores, what, meta)
     metrics.update(
         {
             "cam_agreement": agreement,
@@ -175,6 +170,42 @@ def evaluate_checkpoint(
             **(extra or {}),
         }
     )
+    _write_scores(out_dir, scores, metrics)
+    return metrics
+
+
+def _rows_to_score(ds: PreparedDataset, split: str, meta: dict, model_path: Path) -> np.ndarray:
+    """Rows of `split`, once the data's image size is the one the model was trained at."""
+    trained = meta.get("image_size")
+    if trained is not None and int(trained) != ds.image_size:
+        # a pooled CNN accepts any size, so scores would come out, from images it never saw
+        raise DataError(
+            f"{model_path}: trained on {trained}×{trained} images, but {ds.root} holds "
+            f"{ds.image_size}×{ds.image_size}; evaluate on data prepared at image_size {trained}"
+        )
+    rows = ds.rows(split)
+    if len(rows) == 0:
+        raise C.ConfigError(f"{ds.root}: split {split!r} is empty")
+    return rows
+
+
+def _test_metrics(scores: pd.DataFrame, what: str, meta: dict) -> dict:
+    """AUROCs overall and per subset, with the warning of a model whose selected epoch scored
+    every validation image the same (model.pt's `val_constant_scores`); warnings are logged."""
+    metrics = subset_metrics(scores, what)
+    if meta.get("val_constant_scores"):
+        metrics["constant_scores"] = True
+        metrics.setdefault("warnings", []).append(
+            f"{what}: the selected epoch scored every validation image the same "
+            "(model selection could not rank; tables mark the cell)"
+        )
+    for warning in metrics.get("warnings", []):
+        log.warning("%s", warning)
+    return metrics
+
+
+def _write_scores(out_dir: Path, scores: pd.DataFrame, metrics: dict) -> None:
+    """scores.csv and metrics.json, both or neither (temporary files, then rename)."""
     # as write_json: NaN is refused
     text = json.dumps(metrics, indent=2, sort_keys=True, allow_nan=False) + "\n"
     with atomic_paths(out_dir / "scores.csv", out_dir / "metrics.json") as (
@@ -183,7 +214,6 @@ def evaluate_checkpoint(
     ):
         scores.to_csv(tmp_scores, index=False)
         tmp_metrics.write_text(text)
-    return metrics
 
 
 def evaluate_run(cfg: dict, spec: C.RunSpec, tracker=None) -> dict:
@@ -206,8 +236,7 @@ def evaluate_run(cfg: dict, spec: C.RunSpec, tracker=None) -> dict:
         flip_maps=resolved["flip_maps"],
     )
     if tracker is not None:
-        from salience.io import read_json
-        from salience.tracking import experiment_name
+        from salience.tracking import experiment_name  # MLflow: imported only when tracking
 
         run = read_json(rdir / "run.json").get("mlflow_run") or tracker.find(
             experiment_name(resolved["task"]), spec.run_id

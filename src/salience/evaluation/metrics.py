@@ -16,44 +16,7 @@ import pandas as pd
 
 from salience.config import reserved_name
 from salience.errors import DataError
-
-
-def auroc(labels: np.ndarray, scores: np.ndarray, what: str) -> float:
-    """AUROC as the Mann–Whitney statistic with average ranks for ties: equal to sklearn's
-    roc_auc_score (tested), without sklearn's ~1 s import in every training job."""
-    labels = np.asarray(labels)
-    scores = np.asarray(scores, dtype=np.float64)
-    if len(np.unique(labels)) < 2:
-        raise DataError(
-            f"{what}: only one class present, AUROC is undefined; the split needs both labels"
-        )
-    if not np.all(np.isfinite(scores)):
-        raise DataError(
-            f"{what}: scores contain NaN/inf; the model diverged — retrain with a lower train.lr"
-        )
-    order = np.argsort(scores, kind="mergesort")
-    sorted_scores = scores[order]
-    ranks = np.empty(len(scores), dtype=np.float64)
-    # average rank of each tie group (1-based)
-    _, start, counts = np.unique(sorted_scores, return_index=True, return_counts=True)
-    avg = start + (counts + 1) / 2.0
-    ranks[order] = np.repeat(avg, counts)
-    pos = labels == 1
-    n_pos, n_neg = int(pos.sum()), int((~pos).sum())
-    return float((ranks[pos].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
-
-
-def logit_margin(logits: np.ndarray) -> np.ndarray:
-    """Ranking score of p1 = softmax(l)₁: its log-odds l₁ − l₀ in float64 (N×2 logits → N)."""
-    logits = np.asarray(logits, dtype=np.float64)
-    return logits[:, 1] - logits[:, 0]
-
-
-def constant_scores(scores: np.ndarray) -> bool:
-    """True when every row has the same score: the model ranks nothing (AUROC 0.5 by ties),
-    e.g. an untrained EfficientNet-b7 whose BatchNorm statistics make eval outputs constant."""
-    scores = np.asarray(scores, dtype=np.float64)
-    return len(scores) > 1 and bool(np.all(scores == scores[0]))
+from salience.scores import auroc, constant_scores, logit_margin
 
 
 def subset_metrics(scores: pd.DataFrame, what: str) -> dict:

@@ -207,10 +207,9 @@ def summarize_run(per_image: pd.DataFrame, curves: dict, rows: np.ndarray, setti
 
 def score_run(cfg: dict, spec: C.RunSpec) -> dict:
     """Score one trained run (its selected model.pt) for RQ1; write rq1.json and rq1_images.csv."""
+    from salience.device import pick_device
     from salience.evaluation.evaluate import load_trained
-    from salience.models.base import feature_grid
-    from salience.training.loop import find_backbone
-    from salience.training.seeding import pick_device
+    from salience.models.base import feature_grid, find_backbone
 
     rdir = C.run_dir(cfg, spec)
     model, method, _ = load_trained(rdir / "model.pt", run=spec)

@@ -149,3 +149,11 @@ def feature_grid(backbone: Backbone, image_size: int) -> int:
         g = backbone(torch.zeros(1, 3, image_size, image_size)).shape[-1]
     backbone.train(was_training)
     return int(g)
+
+
+def find_backbone(model: nn.Module) -> Backbone:
+    """The (first) Backbone inside any method's model; TypeError when there is none."""
+    for m in model.modules():
+        if isinstance(m, Backbone):
+            return m
+    raise TypeError(f"{type(model).__name__} contains no Backbone")

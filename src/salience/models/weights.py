@@ -97,35 +97,10 @@ def load_weights(
     Errors: ConfigError (imagenet file missing, imagenet for a backbone without one, path missing),
     CheckpointError (unreadable, unsafe or foreign file); each one line.
     """
-    if weights in ("none", None):
+    path = _weights_file(name, weights, imagenet_file)
+    if path is None:
         net.weights_origin = "random"
         return
-    if weights == "imagenet":
-        if not imagenet_file:
-            raise no_imagenet_file(name)
-        path = hub_checkpoint(imagenet_file)
-        if not path.is_file():
-            raise _missing_imagenet(name, path)
-    elif weights == "auto":
-        path = hub_checkpoint(imagenet_file) if imagenet_file else None
-        if path is None or not path.is_file():
-            where = f" (looked for {path})" if path else ""
-            log.warning(
-                "backbone %s: no pretrained weights found%s; using RANDOM INIT "
-                "(fetch it: `%s --backbones %s`; model.weights: imagenet makes this an error)",
-                name,
-                where,
-                FETCH_COMMAND,
-                name,
-            )
-            net.weights_origin = "random"
-            return
-    else:
-        path = Path(os.path.expanduser(weights))
-        if not path.is_file():
-            raise ConfigError(
-                f"model.weights: file {path} does not exist; give a state-dict path, 'imagenet', 'auto' or 'none'"
-            )
     state = read(path, fix="use a torchvision .pth file")
     if not isinstance(state, dict):  # e.g. a pickled tensor or list: remap would crash unclearly
         raise CheckpointError(
@@ -154,3 +129,37 @@ def load_weights(
     # an explicit path counts as ImageNet only under the pinned file name (captions, docs/decisions.md)
     kind = "imagenet" if imagenet_file and path.name == imagenet_file else "file"
     net.weights_origin = f"{kind}:{path.name}"
+
+
+def _weights_file(name: str, weights: str, imagenet_file: str | None) -> Path | None:
+    """The file `model.weights` names for backbone `name`, or None for random init (`none`, or
+    `auto` without the pinned file, with a warning)."""
+    if weights in ("none", None):
+        return None
+    if weights == "imagenet":
+        if not imagenet_file:
+            raise no_imagenet_file(name)
+        path = hub_checkpoint(imagenet_file)
+        if not path.is_file():
+            raise _missing_imagenet(name, path)
+        return path
+    if weights == "auto":
+        path = hub_checkpoint(imagenet_file) if imagenet_file else None
+        if path is None or not path.is_file():
+            where = f" (looked for {path})" if path else ""
+            log.warning(
+                "backbone %s: no pretrained weights found%s; using RANDOM INIT "
+                "(fetch it: `%s --backbones %s`; model.weights: imagenet makes this an error)",
+                name,
+                where,
+                FETCH_COMMAND,
+                name,
+            )
+            return None
+        return path
+    path = Path(os.path.expanduser(weights))
+    if not path.is_file():
+        raise ConfigError(
+            f"model.weights: file {path} does not exist; give a state-dict path, 'imagenet', 'auto' or 'none'"
+        )
+    return path

@@ -1,4 +1,4 @@
-"""Seeding and device selection."""
+"""Seeding and deterministic kernels (device selection: salience/device.py)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,6 @@ import random
 
 import numpy as np
 import torch
-
-from salience.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -29,15 +27,3 @@ def configure_determinism(enabled: bool, device: torch.device) -> None:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.backends.cudnn.benchmark = False
     torch.use_deterministic_algorithms(True, warn_only=device.type == "cuda")
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "cpu":
-        return torch.device("cpu")
-    if name == "cuda":
-        if not torch.cuda.is_available():
-            raise ConfigError(
-                "train.device is 'cuda' but no CUDA device is available; use 'auto' or 'cpu'"
-            )
-        return torch.device("cuda")
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")

@@ -14,7 +14,7 @@ import torch
 
 from salience.errors import CheckpointError
 from salience.io import atomic_path
-from salience.safeload import read  # noqa: F401 - the one weights-only loader, re-exported
+from salience.safeload import read
 
 
 def save(obj: dict[str, Any], path: str | os.PathLike) -> None:
