@@ -186,3 +186,15 @@ def test_bad_input_is_one_line_value_error(change: dict, message: str) -> None:
         with pytest.raises(ValueError, match=message) as err:
             term(**args)
         assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("choice", mc.FALSE_CLASSES)
+def test_constant_cams_and_maps_give_finite_terms_and_gradients(choice: str) -> None:
+    # all-zero weights give all-zero CAMs and logits (docs/robustness.md, "Degenerate numerics")
+    cams = torch.zeros(4, 3, 5, 5, requires_grad=True)
+    logits, labels = torch.zeros(4, 3), torch.tensor([0, 1, 2, 2])
+    for h in (torch.zeros(4, 5, 5), torch.full((4, 5, 5), 0.5)):
+        for term in ("difference", "perclass", "contrast"):
+            for x in module_terms(cams, logits, labels, h, choice, term):
+                (g,) = torch.autograd.grad(x, cams, retain_graph=True)
+                assert torch.isfinite(x) and torch.isfinite(g).all(), term
