@@ -97,3 +97,20 @@ def test_bad_input_is_one_line_data_error(labels, logits, message: str) -> None:
     with pytest.raises(DataError, match=message) as err:
         mce.multiclass_metrics(np.array(labels), logits, CLASSES, "test")
     assert "\n" not in str(err.value)
+
+
+def test_docs_quote_the_messages() -> None:
+    """docs/robustness.md ("Multi-class scores and terms") quotes these messages verbatim."""
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "robustness.md").read_text()
+    cases = [
+        ([0, 1, 0, 1], np.eye(4, 3)),
+        ([0, 1, 2, 3], np.eye(4, 3)),
+        ([0, 1, 2, 0], np.eye(4, 2)),
+        ([0, 1, 2, 0], np.where(np.eye(4, 3) > 0, np.nan, 0.0)),
+    ]
+    for labels, logits in cases:
+        with pytest.raises(DataError) as err:
+            mce.multiclass_metrics(np.array(labels), logits, CLASSES, "test")
+        assert f"`` {err.value} ``" in doc

@@ -198,3 +198,15 @@ def test_constant_cams_and_maps_give_finite_terms_and_gradients(choice: str) -> 
             for x in module_terms(cams, logits, labels, h, choice, term):
                 (g,) = torch.autograd.grad(x, cams, retain_graph=True)
                 assert torch.isfinite(x) and torch.isfinite(g).all(), term
+
+
+def test_docs_quote_the_messages() -> None:
+    """docs/robustness.md ("Multi-class scores and terms") quotes these messages verbatim."""
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "robustness.md").read_text()
+    cams, labels, h = torch.zeros(4, 3, 3, 3), torch.tensor([0, 1, 2, 0]), torch.zeros(4, 3, 3)
+    for logits, choice in ((torch.zeros(4, 3), "max"), (torch.zeros(4, 2), "strongest")):
+        with pytest.raises(ValueError) as err:
+            mc.difference(cams, logits, labels, h, choice)
+        assert f"`` {err.value} ``" in doc
