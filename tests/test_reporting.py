@@ -15,7 +15,7 @@ from PIL import Image
 from scipy import stats as sps
 
 from salience.errors import SalienceError
-from salience.reporting import cli, tables
+from salience.reporting import cli, grid, selection, tables
 from salience.reporting.aggregate import (
     RUN_COLUMNS,
     collect_roc,
@@ -125,11 +125,11 @@ def runs(runs_root) -> pd.DataFrame:
     return collect_runs(find_run_dirs(runs_root))
 
 
-def _agg(t: tables.Table) -> pd.DataFrame:
+def _agg(t: grid.Table) -> pd.DataFrame:
     return t.data[t.data["kind"] == "aggregate"]
 
 
-def _cell(t: tables.Table, row: str, col: str) -> pd.Series:
+def _cell(t: grid.Table, row: str, col: str) -> pd.Series:
     a = _agg(t)
     hit = a[(a["row"] == row) & (a["col"] == col)]
     assert len(hit) == 1, (row, col)
@@ -302,10 +302,10 @@ def test_missing_and_empty_tables(runs, tmp_path):
     no_dd = runs[runs["method"] != "perclass"]
     assert "perclass" not in set(tables.dd_t2(no_dd).data["row"])
     empty = tables.dd_t2(runs[runs["method"] == "sage"])
-    assert empty.data.empty and list(empty.data.columns) == tables.TABLE_COLUMNS
+    assert empty.data.empty and list(empty.data.columns) == grid.TABLE_COLUMNS
     assert "no runs for this table" in empty.latex.lower()
-    csv, _ = tables.write_table(empty, tmp_path)
-    assert csv.read_text().strip() == ",".join(tables.TABLE_COLUMNS)
+    csv, _ = grid.write_table(empty, tmp_path)
+    assert csv.read_text().strip() == ",".join(grid.TABLE_COLUMNS)
     allt = tables.build_all(runs.iloc[0:0], papers=["dd", "sage"])
     assert [t.id for t in allt] == tables.TABLE_IDS and all(t.data.empty for t in allt)
     assert [t.id for t in tables.build_all(runs.iloc[0:0])] == ["agreement"]  # no paper's runs
@@ -398,7 +398,7 @@ def test_overview_lists_every_method_with_p_values_vs_chosen_baseline(tmp_path, 
     assert (agg["baseline"].replace("", "cyborg") == "cyborg").all()
     # p-value of each cell = paired t-test of its per-seed values (iris: mean over held-out
     # folds; face: mean over generators) against cyborg's, recomputed here from runs.csv
-    u = tables.overall(runs.assign(value=runs["auroc"]), prefer_loo=True)
+    u = selection.overall(runs.assign(value=runs["auroc"]), prefer_loo=True)
     per_seed = u.groupby(["method", "dataset", "seed"])["value"].mean()
     for m in set(both_papers) - {"cyborg"}:
         for ds in ("iris", "face"):

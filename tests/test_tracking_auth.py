@@ -25,7 +25,8 @@ from _support import prepare_tiny, tiny_config, write_config
 from conftest import wait_healthy
 
 from salience.errors import TrackingError
-from salience.tracking import Tracker, preflight
+from salience.tracking import Tracker
+from salience.tracking_store import preflight
 
 pytestmark = pytest.mark.slow
 

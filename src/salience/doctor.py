@@ -37,7 +37,7 @@ def report(cfg: dict | None = None) -> list[str]:
         f"tv shim       {_tvshim.STATE} (torchvision C extension {'loaded' if _tvshim.STATE == 'extension-loaded' else 'not loaded; operator schemas defined'})"
     )
     cfg = cfg or {"results_dir": "results", "tracking_uri": None}
-    from salience.tracking import redact_uri
+    from salience.tracking_store import redact_uri
 
     uri = C.tracking_uri(cfg)
     note = (

@@ -12,7 +12,7 @@ import sys
 
 from salience import config as C
 from salience.errors import ConfigError
-from salience.tracking import artifact_root, redact_uri
+from salience.tracking_store import artifact_root, redact_uri
 
 log = logging.getLogger(__name__)
 
@@ -24,9 +24,9 @@ def command(cfg: dict, host: str, port: int) -> tuple[list[str], dict[str, str]]
             f"tracking_uri {redact_uri(uri)} is already a server; open it in a browser instead of "
             f"`salience ui`"
         )
-    from salience.tracking import _local_dir
+    from salience.tracking_store import local_dir
 
-    folder = _local_dir(uri)
+    folder = local_dir(uri)
     if folder is not None:
         folder.mkdir(parents=True, exist_ok=True)
     cmd = [
@@ -68,9 +68,10 @@ def experiment_links(uri: str, base: str) -> list[str]:
     """One "  <experiment>: <url>" line per model-training experiment of a local store, each URL
     opening its runs table (`workflowType=machine_learning`: MLflow 3.17's UI otherwise opens the
     GenAI overview, whatever the experiment's kind tag says). [] when the store is not there yet."""
-    from salience.tracking import KIND_TAG, MODEL_TRAINING, _local_dir
+    from salience.tracking import KIND_TAG, MODEL_TRAINING
+    from salience.tracking_store import local_dir
 
-    folder = _local_dir(uri)
+    folder = local_dir(uri)
     if folder is None or not any(folder.iterdir()):
         return []
     try:

@@ -6,6 +6,7 @@
 - `salience.data.fixations`, `salience.data.regions` — eye-tracking fixations and drawn regions
   to PNG maps + manifest (shared parts in `salience.data.mapimport`)
 - `salience.data.prepare`   — validate, decode and resize once into memory-mappable .npy arrays
+  (one row decoded by `salience.data.rowload`, the files written by `salience.data.arrays`)
 - `salience.data.prepared`  — `PreparedDataset`, the reader every later step uses
 
 Formats and the bad-input table: docs/data.md; the benchmark card: docs/benchmark.md.

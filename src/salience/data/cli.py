@@ -14,6 +14,12 @@ from salience.errors import ConfigError
 
 def add_parsers(subparsers: Any) -> None:
     """Add `generate`, `prepare` and `import` to an argparse subparsers object."""
+    _add_generate(subparsers)
+    _add_prepare(subparsers)
+    _add_import(subparsers)
+
+
+def _add_generate(subparsers: Any) -> None:
     g = subparsers.add_parser(
         "generate",
         help="write the generated benchmark (PNGs + manifest.csv)",
@@ -46,6 +52,8 @@ def add_parsers(subparsers: Any) -> None:
     g.add_argument("--train-subsets", nargs="+", help="face: generators in train/val")
     g.set_defaults(func=cmd_generate)
 
+
+def _add_prepare(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "prepare",
         help="validate a manifest and store images/maps as memory-mapped arrays",
@@ -72,12 +80,23 @@ def add_parsers(subparsers: Any) -> None:
     )
     p.set_defaults(func=cmd_prepare)
 
+
+def _add_import(subparsers: Any) -> None:
+    """`import cyborg | fourcol | fixations | regions`."""
     imp = subparsers.add_parser(
         "import", help="convert a CSV, fixations or drawn regions into a manifest (+ maps)"
     )
     sub = imp.add_subparsers(
         dest="layout", required=True, metavar="{cyborg,fourcol,fixations,regions}"
     )
+    _add_cyborg(sub)
+    _add_fourcol(sub)
+    from salience.data.mapimport_cli import add_map_importers
+
+    add_map_importers(sub)
+
+
+def _add_cyborg(sub: Any) -> None:
     c = sub.add_parser(
         "cyborg", help="CYBORG: headerless split,class,relative_path + heatmap folder"
     )
@@ -106,6 +125,9 @@ def add_parsers(subparsers: Any) -> None:
         "--label-map", nargs="*", default=[], help="NAME=0|1 for class names not recognised"
     )
     c.set_defaults(func=cmd_import)
+
+
+def _add_fourcol(sub: Any) -> None:
     f = sub.add_parser("fourcol", help="split,truth,img_path,saliency_path CSV")
     f.add_argument(
         "--csv",
@@ -121,9 +143,6 @@ def add_parsers(subparsers: Any) -> None:
     f.add_argument("--split-map", nargs="*", default=[], help="OLD=NEW")
     f.add_argument("--label-map", nargs="*", default=[], help="NAME=0|1")
     f.set_defaults(func=cmd_import)
-    from salience.data.mapimport_cli import add_map_importers
-
-    add_map_importers(sub)
 
 
 KNOB_ARGS = (

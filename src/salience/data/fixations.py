@@ -179,13 +179,16 @@ def read_fixations(path: Path, layout: str, sigma: float | None, counts: Counts)
     for lineno, r in enumerate(table, start=2):
         key = (r[img_c], r.get("reader", "") if layout == "generic" else "")
         rd = readings.setdefault(key, Reading(key[0], key[1]))
-        _add(rd, _num(r[x_c]), _num(r[y_c]), _num(r[d_c]), s, s, f"{path} line {lineno}", counts)
+        x, y, d = _num(r[x_c]), _num(r[y_c]), _num(r[d_c])
+        _add(rd, f"{path} line {lineno}", counts, x=x, y=y, d=d, sx=s, sy=s)
     return list(readings.values())
 
 
 def _add(
-    rd: Reading, x: float, y: float, d: float, sx: float, sy: float, here: str, counts: Counts
+    rd: Reading, here: str, counts: Counts, *, x: float, y: float, d: float, sx: float, sy: float
 ) -> None:
+    """Add the fixation at (x, y) px lasting d with σ (sx, sy) px to `rd`, or count it as bad
+    (named by `here`) when a value is missing or out of range."""
     if not math.isfinite(d) or d < 0:
         counts.bad.append(f"{here}: duration {d}")
     elif not (math.isfinite(x) and math.isfinite(y)):
@@ -224,7 +227,7 @@ def _read_reflacx(
             else:
                 sx = sy = sigma
             x, y = _num(f["x_position"]), _num(f["y_position"])
-            _add(rd, x, y, d, sx, sy, f"{fpath} line {fl}", counts)
+            _add(rd, f"{fpath} line {fl}", counts, x=x, y=y, d=d, sx=sx, sy=sy)
         out.append(rd)
     return out
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from salience.config import subset_problem
@@ -115,7 +116,7 @@ class _Rows:
         self.where: dict[str, str] = {}
         self.merged = 0
 
-    def add(self, here: str, split: str, label: int, image: str, sal: str, subset: str) -> None:
+    def add(self, here: str, *, split: str, label: int, image: str, sal: str, subset: str) -> None:
         prev = self.rows.get(image)
         if prev is None:
             self.rows[image] = [split, label, image, sal, subset]
@@ -163,17 +164,19 @@ def import_cyborg(
     by several CSVs is one row. Raises DataError (one line) on bad rows, ambiguous or shared maps,
     and a heatmap folder that matches no image at all.
     """
-    out, root = Path(out), Path(data_root)
-    out_dir = out.parent
+    out = Path(out)
     hm = Path(heatmaps) if heatmaps else None
     if hm is not None and not hm.is_dir():
         raise DataError(
             f"--heatmaps {hm}: not a folder; give the folder of CYBORG heatmaps (keyed by the image's file name)"
         )
-    index = MapIndex(hm) if hm is not None else None
-    split_map, label_map = split_map or {}, label_map or {}
-    rows = _Rows()
-    missing = 0
+    reader = _CyborgReader(
+        Path(data_root),
+        out.parent,
+        MapIndex(hm) if hm is not None else None,
+        split_map or {},
+        label_map or {},
+    )
     sources = [(Path(c), False) for c in csvs] + [(Path(c), True) for c in test_csvs]
     for csv_path, is_test in sources:
         why = subset_problem(csv_path.stem) if is_test else None
@@ -182,6 +185,33 @@ def import_cyborg(
                 f"--test-csv {csv_path}: its file stem names the subset, but {why}; rename the CSV"
             )
     for csv_path, is_test in sources:
+        reader.read(csv_path, is_test)
+    if reader.index is not None:
+        reader.index.check_shared()
+    _report_maps(
+        reader.rows,
+        hm,
+        f"looked for <image stem>.<{'|'.join(e[1:] for e in IMAGE_EXTENSIONS)}> under {hm}",
+    )
+    _finish(out, reader.rows, reader.missing)
+    return out
+
+
+@dataclass
+class _CyborgReader:
+    """Reads CYBORG CSV rows into `rows`: images under `root`, paths relative to `out_dir` (the
+    manifest's folder), heatmaps matched in `index` (None: no heatmap folder)."""
+
+    root: Path
+    out_dir: Path
+    index: MapIndex | None
+    split_map: dict[str, str]
+    label_map: dict[str, str]
+    rows: _Rows = field(default_factory=_Rows)
+    missing: int = 0  # images listed that do not exist (prepare names each)
+
+    def read(self, csv_path: Path, is_test: bool) -> None:
+        """Add the rows of one CSV; `is_test`: a --test-csv (all rows test, label-1 subset = stem)."""
         for lineno, cells in _rows(csv_path):
             here = f"{csv_path} line {lineno}"
             if lineno == 1 and cells[0].lower() == "split":
@@ -190,24 +220,21 @@ def import_cyborg(
                 raise DataError(
                     f"{here}: {len(cells)} cells; CYBORG rows are split,class,relative_path"
                 )
-            split = "test" if is_test else split_of(cells[0], split_map, here)
-            label = label_of(cells[1], label_map, here)
+            split = "test" if is_test else split_of(cells[0], self.split_map, here)
+            label = label_of(cells[1], self.label_map, here)
             rel = os.path.normpath(cells[2].lstrip("/\\")).replace(os.sep, "/")
-            image = root / rel
-            missing += not image.is_file()
-            found = index.match(rel, here, image) if index is not None else None
-            sal = relative_to_manifest(found, out_dir, here) if found is not None else ""
-            subset = csv_path.stem if is_test and label == 1 else ""
-            rows.add(here, split, label, relative_to_manifest(image, out_dir, here), sal, subset)
-    if index is not None:
-        index.check_shared()
-    _report_maps(
-        rows,
-        hm,
-        f"looked for <image stem>.<{'|'.join(e[1:] for e in IMAGE_EXTENSIONS)}> under {hm}",
-    )
-    _finish(out, rows, missing)
-    return out
+            image = self.root / rel
+            self.missing += not image.is_file()
+            found = self.index.match(rel, here, image) if self.index is not None else None
+            sal = relative_to_manifest(found, self.out_dir, here) if found is not None else ""
+            self.rows.add(
+                here,
+                split=split,
+                label=label,
+                image=relative_to_manifest(image, self.out_dir, here),
+                sal=sal,
+                subset=csv_path.stem if is_test and label == 1 else "",
+            )
 
 
 def import_fourcol(
@@ -253,7 +280,14 @@ def import_fourcol(
         why = subset_problem(subset) if subset else None
         if why:
             raise DataError(f"{here}: subset {why}; rename the subset in the CSV")
-        rows.add(here, split, label, relative_to_manifest(image, out.parent, here), sal, subset)
+        rows.add(
+            here,
+            split=split,
+            label=label,
+            image=relative_to_manifest(image, out.parent, here),
+            sal=sal,
+            subset=subset,
+        )
     _report_maps(rows, None, f"saliency_path cells of {csv_path}", absent)
     _finish(out, rows, missing)
     return out

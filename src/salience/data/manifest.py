@@ -16,7 +16,7 @@ import csv
 import io
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from salience.config import name_problem, reserved_name
@@ -132,8 +132,28 @@ def read_manifest(manifest: str | os.PathLike) -> list[ManifestRow]:
             f"{manifest}: manifest not found; generate one (`python -m salience generate ...`) or convert "
             f"your CSV (`python -m salience import cyborg|fourcol ...`), see docs/data.md"
         )
-    root = manifest.parent
     lines = read_csv_lines(manifest)
+    check = _RowCheck(manifest, *_columns(manifest, lines))
+    problems = Problems()
+    rows: list[ManifestRow] = []
+    for lineno, cells in enumerate(lines[1:], start=2):
+        if problems.full():
+            break
+        if not cells or all(not c.strip() for c in cells):
+            continue
+        row = check.row(lineno, cells)
+        if isinstance(row, str):
+            problems.add(row)
+        else:
+            rows.append(row)
+    problems.raise_if_any()
+    check_splits(manifest, rows)
+    return rows
+
+
+def _columns(manifest: Path, lines: list[list[str]]) -> tuple[dict[str, int], int]:
+    """(column name → cell index, number of header cells) from the header line; DataError when
+    the file is empty or a required column is missing, a warning for unknown columns."""
     if not lines:
         raise DataError(
             f"{manifest}: empty file; the first line must be the header {','.join(COLUMNS)}"
@@ -154,81 +174,97 @@ def read_manifest(manifest: str | os.PathLike) -> list[ManifestRow]:
     extra = [h for h in header if h not in COLUMNS]
     if extra:
         log.warning("%s: ignoring unknown column(s) %s", manifest, ", ".join(extra))
-    col = {name: header.index(name) for name in COLUMNS if name in header}
-    problems = Problems()
-    rows: list[ManifestRow] = []
-    seen: dict[str, int] = {}
-    for lineno, cells in enumerate(lines[1:], start=2):
-        if problems.full():
-            break
-        if not cells or all(not c.strip() for c in cells):
-            continue
-        here = where(manifest, lineno)
-        if len(cells) != len(header):
-            problems.add(
-                f"{here}: {len(cells)} cells but the header has {len(header)}; fix the row (quote commas in paths)"
-            )
-            continue
+    return {name: header.index(name) for name in COLUMNS if name in header}, len(header)
 
-        def cell(name: str, cells: list[str] = cells) -> str:
-            return cells[col[name]].strip() if name in col else ""
 
-        split, label_s, image, sal, subset = (cell(c) for c in COLUMNS)
-        if split not in SPLITS:
-            problems.add(f"{here}: split {split!r} is not one of {', '.join(SPLITS)}; fix the row")
-            continue
-        if subset and (bad := name_problem(subset)):
-            problems.add(f"{here}: subset {bad}; rename the subset in the manifest")
-            continue
-        if label_s not in ("0", "1"):
-            problems.add(
-                f"{here}: {image or '(no image)'}: label {label_s!r} is outside the two classes 0 and 1 "
-                f"(1 = attack/synthetic/abnormal); fix the row, or convert class names with "
-                f"`python -m salience import ... --label-map NAME=0|1`"
+@dataclass
+class _RowCheck:
+    """Checks the data lines of `manifest` one by one (`col`: column → cell index, `width`: cells
+    per line); remembers each image path's line to report duplicates."""
+
+    manifest: Path
+    col: dict[str, int]
+    width: int
+    seen: dict[str, int] = field(default_factory=dict)
+
+    def row(self, lineno: int, cells: list[str]) -> ManifestRow | str:
+        """The checked row of line `lineno`, or its problem (one line naming the line and fix)."""
+        here = where(self.manifest, lineno)
+        if len(cells) != self.width:
+            return (
+                f"{here}: {len(cells)} cells but the header has {self.width}; fix the row (quote "
+                f"commas in paths)"
             )
-            continue
-        if not image:
-            problems.add(f"{here}: empty image path; fill it in or remove the row")
-            continue
-        why = reserved_name(subset) if subset else None
-        if why:
-            problems.add(f"{here}: {image}: subset {why}; rename the subset in the manifest")
-            continue
+        split, label_s, image, sal, subset = (
+            cells[self.col[name]].strip() if name in self.col else "" for name in COLUMNS
+        )
+        problem = _cell_problem(here, split, label_s, image, subset)
+        if problem:
+            return problem
+        found = self._image(here, lineno, image)
+        if isinstance(found, str):
+            return found
+        saliency = self._saliency(here, sal) if sal else ("", None)
+        if isinstance(saliency, str):
+            return saliency
+        rel, path = found
+        return ManifestRow(lineno, split, int(label_s), rel, saliency[0], subset, path, saliency[1])
+
+    def _image(self, here: str, lineno: int, image: str) -> tuple[str, Path] | str:
+        """(path relative to the manifest folder, absolute path) of an image cell, or its problem:
+        outside the folder, listed before, or missing."""
+        root = self.manifest.parent
         res = resolve_inside(root, image)
         if isinstance(res, str):
-            problems.add(f"{here}: {image}: {res}; move the file inside {root} or remove the row")
-            continue
+            return f"{here}: {image}: {res}; move the file inside {root} or remove the row"
         rel, path = res
-        if rel in seen:
-            problems.add(
-                f"{here}: {image}: duplicate image path (also on line {seen[rel]}); remove one of the rows"
+        if rel in self.seen:
+            return (
+                f"{here}: {image}: duplicate image path (also on line {self.seen[rel]}); remove "
+                f"one of the rows"
             )
-            continue
-        seen[rel] = lineno
+        self.seen[rel] = lineno
         if not path.is_file():
-            problems.add(
-                f"{here}: {image}: missing image file (no such file under {root}); fix the path or remove the row"
+            return (
+                f"{here}: {image}: missing image file (no such file under {root}); fix the path or "
+                f"remove the row"
             )
-            continue
-        sal_rel, sal_path = "", None
-        if sal:
-            res = resolve_inside(root, sal)
-            if isinstance(res, str):
-                problems.add(
-                    f"{here}: {sal}: saliency map: {res}; move the map inside {root} or empty the cell"
-                )
-                continue
-            sal_rel, sal_path = res
-            if not sal_path.is_file():
-                problems.add(
-                    f"{here}: {sal}: unreadable saliency map (no such file under {root}); fix the path "
-                    f"or empty the saliency cell"
-                )
-                continue
-        rows.append(ManifestRow(lineno, split, int(label_s), rel, sal_rel, subset, path, sal_path))
-    problems.raise_if_any()
-    check_splits(manifest, rows)
-    return rows
+        return rel, path
+
+    def _saliency(self, here: str, sal: str) -> tuple[str, Path] | str:
+        """(relative, absolute path) of a non-empty saliency cell, or its problem."""
+        root = self.manifest.parent
+        res = resolve_inside(root, sal)
+        if isinstance(res, str):
+            return (
+                f"{here}: {sal}: saliency map: {res}; move the map inside {root} or empty the cell"
+            )
+        if not res[1].is_file():
+            return (
+                f"{here}: {sal}: unreadable saliency map (no such file under {root}); fix the path "
+                f"or empty the saliency cell"
+            )
+        return res
+
+
+def _cell_problem(here: str, split: str, label_s: str, image: str, subset: str) -> str | None:
+    """The first problem of a row's split, subset, label and image cells (no file access)."""
+    if split not in SPLITS:
+        return f"{here}: split {split!r} is not one of {', '.join(SPLITS)}; fix the row"
+    if subset and (bad := name_problem(subset)):
+        return f"{here}: subset {bad}; rename the subset in the manifest"
+    if label_s not in ("0", "1"):
+        return (
+            f"{here}: {image or '(no image)'}: label {label_s!r} is outside the two classes 0 and 1 "
+            f"(1 = attack/synthetic/abnormal); fix the row, or convert class names with "
+            f"`python -m salience import ... --label-map NAME=0|1`"
+        )
+    if not image:
+        return f"{here}: empty image path; fill it in or remove the row"
+    why = reserved_name(subset) if subset else None
+    if why:
+        return f"{here}: {image}: subset {why}; rename the subset in the manifest"
+    return None
 
 
 def check_splits(manifest: Path, rows: list[ManifestRow]) -> None:

@@ -174,7 +174,7 @@ class PreparedDataset:
             )
         recorded = self.meta.get("source", {}).get("manifest_sha256")
         if manifest is not None and recorded and Path(manifest).is_file():
-            from salience.data.prepare import sha256_file
+            from salience.data.arrays import sha256_file
 
             now = sha256_file(Path(manifest))
             if now != recorded:

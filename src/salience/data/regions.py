@@ -202,6 +202,13 @@ def import_regions(
         return None if m is None or m.max() <= 0 else to_uint8(m)
 
     manifest, mdir, no_map = write_output(labelled, make_map, out, maps_dir)
+    _warn_filled(stats, no_map)
+    return manifest, mdir, len(labelled) - len(no_map)
+
+
+def _warn_filled(stats: dict[str, int], no_map: list[str]) -> None:
+    """One warning line each: regions clipped, annotations scaled to the file, images left
+    without a map (`stats`: counts "beyond" and "scaled"; `no_map`: their ids)."""
     if stats["beyond"]:
         log.warning("%d region(s) reach outside their image: clipped to the image", stats["beyond"])
     if stats["scaled"]:
@@ -217,4 +224,3 @@ def import_regions(
             len(no_map),
             no_map[0],
         )
-    return manifest, mdir, len(labelled) - len(no_map)

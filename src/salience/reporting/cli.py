@@ -20,10 +20,12 @@ from salience.reporting.aggregate import (
     read_runs_csv,
 )
 from salience.reporting.figures import build_all_figures, figure_reasons
+from salience.reporting.grid import write_table
 from salience.reporting.html import table_reasons, write_report_dir
 from salience.reporting.origin import check_single_origin
 from salience.reporting.overview import check_baseline, overview
-from salience.reporting.tables import PAPER_METHODS, build_all, overall, papers_of, write_table
+from salience.reporting.selection import overall
+from salience.reporting.tables import PAPER_METHODS, build_all, papers_of
 
 METRICS = ("auroc", "auroc_sigmoid")
 
@@ -83,7 +85,7 @@ def cmd_figures(args: argparse.Namespace) -> int:
 
 def summary(runs) -> dict:
     """Headline numbers for `dvc metrics show`: run count and, per dataset/method, the mean test
-    AUROC of the base variant with the tables' cell definitions (`tables.overall`: held-out attack
+    AUROC of the base variant with the tables' cell definitions (`selection.overall`: held-out attack
     type of leave-one-out folds, mean over generators for faces), over seeds and backbones."""
     base = runs[runs["variant"] == "base"].assign(value=runs["auroc"])
     u = overall(base, prefer_loo=True)

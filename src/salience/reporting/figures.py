@@ -20,7 +20,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from salience.reporting import style as S
-from salience.reporting.tables import NO_TEST_MAPS, overall
+from salience.reporting.selection import overall
+from salience.reporting.tables import NO_TEST_MAPS
 
 FIGURE_FILES = {
     "roc": "roc.png",

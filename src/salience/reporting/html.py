@@ -16,7 +16,8 @@ from pathlib import Path
 import pandas as pd
 
 from salience.io import write_text
-from salience.reporting.tables import NO_TEST_MAPS, Table
+from salience.reporting.grid import Table
+from salience.reporting.tables import NO_TEST_MAPS
 
 # TeX of style.py / tables.py captions and cells → plain text (order matters: longest first)
 _TEX_TEXT = [

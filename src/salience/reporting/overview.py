@@ -2,7 +2,7 @@
 
 Rows = every method of the base variant (× backbone when the study has several), including the
 methods no paper table lists; columns = the tasks with the papers' cell definitions
-(`tables.overall`: held-out iris mean over leave-one-out folds, face mean over generators, chest
+(`selection.overall`: held-out iris mean over leave-one-out folds, face mean over generators, chest
 pooled); cells = mean ± std over seeds, n, 95 % CI and the paired test against a baseline the user
 picks (`tables --baseline`, config `report.baseline`, default `xent`).
 """
@@ -14,15 +14,8 @@ import pandas as pd
 from salience.errors import SalienceError
 from salience.reporting import style as S
 from salience.reporting.cells import overall_note
-from salience.reporting.tables import (
-    Table,
-    _build,
-    _keyed,
-    _select,
-    empty_table,
-    overall,
-    task_cols,
-)
+from salience.reporting.grid import Comparison, Layout, Table, build, empty_table
+from salience.reporting.selection import keyed, overall, select, task_cols
 
 OVERVIEW_ID = "overview"
 
@@ -52,7 +45,7 @@ DEFAULT_BASELINE = "xent"
 def overview(runs: pd.DataFrame, metric: str = "auroc", baseline: str | None = None) -> Table:
     """Every method run × every task; paired tests vs `baseline` within each backbone.
 
-    Cells follow DD Table 2 / SAGE Table 1 (see `tables.overall`); rows are `method` or
+    Cells follow DD Table 2 / SAGE Table 1 (see `selection.overall`); rows are `method` or
     `method/backbone` (several backbones). An explicit `baseline` that was not run raises a
     one-line SalienceError naming the methods run; `None` means xent, or (xent not run) the first
     method run in the papers' order, which the caption then says."""
@@ -64,16 +57,16 @@ def overview(runs: pd.DataFrame, metric: str = "auroc", baseline: str | None = N
         if baseline != DEFAULT_BASELINE:
             note = f" ({S.tex(S.method_name(DEFAULT_BASELINE))} was not run)"
     check_baseline(runs, baseline)
-    d = _select(runs, metric, None)
+    d = select(runs, metric, None)
     u = overall(d, prefer_loo=True)
     multi = u["backbone"].nunique() > 1
     if multi:
         fields, orders = ["method", "backbone"], [S.ALL_METHODS, S.BACKBONE_ORDER]
-        u, rows = _keyed(u, fields, orders, [S.method_name, S.backbone_name])
+        u, rows = keyed(u, fields, orders, [S.method_name, S.backbone_name])
         base_of = lambda r: f"{baseline}/{r.split('/', 1)[1]}"  # noqa: E731
         group_of, stub = (lambda r: r.split("/", 1)[1]), ["Method", "Backbone"]
     else:
-        u, rows = _keyed(u, ["method"], [S.ALL_METHODS], [S.method_name])
+        u, rows = keyed(u, ["method"], [S.ALL_METHODS], [S.method_name])
         base_of, group_of, stub = (lambda r: baseline), (lambda r: ""), ["Method"]
     bb = "" if multi or u.empty else f" ({S.tex(S.backbone_name(u['backbone'].iloc[0]))})"
     cap = f"Every method run, {S.metric_tex(metric)} per task{bb}, base variant; "
@@ -82,17 +75,5 @@ def overview(runs: pd.DataFrame, metric: str = "auroc", baseline: str | None = N
     cap += overall_note(u) if not u.empty else ""
     cols = task_cols(u, S.SAGE_TASK_ORDER)
     group = "backbone" if multi else ""
-    return _build(
-        OVERVIEW_ID,
-        cap,
-        u.assign(col=u["dataset"]),
-        metric,
-        stub,
-        rows,
-        cols,
-        base_of,
-        baseline,
-        group_of,
-        None,
-        group,
-    )
+    layout = Layout(OVERVIEW_ID, cap, metric, stub, rows, cols)
+    return build(layout, u.assign(col=u["dataset"]), Comparison(base_of, baseline, group_of, group))

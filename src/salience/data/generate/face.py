@@ -33,12 +33,14 @@ def _artefact(
     rng: np.random.Generator,
     yy: np.ndarray,
     xx: np.ndarray,
+    *,
     cy: float,
     cx: float,
     rx: float,
     ry: float,
 ) -> np.ndarray:
-    """S×S×3 artefact pattern, amplitude about 1, of one generator."""
+    """S×S×3 artefact pattern, amplitude about 1, of one generator; the face ellipse has centre
+    (cy, cx) and radii (ry, rx) in pixels (by keyword: `ellipse` takes them in the other order)."""
     size = yy.shape[0]
     p = period(size, 4.0)
     ph = rng.uniform(0, 2 * np.pi, 2)
@@ -104,7 +106,7 @@ def render(rng: np.random.Generator, label: int, subset: str, k: Knobs) -> Sampl
     if label == 1:
         inner = ellipse(yy, xx, cy, cx, ry * 0.9, rx * 0.9)[..., None]
         face_rgb = face_rgb + k.signal_strength * inner * _artefact(
-            subset, rng, yy, xx, cy, cx, rx, ry
+            subset, rng, yy, xx, cy=cy, cx=cx, rx=rx, ry=ry
         )
     img = img * (1 - face[..., None]) + face[..., None] * face_rgb
     img += 0.015 * rng.standard_normal((size, size, 3))  # sensor noise

@@ -41,11 +41,13 @@ def _signature(
     rng: np.random.Generator,
     yy: np.ndarray,
     xx: np.ndarray,
+    *,
     cy: float,
     cx: float,
     R: float,
 ) -> tuple[np.ndarray, np.ndarray, float]:
-    """(luminance pattern in about [-1, 1], RGB tint direction, extra fibre loss) of one attack."""
+    """(luminance pattern in about [-1, 1], RGB tint direction, extra fibre loss) of one attack;
+    the iris has centre (cy, cx) and radius R in pixels."""
     size = yy.shape[0]
     d = np.hypot(yy - cy, xx - cx)
     theta = np.arctan2(yy - cy, xx - cx)
@@ -111,7 +113,7 @@ def render(rng: np.random.Generator, label: int, subset: str, k: Knobs) -> Sampl
     loss = 0.0
     pattern, tint = np.zeros_like(d), np.zeros(3)
     if label == 1:
-        pattern, tint, extra = _signature(subset, rng, yy, xx, cy, cx, R)
+        pattern, tint, extra = _signature(subset, rng, yy, xx, cy=cy, cx=cx, R=R)
         loss = min(1.0, SHARED_LOSS + extra) * min(1.0, k.signal_strength / 0.1)
     iris_rgb = base * (1 + 0.25 * (1 - loss) * fibres[..., None])
     iris_rgb = iris_rgb + k.signal_strength * (pattern[..., None] + tint * 0.8)
