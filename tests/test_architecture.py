@@ -36,6 +36,7 @@ LAYERS = {
     "salience._tvshim": 0,
     "salience.scores": 0,
     "salience.tracking": 0,
+    "salience.tracking_store": 0,
     # 1 torch infrastructure
     "salience.safeload": 1,
     "salience.checkpoint": 1,
@@ -80,13 +81,6 @@ PENDING = {
     ("long", "salience.config", "_check_registries"),
     # the argument parsers, one long declaration each
     ("long", "salience.cli", "build_parser"),
-    ("long", "salience.data.cli", "add_parsers"),
-    # data readers and the prepare step
-    ("long", "salience.data.importers", "import_cyborg"),
-    ("long", "salience.data.manifest", "read_manifest"),
-    ("long", "salience.data.prepare", "_load_map"),
-    ("long", "salience.data.prepare", "prepare"),
-    ("long", "salience.data.regions", "import_regions"),
 }
 
 # Modules restructured for issue 11's train loop and import order: never in PENDING.
