@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from salience.errors import ConfigError, DataError
-from salience.methods.settings import Setting
+from salience.methods.settings import Setting, check_overrides
 from salience.models.base import Backbone, Classifier
 from salience.registry import Registry
 
@@ -71,27 +71,23 @@ class Method:
     unsupported_reason: ClassVar[str] = ""
     #: training stages, in order; each is a separate job
     stages: ClassVar[tuple[str, ...]] = ("train",)
-    #: the settings' defaults (derived from `settings`)
+    #: the settings' defaults (derived from `settings` when the class is defined)
     defaults: ClassVar[dict[str, Any]] = {}
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        if "settings" not in cls.__dict__ and "defaults" in cls.__dict__:
-            # transitional: a class that lists only defaults gets settings of their kinds
-            cls.settings = {k: Setting.of(v) for k, v in cls.defaults.items()}
         cls.defaults = {k: s.default for k, s in cls.settings.items()}
 
     def __init__(self, params: dict[str, Any] | None = None) -> None:
         params = dict(params or {})
-        unknown = sorted(set(params) - set(self.defaults))
-        if unknown:
-            raise ConfigError(
-                f"methods.{self.name}.{unknown[0]}: unknown setting; {self.name} accepts: "
-                f"{', '.join(sorted(self.defaults)) or '(none)'}"
-            )
-        for key, value in params.items():
-            _check_type(f"methods.{self.name}.{key}", value, self.defaults[key])
+        check_overrides(self.name, self.settings, params)
         self.params = {**self.defaults, **params}
+        self.check_params()
+
+    def check_params(self) -> None:
+        """Constraints across settings, or beyond one setting's kind and range (e.g. GazeGNN's
+        channels divisible by 4); raise a one-line ConfigError naming `methods.<name>.<key>`.
+        Each setting alone has already been checked against its declaration."""
 
     # ----------------------------------------------------------------------------- hooks
     def check_backbone(self, backbone_name: str) -> None:
@@ -168,22 +164,6 @@ class Method:
     def logits(self, model: nn.Module, batch: dict[str, Tensor]) -> Tensor:
         """Evaluation scores: B×2 logits (no grad is handled by the caller)."""
         return model(batch["image"])
-
-
-def _check_type(key: str, value: Any, default: Any) -> None:
-    """A setting must have the kind of value its default has (numbers are interchangeable)."""
-    if isinstance(default, bool):
-        ok, kind = isinstance(value, bool), "true or false"
-    elif isinstance(default, (int, float)):
-        ok, kind = isinstance(value, (int, float)) and not isinstance(value, bool), "a number"
-    elif isinstance(default, str):
-        ok, kind = isinstance(value, str), "a string"
-    elif isinstance(default, (list, tuple)):
-        ok, kind = isinstance(value, (list, tuple)), "a list"
-    else:
-        ok, kind = True, ""
-    if not ok:
-        raise ConfigError(f"{key}: expected {kind}, got {value!r} (default {default!r})")
 
 
 def cross_entropy(logits: Tensor, labels: Tensor) -> Tensor:

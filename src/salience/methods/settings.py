@@ -9,7 +9,7 @@ layer"). Errors are one-line `ConfigError`s naming the key, what it must be and 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from dataclasses import fields as dataclass_fields
 from typing import Any
 
@@ -25,7 +25,8 @@ class Setting:
     kind: "number" (int or float, not bool), "integer", "bool", "string", "choice" (one of
     `choices`) or "list" (each item checked against `item`, a Setting; `length` fixes the count).
     low / high: inclusive bounds for numbers and integers; `low_open` makes `low` exclusive
-    (σ > 0). odd: integers must be odd (kernel sides). doc: one line for docs and `--help`.
+    (σ > 0). odd: integers must be odd (kernel sides). nullable: null (None) is accepted too
+    (MENTOR's pretrain_epochs: null = train.epochs). doc: one line for docs and `--help`.
     """
 
     default: Any
@@ -38,6 +39,7 @@ class Setting:
     item: Setting | None = None
     length: int | None = None
     min_length: int = 0
+    nullable: bool = False
     doc: str = ""
 
     def __post_init__(self) -> None:
@@ -60,6 +62,8 @@ class Setting:
     # ------------------------------------------------------------------------------- checking
     def problem(self, value: Any) -> str | None:
         """What is wrong with `value` for this setting, or None when it is acceptable."""
+        if value is None and self.nullable:
+            return None
         ok = {
             "number": _is_number(value) and math.isfinite(value),
             "integer": _is_number(value) and float(value).is_integer(),
@@ -91,6 +95,8 @@ class Setting:
 
     def describe(self) -> str:
         """What a value must be, in words ("a number in [0, 1]", "'pow2' or 'square'")."""
+        if self.nullable:
+            return f"{replace(self, nullable=False).describe()} or null"
         if self.kind == "choice":
             return " or ".join(repr(c) for c in self.choices or ())
         if self.kind == "bool":
