@@ -29,6 +29,7 @@ import numpy as np
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from salience.cam import true_false_cams
 from salience.errors import ConfigError, DataError
 from salience.methods.settings import Setting, check_overrides
 from salience.models.base import Backbone, Classifier
@@ -62,6 +63,9 @@ class Method:
     uses_maps: ClassVar[bool] = True
     #: True when the model needs the map at evaluation time too (gazegnn)
     maps_at_test: ClassVar[bool] = False
+    #: False when this method's model has no CAM head (`forward_all` + `cams`, as `Classifier`):
+    #: then `cams` is None and evaluation scores with `logits` alone (gazegnn)
+    cam_head: ClassVar[bool] = True
     #: set when the method trains its own network whatever the grid's backbone (gazegnn: "pvig");
     #: the grid then places one run per dataset/fold/seed, under HOME_BACKBONE or the grid's first
     own_network: ClassVar[str | None] = None
@@ -164,6 +168,26 @@ class Method:
     def logits(self, model: nn.Module, batch: dict[str, Tensor]) -> Tensor:
         """Evaluation scores: B×2 logits (no grad is handled by the caller)."""
         return model(batch["image"])
+
+    # ------------------------------------------------------- what evaluation and figures need
+    def forward_eval(
+        self, model: nn.Module, batch: dict[str, Tensor]
+    ) -> tuple[Tensor, tuple[Tensor, Tensor] | None]:
+        """One evaluation pass over `batch` (needs "image" and "label"): B×2 logits and the
+        true- and false-class CAMs (each B×g×g on the model's CAM grid, unnormalised; DD §3), or
+        None for the CAMs when this method's model has no CAM head (`cam_head`)."""
+        if not self.cam_head:
+            return self.logits(model, batch), None
+        out = model.forward_all(batch["image"])
+        return out.logits, true_false_cams(model.cams(out), batch["label"])
+
+    def cams(self, model: nn.Module, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor] | None:
+        """True- and false-class CAMs (B×g×g each) of `batch`, or None without a CAM head."""
+        return self.forward_eval(model, batch)[1] if self.cam_head else None
+
+    def eval_notes(self) -> dict[str, Any]:
+        """Notes for the evaluation record (merged into metrics.json); default none."""
+        return {}
 
 
 def cross_entropy(logits: Tensor, labels: Tensor) -> Tensor:

@@ -106,6 +106,7 @@ class GazeGNN(Method):
     supported_backbones = None  # any grid backbone places the run; the network is its own
     own_network = "pvig"
     maps_at_test = True
+    cam_head = False  # ViG's head pools before its classifier: no class activation maps
     settings: ClassVar[dict[str, Setting]] = {
         "k": Setting(9, "integer", low=1, doc="neighbours per node (ViG)"),
         "channels": Setting(
