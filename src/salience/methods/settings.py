@@ -48,17 +48,6 @@ class Setting:
         if self.kind == "choice" and not self.choices:
             raise ValueError("a 'choice' Setting needs its choices")
 
-    @classmethod
-    def of(cls, default: Any) -> Setting:
-        """A setting of `default`'s kind with no range (bool, number, string or list)."""
-        if isinstance(default, bool):
-            return cls(default, "bool")
-        if isinstance(default, (int, float)):
-            return cls(default, "number")
-        if isinstance(default, (list, tuple)):
-            return cls(list(default), "list")
-        return cls(default, "string")
-
     # ------------------------------------------------------------------------------- checking
     def problem(self, value: Any) -> str | None:
         """What is wrong with `value` for this setting, or None when it is acceptable."""
