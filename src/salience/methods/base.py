@@ -3,7 +3,15 @@
 A method decides (a) which model it trains (`build_model`, default: `Classifier`), (b) its loss on a
 training batch (`loss`), and (c) how the model scores an evaluation batch (`logits`). Methods with
 two jobs (MENTOR) list `stages`; the training loop runs one stage per invocation, and the workflow
-schedules each stage as its own job (`stage_inputs`).
+schedules each stage as its own job (`stage_inputs`). Evaluation and figures use only the contract
+below (`forward_eval`/`cams`, `eval_notes`, `maps_at_test`, `cam_head`), never the model's
+attributes.
+
+A new method is one file in this package: a `Method` subclass decorated with
+`@METHODS.register("name")` (which sets `cls.name`), with its display `label` and its `settings`
+(`salience.methods.settings.Setting`: default, kind, range or choices; `defaults` is derived).
+The registry, the method catalogue, config validation and every table that lists all methods pick
+it up (tests/test_method_one_file.py); rerun `python -m salience methods --write-catalogue`.
 
 A batch is a dict (see `salience.data.loader`):
   image   float32 B×3×S×S, ImageNet-normalised
