@@ -46,12 +46,16 @@ def test_every_declared_setting_is_checked_by_the_base_class(name, key):
     assert "\n" not in msg
 
 
-def test_cross_field_rules_stay_in_check_params():
+def test_cross_field_rules_nulls_and_open_ranges():
     with pytest.raises(ConfigError, match=r"^methods\.gazegnn\.channels: must be multiples of 4"):
         build_method("gazegnn", {"channels": [6, 8, 12, 16]})
     with pytest.raises(ConfigError, match=r"^methods\.boyd_blur\.levels: must be non-empty"):
         build_method("boyd_blur", {"levels": [], "include_original": False})
     assert build_method("mentor", {"pretrain_epochs": None}).params["pretrain_epochs"] is None
+    with pytest.raises(
+        ConfigError, match=r"^methods\.gazegnn\.dropout: must be a number in \[0, 1\), got 1$"
+    ):
+        build_method("gazegnn", {"dropout": 1})
 
 
 def _batch(n: int = 4) -> dict[str, torch.Tensor]:

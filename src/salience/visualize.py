@@ -38,7 +38,7 @@ def panels(
     """Arrays (N×S×S) of the true CAM, false CAM and Difference Salience, upsampled to the image."""
     if not method.cam_head:
         raise ConfigError(
-            f"method {method.name!r} has no class activation maps; visualise a CAM-head model (e.g. fooling, cyborg)"
+            f"method {method.name} has no class activation maps; visualise a CAM-head model (e.g. fooling, cyborg)"
         )
     model.eval()
     x = to_tensor_images(images_u8)

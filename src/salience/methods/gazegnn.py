@@ -124,7 +124,7 @@ class GazeGNN(Method):
             doc="blocks per stage",
         ),
         "dropout": Setting(
-            0.0, "number", low=0, high=1, doc="head dropout (ViG's opt.dropout), < 1"
+            0.0, "number", low=0, high=1, high_open=True, doc="head dropout (ViG's opt.dropout)"
         ),
         "test_maps": Setting(
             "auto",
@@ -144,10 +144,6 @@ class GazeGNN(Method):
             raise ConfigError(
                 "methods.gazegnn.channels: must be multiples of 4 (grouped graph convolution, "
                 f"2-D sin-cos positions), got {p['channels']!r}"
-            )
-        if not p["dropout"] < 1:
-            raise ConfigError(
-                f"methods.gazegnn.dropout: must be a number in [0, 1), got {p['dropout']!r}"
             )
         p["k"] = int(p["k"])
         p["channels"] = [int(c) for c in p["channels"]]

@@ -24,8 +24,8 @@ class Setting:
 
     kind: "number" (int or float, not bool), "integer", "bool", "string", "choice" (one of
     `choices`) or "list" (each item checked against `item`, a Setting; `length` fixes the count).
-    low / high: inclusive bounds for numbers and integers; `low_open` makes `low` exclusive
-    (σ > 0). odd: integers must be odd (kernel sides). nullable: null (None) is accepted too
+    low / high: inclusive bounds for numbers and integers; `low_open` / `high_open` make them
+    exclusive (σ > 0, dropout < 1). odd: integers must be odd (kernel sides). nullable: null (None) is accepted too
     (MENTOR's pretrain_epochs: null = train.epochs). doc: one line for docs and `--help`.
     """
 
@@ -34,6 +34,7 @@ class Setting:
     low: float | None = None
     high: float | None = None
     low_open: bool = False
+    high_open: bool = False
     odd: bool = False
     choices: tuple[Any, ...] | None = None
     item: Setting | None = None
@@ -78,7 +79,7 @@ class Setting:
     def _in_range(self, v: float) -> bool:
         if self.low is not None and (v <= self.low if self.low_open else v < self.low):
             return False
-        if self.high is not None and v > self.high:
+        if self.high is not None and (v >= self.high if self.high_open else v > self.high):
             return False
         return not self.odd or int(v) % 2 == 1
 
@@ -107,11 +108,14 @@ class Setting:
     def _range_words(self) -> str:
         lo, hi = self.low, self.high
         if lo is not None and hi is not None:
-            return f" in {'(' if self.low_open else '['}{_num(lo)}, {_num(hi)}]"
+            return (
+                f" in {'(' if self.low_open else '['}{_num(lo)}, {_num(hi)}"
+                f"{')' if self.high_open else ']'}"
+            )
         if lo is not None:
             return f" {'>' if self.low_open else '>='} {_num(lo)}"
         if hi is not None:
-            return f" <= {_num(hi)}"
+            return f" {'<' if self.high_open else '<='} {_num(hi)}"
         return ""
 
     # ------------------------------------------------------------------------------- JSON
