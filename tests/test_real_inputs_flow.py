@@ -26,6 +26,10 @@ from _shared_data import shared_tiny_root
 from _support import ROOT, run_cli, tiny_config, write_config
 
 from salience import config as C
+from salience.methods import catalogue
+
+#: the registered methods as a 'choose one of' message lists them (the registry is the one list)
+ALL_METHOD_NAMES = ", ".join(catalogue.names())
 
 DOC = ROOT / "docs" / "robustness.md"
 RUN = "tiny/all/smallcnn/xent/base/seed0"
@@ -42,7 +46,8 @@ EXPECT = {
     "utf16-config": "error: <tmp>/config.yaml: not UTF-8 text; save the config as UTF-8 and rerun",
     "run-id-seed-not-a-number": "error: run id 'tiny/all/smallcnn/xent/base/seedX': expected dataset/fold/backbone/method/variant/seedN with N a whole number (list the run ids with `python -m salience runs --config CFG`)",
     "evaluate-out-is-a-file": "error: evaluate --out <tmp>/metrics.json: an existing file, not a folder; --out is the folder that receives scores.csv and metrics.json: give a new or existing folder",
-    "sweep-key-unknown-method": "error: <tmp>/sweep.yaml: experiments.ablation_tau.key: unknown method 'sagee' (did you mean 'sage'?); choose one of: boyd_blur, contrast, cyborg, difference, fooling, gazegnn, ggcam, mentor, perclass, sage, unet_gaze, xent",
+    "sweep-key-unknown-method": "error: <tmp>/sweep.yaml: experiments.ablation_tau.key: unknown method 'sagee' (did you mean 'sage'?); choose one of: "
+    + ALL_METHOD_NAMES,
     "full-disk-prepare": "error: <tmp>/.tmp-prepared.*/images.npy: File too large (EFBIG); raise the file size limit (`ulimit -f`) or write to another file system, then rerun the same command (nothing half-written was kept)",
     "full-disk-checkpoint": "error: <tmp>/results/runs/tiny/all/smallcnn/xent/base/seed0/checkpoint.pt: File too large (EFBIG); raise the file size limit (`ulimit -f`) or write to another file system, then rerun the same command (nothing half-written was kept)",
 }

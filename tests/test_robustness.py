@@ -28,7 +28,11 @@ from _shared_data import shared_tiny_root
 from _support import ROOT, tiny_config
 
 from salience import config as C
+from salience.methods import catalogue
 from salience.training.loop import train
+
+#: the registered methods as a 'choose one of' message lists them (the registry is the one list)
+ALL_METHOD_NAMES = ", ".join(catalogue.names())
 
 DOC = ROOT / "docs" / "robustness.md"
 RUN_ID = "tiny/all/smallcnn/xent/base/seed0"
@@ -412,7 +416,8 @@ def _(ws, tmp):
 @case(
     "unknown-method",
     "experiments list a method that does not exist",
-    expect="error: <tmp>/config.yaml: experiments.main.methods: unknown method 'xnet' (did you mean 'xent'?); choose one of: boyd_blur, contrast, cyborg, difference, fooling, gazegnn, ggcam, mentor, perclass, sage, unet_gaze, xent",
+    expect="error: <tmp>/config.yaml: experiments.main.methods: unknown method 'xnet' (did you mean 'xent'?); choose one of: "
+    + ALL_METHOD_NAMES,
     absent=["results"],
 )
 def _(ws, tmp):
@@ -464,7 +469,7 @@ def _(ws, tmp):
 @case(
     "wrong-type-method-setting",
     "methods.cyborg.beta: high (a string, not a number)",
-    expect="error: <tmp>/config.yaml: methods.cyborg.beta: expected a number, got 'high' (default 0.5)",
+    expect="error: <tmp>/config.yaml: methods.cyborg.beta: must be a number >= 0, got 'high'",
     absent=["results"],
 )
 def _(ws, tmp):
@@ -830,7 +835,7 @@ def test_workflow_bad_config_stops_before_any_job(ws, tmp_path):
     assert res.returncode != 0
     assert (
         "config.yaml: experiments.main.methods: unknown method 'xnet' (did you mean 'xent'?); choose one of: "
-        "boyd_blur, contrast, cyborg, difference, fooling, gazegnn, ggcam, mentor, perclass, sage, unet_gaze, xent"
+        + ALL_METHOD_NAMES
     ) in out
     assert "Traceback" not in out
     assert not (tmp_path / "results").exists() and not (tmp_path / "logs").exists()

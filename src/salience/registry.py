@@ -19,9 +19,14 @@ class Registry(Generic[T]):
         self._items: dict[str, T] = {}
 
     def register(self, name: str) -> Callable[[T], T]:
+        """Decorator registering `obj` under `name`; a registered class gets `name` as its `name`
+        attribute (the registry is the one place a method's name is written)."""
+
         def deco(obj: T) -> T:
             if name in self._items:
                 raise ValueError(f"{self.kind} {name!r} registered twice")
+            if isinstance(obj, type):
+                obj.name = name
             self._items[name] = obj
             return obj
 

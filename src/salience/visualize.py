@@ -12,11 +12,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from salience.cam import minmax, true_false_cams
+from salience.cam import minmax
 from salience.data.loader import denormalize, to_tensor_images
 from salience.data.prepared import PreparedDataset
 from salience.errors import ConfigError
 from salience.io import atomic_path
+from salience.methods.base import Method
 
 
 def pick_samples(ds: PreparedDataset, split: str, per_class: int, seed: int = 0) -> np.ndarray:
@@ -32,17 +33,16 @@ def pick_samples(ds: PreparedDataset, split: str, per_class: int, seed: int = 0)
 
 @torch.no_grad()
 def panels(
-    model: torch.nn.Module, images_u8: np.ndarray, labels: np.ndarray
+    model: torch.nn.Module, method: Method, images_u8: np.ndarray, labels: np.ndarray
 ) -> dict[str, np.ndarray]:
     """Arrays (N×S×S) of the true CAM, false CAM and Difference Salience, upsampled to the image."""
-    if not (hasattr(model, "forward_all") and hasattr(model, "cams")):
+    if not method.cam_head:
         raise ConfigError(
-            f"{type(model).__name__} has no class activation maps; visualise a CAM-head model (e.g. fooling, cyborg)"
+            f"method {method.name} has no class activation maps; visualise a CAM-head model (e.g. fooling, cyborg)"
         )
     model.eval()
     x = to_tensor_images(images_u8)
-    out = model.forward_all(x)
-    t, f = true_false_cams(model.cams(out), torch.as_tensor(labels))
+    logits, (t, f) = method.forward_eval(model, {"image": x, "label": torch.as_tensor(labels)})
     size = images_u8.shape[1:3]
 
     def up(m: torch.Tensor) -> torch.Tensor:
@@ -55,7 +55,7 @@ def panels(
         "true": up(minmax(t)).numpy(),
         "false": up(minmax(f)).numpy(),
         "difference": up(minmax(t - f)).numpy(),
-        "p1": torch.softmax(out.logits, 1)[:, 1].numpy(),
+        "p1": torch.softmax(logits, 1)[:, 1].numpy(),
     }
 
 
@@ -103,9 +103,9 @@ def visualize_checkpoint(
 ) -> Path:
     from salience.evaluation.evaluate import load_trained
 
-    model, _, meta = load_trained(model_path)
+    model, method, meta = load_trained(model_path)
     ds = PreparedDataset(prepared)
     rows = pick_samples(ds, split, samples)
     labels = ds.index["label"].to_numpy()[rows]
-    p = panels(model, np.asarray(ds.images[rows]), labels)
+    p = panels(model, method, np.asarray(ds.images[rows]), labels)
     return draw(p, labels, title or str(meta.get("run_id", model_path)), Path(out))

@@ -17,7 +17,7 @@ import torch
 
 from salience import checkpoint as ckpt
 from salience import config as C
-from salience.cam import minmax, true_false_cams
+from salience.cam import minmax
 from salience.data.loader import BatchStream
 from salience.data.prepared import PreparedDataset
 from salience.device import pick_device
@@ -93,22 +93,16 @@ def score_split(
     model.eval()
     flip = flip_maps and method.maps_at_test
     stream = BatchStream(ds, rows, batch_size, cam_grid=grid, device=device, flip_maps=flip)
-    has_cams = hasattr(model, "forward_all") and hasattr(model, "cams") and not method.maps_at_test
     logits_all, agree = [], []
     for batch in stream:
-        if has_cams:
-            out = model.forward_all(batch["image"])
-            logits = out.logits
-            if bool(batch["has_map_cam"].any()):
-                t, _ = true_false_cams(model.cams(out), batch["label"])
-                m = batch["has_map_cam"]
-                agree.append(
-                    pearson_agreement(
-                        minmax(t[m]).float().cpu().numpy(), batch["map_cam"][m].cpu().numpy()
-                    )
+        logits, cams = method.forward_eval(model, batch)
+        if cams is not None and bool(batch["has_map_cam"].any()):
+            t, m = cams[0], batch["has_map_cam"]
+            agree.append(
+                pearson_agreement(
+                    minmax(t[m]).float().cpu().numpy(), batch["map_cam"][m].cpu().numpy()
                 )
-        else:
-            logits = method.logits(model, batch)
+            )
         logits_all.append(logits.float().cpu().numpy())
     logits = np.concatenate(logits_all) if logits_all else np.zeros((0, 2), np.float32)
     idx = ds.index.iloc[rows]
@@ -166,7 +160,7 @@ def evaluate_checkpoint(
             "split": split,
             "checkpoint": str(model_path),
             "best_epoch": meta.get("best_epoch"),
-            **getattr(meth, "eval_notes", lambda: {})(),
+            **meth.eval_notes(),
             **(extra or {}),
         }
     )

@@ -24,13 +24,14 @@ import pandas as pd
 import torch
 
 from salience import config as C
-from salience.cam import minmax, true_false_cams
+from salience.cam import minmax
 from salience.data.loader import BatchStream
 from salience.data.prepared import PreparedDataset
 from salience.errors import ConfigError, DataError
 from salience.evaluation import faithfulness as FA
 from salience.evaluation import maps as M
 from salience.io import atomic_paths
+from salience.methods.base import Method
 
 __all__ = [
     "KINDS",
@@ -68,13 +69,10 @@ def rq1_settings(cfg: dict) -> dict:
     return {**cfg["rq1"], "sigma": float(sage["sigma"]), "kernel_size": int(sage["kernel_size"])}
 
 
-def _has_cams(model: torch.nn.Module, method) -> bool:
-    return hasattr(model, "forward_all") and hasattr(model, "cams") and not method.maps_at_test
-
-
 @torch.no_grad()
 def map_metrics(
     model: torch.nn.Module,
+    method: Method,
     ds: PreparedDataset,
     rows: np.ndarray,
     grid: int,
@@ -90,7 +88,7 @@ def map_metrics(
     frames = []
     dev = next(model.parameters()).device
     for batch in BatchStream(ds, annotated, batch_size, cam_grid=grid, device=dev):
-        t, f = true_false_cams(model.cams(model.forward_all(batch["image"])), batch["label"])
+        t, f = method.cams(model, batch)
         bad = ~torch.isfinite(t - f).flatten(1).all(1)
         if bool(bad.any()):
             row = int(batch["row"][bad][0])
@@ -140,7 +138,7 @@ def faithfulness(
     dev = next(model.parameters()).device
     batch = BatchStream(ds, rows, len(rows), cam_grid=grid, device=dev).batch(rows)
     x, y = batch["image"], batch["label"]
-    t, f = true_false_cams(model.cams(model.forward_all(x)), y)
+    t, f = method.cams(model, batch)
     size = tuple(x.shape[-2:])
     seed = int(settings["seed"])
     orders = {
@@ -214,7 +212,7 @@ def score_run(cfg: dict, spec: C.RunSpec) -> dict:
     rdir = C.run_dir(cfg, spec)
     model, method, _ = load_trained(rdir / "model.pt", run=spec)
     model.to(pick_device(cfg["train"]["device"]))
-    if not _has_cams(model, method):
+    if not method.cam_head:
         raise ConfigError(
             f"{spec.run_id}: method {spec.method} has no class activation maps; RQ1 scores CAM-head runs "
             f"(e.g. fooling, cyborg)"
@@ -226,7 +224,9 @@ def score_run(cfg: dict, spec: C.RunSpec) -> dict:
         raise ConfigError(f"{ds.root}: split 'test' is empty")
     grid = feature_grid(find_backbone(model), ds.image_size)
     bs = int(cfg["train"].get("eval_batch_size") or 128)
-    per_image = map_metrics(model, ds, test, grid, float(settings["nss_top"]), bs, spec.run_id)
+    per_image = map_metrics(
+        model, method, ds, test, grid, float(settings["nss_top"]), bs, spec.run_id
+    )
     rows = pick_rows(ds, "test", int(settings["faithfulness_images"]), int(settings["seed"]))
     curves = faithfulness(model, method, ds, rows, grid, settings)
     for mode, by_kind in curves.items():

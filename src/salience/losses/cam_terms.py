@@ -27,7 +27,7 @@ def difference(t: Tensor, f: Tensor, h: Tensor) -> Tensor:
 
 def perclass(t: Tensor, f: Tensor, h: Tensor) -> tuple[Tensor, Tensor]:
     """Per-class Salience: (MSE(h, norm t), MSE(1 − h, norm f))."""
-    return F.mse_loss(minmax(t), h), F.mse_loss(minmax(f), 1.0 - h)
+    return cyborg(t, f, h), F.mse_loss(minmax(f), 1.0 - h)
 
 
 def contrast(t: Tensor, f: Tensor, h: Tensor) -> tuple[Tensor, Tensor]:

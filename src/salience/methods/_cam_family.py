@@ -4,39 +4,72 @@ both class CAMs; the subclass says which saliency terms to add and with which we
 Total = α·CE + Σ weight_i · term_i (DD §5.3: α = β = 0.5 for cyborg/difference, α = β = γ = 0.3 for
 per-class/contrast). CYBORG's own code writes α·CE + (1 − α)·MSE; with α = β = 0.5 both are equal,
 set beta = 1 − alpha to get the CYBORG form (docs/decisions.md).
+
+A subclass names its saliency terms once: `term_names` (the logged loss parts) with their weight
+settings `term_weights`, and `cam_terms` (a function of losses.cam_terms) giving the un-weighted
+terms in that order.
 """
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from collections.abc import Callable
+from typing import ClassVar
 
 from torch import Tensor, nn
 
 from salience.cam import true_false_cams
-from salience.errors import ConfigError
 from salience.methods.base import LossOutput, Method, cross_entropy, masked, zero
+from salience.methods.settings import Setting
+
+
+def weight(default: float, doc: str) -> Setting:
+    """A loss weight (α, β, γ): a number >= 0."""
+    return Setting(default, "number", low=0, doc=doc)
+
+
+#: cam_class 'predicted' reproduces the official CYBORG code (reference-implementations §1.1);
+#: 'true' is DD's definition and the later CVRL code
+CAM_CLASS = Setting(
+    "true", "choice", choices=("true", "predicted"), doc="class whose CAM is the true CAM t"
+)
+#: cyborg, difference, fooling: α·CE + β·term (DD §5.3: α = β = 0.5)
+ONE_TERM: dict[str, Setting] = {
+    "alpha": weight(0.5, "α: weight of cross-entropy"),
+    "beta": weight(0.5, "β: weight of the saliency term"),
+    "cam_class": CAM_CLASS,
+}
+#: per-class, contrast: α·CE + β·true term + γ·second term (DD §5.3: α = β = γ = 0.3)
+TWO_TERMS: dict[str, Setting] = {
+    "alpha": weight(0.3, "α: weight of cross-entropy"),
+    "beta": weight(0.3, "β: weight of the true-class term"),
+    "gamma": weight(0.3, "γ: weight of the second (false-class) term"),
+    "cam_class": CAM_CLASS,
+}
 
 
 class CamMethod(Method):
     """Base of cyborg, difference, perclass, contrast and fooling."""
 
-    defaults: ClassVar[dict[str, Any]] = {"alpha": 0.5, "beta": 0.5, "cam_class": "true"}
-
-    def __init__(self, params: dict[str, Any] | None = None) -> None:
-        super().__init__(params)
-        if self.params["cam_class"] not in ("true", "predicted"):
-            raise ConfigError(f"methods.{self.name}.cam_class: must be 'true' or 'predicted'")
-        for key in ("alpha", "beta", "gamma"):  # numbers already (Method checks the types)
-            if key in self.params and not self.params[key] >= 0:
-                raise ConfigError(f"methods.{self.name}.{key}: must be a number >= 0")
+    settings: ClassVar[dict[str, Setting]] = ONE_TERM
+    #: the logged names of the saliency terms, and the setting weighting each
+    term_names: ClassVar[tuple[str, ...]] = ("saliency",)
+    term_weights: ClassVar[tuple[str, ...]] = ("beta",)
+    #: (t, f, h) → the un-weighted terms, in the order of `term_names` (losses.cam_terms)
+    cam_terms: ClassVar[Callable[..., Tensor | tuple[Tensor, ...]]]
 
     def target(self, batch: dict[str, Tensor], grid: tuple[int, int]) -> Tensor:
         """Human map on the CAM grid (B×g×g); `fooling` overrides this with the border frame."""
         return batch["map_cam"]
 
     def terms(self, t: Tensor, f: Tensor, h: Tensor) -> dict[str, Tensor]:
-        """Weighted saliency terms on annotated samples only."""
-        raise NotImplementedError
+        """Weighted saliency terms (on annotated samples only: the caller masks t, f, h)."""
+        values = type(self).cam_terms(t, f, h)
+        if not isinstance(values, tuple):
+            values = (values,)
+        return {
+            name: self.params[w] * v
+            for name, w, v in zip(self.term_names, self.term_weights, values, strict=True)
+        }
 
     def loss(self, model: nn.Module, batch: dict[str, Tensor], stage: str = "train") -> LossOutput:
         out = model.forward_all(batch["image"])
@@ -54,9 +87,6 @@ class CamMethod(Method):
         if bool(has.any()):
             parts.update(self.terms(masked(t, has), masked(f, has), masked(h, has)))
         else:  # no annotated sample in this batch: CE only, but keep the graph shape stable
-            parts.update({k: zero(ce) for k in self.term_names()})
+            parts.update({k: zero(ce) for k in self.term_names})
         total = sum(parts.values())
         return LossOutput(total=total, parts=parts, logits=out.logits)
-
-    def term_names(self) -> tuple[str, ...]:
-        return ("saliency",)

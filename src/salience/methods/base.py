@@ -3,7 +3,15 @@
 A method decides (a) which model it trains (`build_model`, default: `Classifier`), (b) its loss on a
 training batch (`loss`), and (c) how the model scores an evaluation batch (`logits`). Methods with
 two jobs (MENTOR) list `stages`; the training loop runs one stage per invocation, and the workflow
-schedules each stage as its own job (`stage_inputs`).
+schedules each stage as its own job (`stage_inputs`). Evaluation and figures use only the contract
+below (`forward_eval`/`cams`, `eval_notes`, `maps_at_test`, `cam_head`), never the model's
+attributes.
+
+A new method is one file in this package: a `Method` subclass decorated with
+`@METHODS.register("name")` (which sets `cls.name`), with its display `label` and its `settings`
+(`salience.methods.settings.Setting`: default, kind, range or choices; `defaults` is derived).
+The registry, the method catalogue, config validation and every table that lists all methods pick
+it up (tests/test_method_one_file.py); rerun `python -m salience methods --write-catalogue`.
 
 A batch is a dict (see `salience.data.loader`):
   image   float32 B×3×S×S, ImageNet-normalised
@@ -29,8 +37,9 @@ import numpy as np
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from salience.cam import true_false_cams
 from salience.errors import ConfigError, DataError
-from salience.methods.settings import Setting
+from salience.methods.settings import Setting, check_overrides
 from salience.models.base import Backbone, Classifier
 from salience.registry import Registry
 
@@ -62,6 +71,9 @@ class Method:
     uses_maps: ClassVar[bool] = True
     #: True when the model needs the map at evaluation time too (gazegnn)
     maps_at_test: ClassVar[bool] = False
+    #: False when this method's model has no CAM head (`forward_all` + `cams`, as `Classifier`):
+    #: then `cams` is None and evaluation scores with `logits` alone (gazegnn)
+    cam_head: ClassVar[bool] = True
     #: set when the method trains its own network whatever the grid's backbone (gazegnn: "pvig");
     #: the grid then places one run per dataset/fold/seed, under HOME_BACKBONE or the grid's first
     own_network: ClassVar[str | None] = None
@@ -71,27 +83,23 @@ class Method:
     unsupported_reason: ClassVar[str] = ""
     #: training stages, in order; each is a separate job
     stages: ClassVar[tuple[str, ...]] = ("train",)
-    #: the settings' defaults (derived from `settings`)
+    #: the settings' defaults (derived from `settings` when the class is defined)
     defaults: ClassVar[dict[str, Any]] = {}
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        if "settings" not in cls.__dict__ and "defaults" in cls.__dict__:
-            # transitional: a class that lists only defaults gets settings of their kinds
-            cls.settings = {k: Setting.of(v) for k, v in cls.defaults.items()}
         cls.defaults = {k: s.default for k, s in cls.settings.items()}
 
     def __init__(self, params: dict[str, Any] | None = None) -> None:
         params = dict(params or {})
-        unknown = sorted(set(params) - set(self.defaults))
-        if unknown:
-            raise ConfigError(
-                f"methods.{self.name}.{unknown[0]}: unknown setting; {self.name} accepts: "
-                f"{', '.join(sorted(self.defaults)) or '(none)'}"
-            )
-        for key, value in params.items():
-            _check_type(f"methods.{self.name}.{key}", value, self.defaults[key])
+        check_overrides(self.name, self.settings, params)
         self.params = {**self.defaults, **params}
+        self.check_params()
+
+    def check_params(self) -> None:
+        """Constraints across settings, or beyond one setting's kind and range (e.g. GazeGNN's
+        channels divisible by 4); raise a one-line ConfigError naming `methods.<name>.<key>`.
+        Each setting alone has already been checked against its declaration."""
 
     # ----------------------------------------------------------------------------- hooks
     def check_backbone(self, backbone_name: str) -> None:
@@ -169,21 +177,25 @@ class Method:
         """Evaluation scores: B×2 logits (no grad is handled by the caller)."""
         return model(batch["image"])
 
+    # ------------------------------------------------------- what evaluation and figures need
+    def forward_eval(
+        self, model: nn.Module, batch: dict[str, Tensor]
+    ) -> tuple[Tensor, tuple[Tensor, Tensor] | None]:
+        """One evaluation pass over `batch` (needs "image" and "label"): B×2 logits and the
+        true- and false-class CAMs (each B×g×g on the model's CAM grid, unnormalised; DD §3), or
+        None for the CAMs when this method's model has no CAM head (`cam_head`)."""
+        if not self.cam_head:
+            return self.logits(model, batch), None
+        out = model.forward_all(batch["image"])
+        return out.logits, true_false_cams(model.cams(out), batch["label"])
 
-def _check_type(key: str, value: Any, default: Any) -> None:
-    """A setting must have the kind of value its default has (numbers are interchangeable)."""
-    if isinstance(default, bool):
-        ok, kind = isinstance(value, bool), "true or false"
-    elif isinstance(default, (int, float)):
-        ok, kind = isinstance(value, (int, float)) and not isinstance(value, bool), "a number"
-    elif isinstance(default, str):
-        ok, kind = isinstance(value, str), "a string"
-    elif isinstance(default, (list, tuple)):
-        ok, kind = isinstance(value, (list, tuple)), "a list"
-    else:
-        ok, kind = True, ""
-    if not ok:
-        raise ConfigError(f"{key}: expected {kind}, got {value!r} (default {default!r})")
+    def cams(self, model: nn.Module, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor] | None:
+        """True- and false-class CAMs (B×g×g each) of `batch`, or None without a CAM head."""
+        return self.forward_eval(model, batch)[1] if self.cam_head else None
+
+    def eval_notes(self) -> dict[str, Any]:
+        """Notes for the evaluation record (merged into metrics.json); default none."""
+        return {}
 
 
 def cross_entropy(logits: Tensor, labels: Tensor) -> Tensor:

@@ -21,7 +21,7 @@ With `levels: []` only originals remain and the loss is plain CE.
 from __future__ import annotations
 
 import math
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -29,11 +29,7 @@ from torch import Tensor, nn
 from salience.errors import ConfigError
 from salience.losses.sage import composite, gaussian_blur
 from salience.methods.base import METHODS, LossOutput, Method, cross_entropy
-
-
-def _check(ok: bool, key: str, expected: str) -> None:
-    if not ok:
-        raise ConfigError(f"methods.boyd_blur.{key}: must be {expected}")
+from salience.methods.settings import Setting
 
 
 def kernel_for(sigma: float, height: int, width: int) -> int:
@@ -45,44 +41,35 @@ def kernel_for(sigma: float, height: int, width: int) -> int:
 
 @METHODS.register("boyd_blur")
 class BoydBlur(Method):
-    name = "boyd_blur"
     label = "Boyd et al."
     supported_backbones = None  # all: input-space augmentation, plain classifier
-    defaults: ClassVar[dict[str, Any]] = {
-        "levels": [2, 4, 6, 8, 10, 12, 14, 16],  # Gaussian σ (px); CYBORG script_gen's 8 levels
-        "include_original": True,  # script_gen also lists `Original`
-        "sampling": "random",  # one version per image per step | "all": every version
-        "mask": "soft",  # m = h | "binary": m = [h >= threshold]
-        "threshold": 0.5,  # only for mask: binary
+    settings: ClassVar[dict[str, Setting]] = {
+        "levels": Setting(
+            [2, 4, 6, 8, 10, 12, 14, 16],
+            "list",
+            item=Setting(1.0, "number", low=0, low_open=True),
+            doc="Gaussian σ (px) of the blur levels (CYBORG script_gen's 8); may be empty",
+        ),
+        "include_original": Setting(True, "bool", doc="script_gen also lists `Original`"),
+        "sampling": Setting(
+            "random",
+            "choice",
+            choices=("random", "all"),
+            doc="one version per image per step | all: every version",
+        ),
+        "mask": Setting(
+            "soft", "choice", choices=("soft", "binary"), doc="m = h | binary: m = [h >= threshold]"
+        ),
+        "threshold": Setting(0.5, "number", low=0, high=1, doc="only for mask: binary"),
     }
 
-    def __init__(self, params: dict[str, Any] | None = None) -> None:
-        super().__init__(params)
+    def check_params(self) -> None:
         p = self.params
-        levels = p["levels"]
-        _check(
-            isinstance(levels, (list, tuple))
-            and all(
-                isinstance(b, (int, float)) and not isinstance(b, bool) and b > 0 for b in levels
-            ),
-            "levels",
-            "a list of Gaussian σ values > 0 (may be empty)",
-        )
-        p["levels"] = [float(b) for b in levels]
-        _check(isinstance(p["include_original"], bool), "include_original", "true or false")
-        _check(
-            bool(p["levels"]) or p["include_original"],
-            "levels",
-            "non-empty when include_original is false",
-        )
-        _check(p["sampling"] in ("random", "all"), "sampling", "'random' or 'all'")
-        _check(p["mask"] in ("soft", "binary"), "mask", "'soft' or 'binary'")
-        t = p["threshold"]
-        _check(
-            isinstance(t, (int, float)) and not isinstance(t, bool) and 0 <= t <= 1,
-            "threshold",
-            "a number in [0, 1]",
-        )
+        p["levels"] = [float(b) for b in p["levels"]]
+        if not p["levels"] and not p["include_original"]:
+            raise ConfigError(
+                "methods.boyd_blur.levels: must be non-empty when include_original is false"
+            )
 
     def versions(self) -> list[float | None]:
         """None = the original image, else a blur σ."""

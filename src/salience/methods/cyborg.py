@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from torch import Tensor
-
 from salience.losses import cam_terms
 from salience.methods._cam_family import CamMethod
 from salience.methods.base import METHODS
@@ -11,8 +9,5 @@ from salience.methods.base import METHODS
 
 @METHODS.register("cyborg")
 class Cyborg(CamMethod):
-    name = "cyborg"
     label = "CYBORG"
-
-    def terms(self, t: Tensor, f: Tensor, h: Tensor) -> dict[str, Tensor]:
-        return {"saliency": self.params["beta"] * cam_terms.cyborg(t, f, h)}
+    cam_terms = staticmethod(cam_terms.cyborg)

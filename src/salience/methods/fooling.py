@@ -13,13 +13,10 @@ from salience.methods.base import METHODS
 
 @METHODS.register("fooling")
 class Fooling(CamMethod):
-    name = "fooling"
     label = "Passive fooling"
     uses_maps = False
+    cam_terms = staticmethod(cam_terms.cyborg)
 
     def target(self, batch: dict[str, Tensor], grid: tuple[int, int]) -> Tensor:
         frame = cam_terms.border_target(*grid, like=batch["image"])
         return frame.expand(batch["image"].shape[0], *grid)
-
-    def terms(self, t: Tensor, f: Tensor, h: Tensor) -> dict[str, Tensor]:
-        return {"saliency": self.params["beta"] * cam_terms.cyborg(t, f, h)}

@@ -32,6 +32,7 @@ from torch import Tensor, nn
 
 from salience.errors import ConfigError, DataError
 from salience.methods.base import METHODS, LossOutput, Method, cross_entropy
+from salience.methods.settings import Setting
 from salience.models.base import Backbone
 from salience.models.pvig import PVIG_FILES, PVIG_SIZES, PyramidViG, official_state
 
@@ -40,19 +41,6 @@ log = logging.getLogger(__name__)
 TEST_MAPS = ("auto", "provided", "uniform")
 HEAD_DIM = 1024  # ViG's head width (emb_dims)
 WINDOW = 14  # GazeGNN's gaze window per node, in pixels (±7 around the node centre, stride 4)
-
-
-def _check(ok: bool, key: str, expected: str) -> None:
-    if not ok:
-        raise ConfigError(f"methods.gazegnn.{key}: must be {expected}")
-
-
-def _int_list(v: Any) -> bool:
-    return (
-        isinstance(v, (list, tuple))
-        and len(v) == 4
-        and all(isinstance(i, int) and not isinstance(i, bool) and i >= 1 for i in v)
-    )
 
 
 def node_gaze(maps: Tensor, grid: int) -> Tensor:
@@ -114,37 +102,52 @@ class GazeGNNNet(nn.Module):
 
 @METHODS.register("gazegnn")
 class GazeGNN(Method):
-    name = "gazegnn"
     label = "Gaze-GNN"
     supported_backbones = None  # any grid backbone places the run; the network is its own
     own_network = "pvig"
     maps_at_test = True
-    defaults: ClassVar[dict[str, Any]] = {
-        "k": 9,  # neighbours per node (ViG)
-        "channels": [48, 96, 240, 384],  # Pyramid ViG-Ti (pvig_ti_224_gelu)
-        "blocks": [2, 2, 6, 2],
-        "dropout": 0.0,  # head dropout (ViG's opt.dropout)
-        "test_maps": "auto",  # | "provided" (required) | "uniform" (constant map)
+    cam_head = False  # ViG's head pools before its classifier: no class activation maps
+    settings: ClassVar[dict[str, Setting]] = {
+        "k": Setting(9, "integer", low=1, doc="neighbours per node (ViG)"),
+        "channels": Setting(
+            [48, 96, 240, 384],
+            "list",
+            item=Setting(1, "integer", low=1),
+            length=4,
+            doc="channels per stage (Pyramid ViG-Ti, pvig_ti_224_gelu); multiples of 4",
+        ),
+        "blocks": Setting(
+            [2, 2, 6, 2],
+            "list",
+            item=Setting(1, "integer", low=1),
+            length=4,
+            doc="blocks per stage",
+        ),
+        "dropout": Setting(
+            0.0, "number", low=0, high=1, high_open=True, doc="head dropout (ViG's opt.dropout)"
+        ),
+        "test_maps": Setting(
+            "auto",
+            "choice",
+            choices=TEST_MAPS,
+            doc="maps fed at evaluation: auto | provided (required) | uniform (constant map)",
+        ),
     }
 
     def __init__(self, params: dict[str, Any] | None = None) -> None:
         super().__init__(params)
-        p = self.params
-        _check(
-            isinstance(p["k"], int) and not isinstance(p["k"], bool) and p["k"] >= 1,
-            "k",
-            "an integer >= 1",
-        )
-        for key in ("channels", "blocks"):
-            _check(_int_list(p[key]), key, "a list of 4 integers >= 1")
-        _check(
-            all(c % 4 == 0 for c in p["channels"]),
-            "channels",
-            "multiples of 4 (grouped graph convolution, 2-D sin-cos positions)",
-        )
-        _check(0 <= p["dropout"] < 1, "dropout", "a number in [0, 1)")
-        _check(p["test_maps"] in TEST_MAPS, "test_maps", "'auto', 'provided' or 'uniform'")
         self._eval_maps: str | None = None  # set per evaluated split by prepare_eval
+
+    def check_params(self) -> None:
+        p = self.params
+        if not all(c % 4 == 0 for c in p["channels"]):
+            raise ConfigError(
+                "methods.gazegnn.channels: must be multiples of 4 (grouped graph convolution, "
+                f"2-D sin-cos positions), got {p['channels']!r}"
+            )
+        p["k"] = int(p["k"])
+        p["channels"] = [int(c) for c in p["channels"]]
+        p["blocks"] = [int(b) for b in p["blocks"]]
 
     def size_name(self) -> str | None:
         """'ti', 's', 'm' or 'b' when channels/blocks are a published Pyramid ViG size."""

@@ -18,21 +18,16 @@ The log σ are parameters of the model, so the training loop's optimiser updates
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from salience.cam import class_activation_maps
-from salience.errors import ConfigError
 from salience.methods.base import METHODS, LossOutput, Method, cross_entropy, masked, zero
+from salience.methods.settings import Setting
 from salience.models.base import Backbone, ModelOutput
-
-
-def _check(ok: bool, key: str, expected: str) -> None:
-    if not ok:
-        raise ConfigError(f"methods.ggcam.{key}: must be {expected}")
 
 
 class GGCamClassifier(nn.Module):
@@ -70,31 +65,29 @@ class GGCamClassifier(nn.Module):
 
 @METHODS.register("ggcam")
 class GGCam(Method):
-    name = "ggcam"
     label = "GG-CAM"
     supported_backbones = None  # all: the CAM head sits on the pooled tensor (Swin-T included)
-    defaults: ClassVar[dict[str, Any]] = {
-        "weighting": "uncertainty",  # learned log σ (GG-CAM) | "fixed": CE + gaze_weight·MSE
-        "gaze_weight": 1.0,  # β; 0 switches the gaze term (and its σ) off
-        "init_log_sigma_ce": 0.0,  # GG-CAM ResNet: 7
-        "init_log_sigma_gaze": 0.0,  # GG-CAM ResNet: -23 (EffNet: -16)
-        "class_index": "true_label",  # | "legacy_bug": always class 0, as GG-CAM's code
+    settings: ClassVar[dict[str, Setting]] = {
+        "weighting": Setting(
+            "uncertainty",
+            "choice",
+            choices=("uncertainty", "fixed"),
+            doc="learned log σ (GG-CAM) | fixed: CE + gaze_weight·MSE",
+        ),
+        "gaze_weight": Setting(
+            1.0, "number", low=0, doc="β; 0 switches the gaze term (and its σ) off"
+        ),
+        "init_log_sigma_ce": Setting(0.0, "number", doc="initial log σ_c (GG-CAM ResNet: 7)"),
+        "init_log_sigma_gaze": Setting(
+            0.0, "number", doc="initial log σ_d (GG-CAM ResNet: -23, EffNet: -16)"
+        ),
+        "class_index": Setting(
+            "true_label",
+            "choice",
+            choices=("true_label", "legacy_bug"),
+            doc="class of the gazed CAM | legacy_bug: always class 0, as GG-CAM's code",
+        ),
     }
-
-    def __init__(self, params: dict[str, Any] | None = None) -> None:
-        super().__init__(params)
-        p = self.params
-        _check(p["weighting"] in ("uncertainty", "fixed"), "weighting", "'uncertainty' or 'fixed'")
-        _check(
-            p["class_index"] in ("true_label", "legacy_bug"),
-            "class_index",
-            "'true_label' or 'legacy_bug'",
-        )
-        for key in ("gaze_weight", "init_log_sigma_ce", "init_log_sigma_gaze"):
-            _check(
-                isinstance(p[key], (int, float)) and not isinstance(p[key], bool), key, "a number"
-            )
-        _check(p["gaze_weight"] >= 0, "gaze_weight", "a number >= 0")
 
     def _uses_gaze(self) -> bool:
         return float(self.params["gaze_weight"]) > 0

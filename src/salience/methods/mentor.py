@@ -25,6 +25,7 @@ from torch import Tensor, nn
 
 from salience.errors import CheckpointError, ConfigError
 from salience.methods.base import METHODS, LossOutput, Method, cross_entropy, masked, zero
+from salience.methods.settings import Setting
 from salience.models.base import Backbone, Classifier
 from salience.models.decoder import MapPredictor
 
@@ -63,7 +64,6 @@ def load_encoder(backbone: nn.Module, state: dict[str, Tensor]) -> int:
 
 @METHODS.register("mentor")
 class Mentor(Method):
-    name = "mentor"
     label = "MENTOR"
     supported_backbones = (
         None  # all: same decoder as unet_gaze; encoder keys are ours on both sides
@@ -72,32 +72,21 @@ class Mentor(Method):
     # Stage 1's published schedule (MENTOR's training notebook: Adam, lr 1e-4, 11 epochs, the
     # checkpoint with the best validation map loss); stage 2 uses the config's `train` block.
     # docs/decisions.md, "SAGE's baselines".
-    defaults: ClassVar[dict[str, Any]] = {
-        "pretrain_epochs": 11,  # stage-1 epochs; null = train.epochs
-        "pretrain_optimizer": "adam",  # "adam" (published) or "sgd" (train.momentum, StepLR)
-        "pretrain_lr": 1.0e-4,
-        "pretrain_weight_decay": 0.0,  # Adam's default; none is published
+    settings: ClassVar[dict[str, Setting]] = {
+        "pretrain_epochs": Setting(
+            11, "integer", low=1, nullable=True, doc="stage-1 epochs; null = train.epochs"
+        ),
+        "pretrain_optimizer": Setting(
+            "adam",
+            "choice",
+            choices=("adam", "sgd"),
+            doc="adam (published) | sgd (train.momentum, StepLR)",
+        ),
+        "pretrain_lr": Setting(1.0e-4, "number", low=0, low_open=True, doc="stage-1 learning rate"),
+        "pretrain_weight_decay": Setting(
+            0.0, "number", low=0, doc="stage-1 weight decay (Adam's default; none is published)"
+        ),
     }
-
-    def __init__(self, params: dict[str, Any] | None = None) -> None:
-        params = dict(params or {})
-        # checked here, not by the base's type check: null (= train.epochs) is allowed too
-        n = params.pop("pretrain_epochs", self.defaults["pretrain_epochs"])
-        if n is not None and (not isinstance(n, int) or isinstance(n, bool) or n < 1):
-            raise ConfigError(
-                f"methods.mentor.pretrain_epochs: must be an integer >= 1 or null (= train.epochs), got {n!r}"
-            )
-        super().__init__(params)
-        self.params["pretrain_epochs"] = n
-        if self.params["pretrain_optimizer"] not in ("adam", "sgd"):
-            raise ConfigError(
-                "methods.mentor.pretrain_optimizer: must be 'adam' or 'sgd', "
-                f"got {self.params['pretrain_optimizer']!r}"
-            )
-        for key in ("pretrain_lr", "pretrain_weight_decay"):
-            v = self.params[key]
-            if v is None or not v >= (0 if key == "pretrain_weight_decay" else 1e-300):
-                raise ConfigError(f"methods.mentor.{key}: must be a number > 0, got {v!r}")
 
     def _stage(self, stage: str) -> str:
         if stage not in self.stages:

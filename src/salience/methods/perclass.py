@@ -2,32 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
-
-from torch import Tensor
-
 from salience.losses import cam_terms
-from salience.methods._cam_family import CamMethod
+from salience.methods._cam_family import TWO_TERMS, CamMethod
 from salience.methods.base import METHODS
 
 
 @METHODS.register("perclass")
 class PerClass(CamMethod):
-    name = "perclass"
     label = "Per-class Salience"
-    defaults: ClassVar[dict[str, Any]] = {
-        "alpha": 0.3,
-        "beta": 0.3,
-        "gamma": 0.3,
-        "cam_class": "true",
-    }
-
-    def terms(self, t: Tensor, f: Tensor, h: Tensor) -> dict[str, Tensor]:
-        true_term, false_term = cam_terms.perclass(t, f, h)
-        return {
-            "saliency": self.params["beta"] * true_term,
-            "saliency_false": self.params["gamma"] * false_term,
-        }
-
-    def term_names(self) -> tuple[str, ...]:
-        return ("saliency", "saliency_false")
+    settings = TWO_TERMS
+    term_names = ("saliency", "saliency_false")
+    term_weights = ("beta", "gamma")
+    cam_terms = staticmethod(cam_terms.perclass)

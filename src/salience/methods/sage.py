@@ -16,64 +16,57 @@ is computed at all and the loss is plain CE.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
 
-from salience.errors import ConfigError
 from salience.losses import sage as S
 from salience.methods.base import METHODS, LossOutput, Method, cross_entropy, zero
-
-
-def _check(ok: bool, key: str, expected: str) -> None:
-    if not ok:
-        raise ConfigError(f"methods.sage.{key}: must be {expected}")
-
-
-def _is_number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
+from salience.methods.settings import Setting
 
 
 @METHODS.register("sage")
 class Sage(Method):
-    name = "sage"
     label = "SAGE"
     supported_backbones = None  # all: needs only forward_all (logits + pooled embedding)
-    defaults: ClassVar[dict[str, Any]] = {
-        "alpha": 0.5,  # Eq. 8 trade-off CE vs (SLA + SCE)
-        "lam": 0.5,  # λ of Eqs. 3 and 6 (one λ for both, as in the paper)
-        "tau": 2.0,  # softmax temperature (Table 4 ablates 1, 2, 3)
-        "tau_scale": "pow2",  # "pow2": 2^τ (paper §3.2) | "square": Hinton's τ²
-        "sigma": 10.0,  # Gaussian σ (Table 5 ablates 5, 7, 10, 12)
-        "kernel_size": 7,  # Gaussian kernel side K
-        "margin": "per_sample",  # μ = cs(z_i, z'_i) per sample | "batch_mean" over the batch
-        "margin_detach": True,  # μ is a target gap, not something to shrink by moving z or z'
-        "views": "separate",  # one forward pass per view (own BN batch stats) | "concat": one pass
-        "ce_on": "clean",  # CE on x only | "all": mean CE over the four views
+    settings: ClassVar[dict[str, Setting]] = {
+        "alpha": Setting(0.5, "number", low=0, high=1, doc="Eq. 8 trade-off CE vs (SLA + SCE)"),
+        "lam": Setting(
+            0.5, "number", low=0, high=1, doc="λ of Eqs. 3 and 6 (one λ for both, as in the paper)"
+        ),
+        "tau": Setting(
+            2.0, "number", low=0, low_open=True, doc="softmax temperature (Table 4: 1, 2, 3)"
+        ),
+        "tau_scale": Setting(
+            "pow2", "choice", choices=("pow2", "square"), doc="2^τ (paper §3.2) | Hinton's τ²"
+        ),
+        "sigma": Setting(
+            10.0, "number", low=0, low_open=True, doc="Gaussian σ (Table 5: 5, 7, 10, 12)"
+        ),
+        "kernel_size": Setting(7, "integer", low=1, odd=True, doc="Gaussian kernel side K"),
+        "margin": Setting(
+            "per_sample",
+            "choice",
+            choices=("per_sample", "batch_mean"),
+            doc="μ = cs(z_i, z'_i) per sample | batch_mean: over the batch",
+        ),
+        "margin_detach": Setting(
+            True, "bool", doc="μ is a target gap, not something to shrink by moving z or z'"
+        ),
+        "views": Setting(
+            "separate",
+            "choice",
+            choices=("separate", "concat"),
+            doc="one forward pass per view (own BN batch stats) | concat: one pass",
+        ),
+        "ce_on": Setting(
+            "clean", "choice", choices=("clean", "all"), doc="CE on x only | all: mean over views"
+        ),
     }
 
-    def __init__(self, params: dict[str, Any] | None = None) -> None:
-        super().__init__(params)
-        p = self.params
-        for key in ("alpha", "lam"):
-            _check(_is_number(p[key]) and 0 <= p[key] <= 1, key, "a number in [0, 1]")
-        for key in ("tau", "sigma"):
-            _check(_is_number(p[key]) and p[key] > 0, key, "a number > 0")
-        k = p["kernel_size"]
-        _check(
-            isinstance(k, int) and not isinstance(k, bool) and k > 0 and k % 2 == 1,
-            "kernel_size",
-            "an odd integer > 0",
-        )
-        for key, choices in (
-            ("tau_scale", ("pow2", "square")),
-            ("margin", ("per_sample", "batch_mean")),
-            ("views", ("separate", "concat")),
-            ("ce_on", ("clean", "all")),
-        ):
-            _check(p[key] in choices, key, " or ".join(repr(c) for c in choices))
-        _check(isinstance(p["margin_detach"], bool), "margin_detach", "true or false")
+    def check_params(self) -> None:
+        self.params["kernel_size"] = int(self.params["kernel_size"])
 
     def scale(self) -> float:
         tau = float(self.params["tau"])

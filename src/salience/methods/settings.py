@@ -9,7 +9,7 @@ layer"). Errors are one-line `ConfigError`s naming the key, what it must be and 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from dataclasses import fields as dataclass_fields
 from typing import Any
 
@@ -24,8 +24,9 @@ class Setting:
 
     kind: "number" (int or float, not bool), "integer", "bool", "string", "choice" (one of
     `choices`) or "list" (each item checked against `item`, a Setting; `length` fixes the count).
-    low / high: inclusive bounds for numbers and integers; `low_open` makes `low` exclusive
-    (σ > 0). odd: integers must be odd (kernel sides). doc: one line for docs and `--help`.
+    low / high: inclusive bounds for numbers and integers; `low_open` / `high_open` make them
+    exclusive (σ > 0, dropout < 1). odd: integers must be odd (kernel sides). nullable: null (None) is accepted too
+    (MENTOR's pretrain_epochs: null = train.epochs). doc: one line for docs and `--help`.
     """
 
     default: Any
@@ -33,11 +34,13 @@ class Setting:
     low: float | None = None
     high: float | None = None
     low_open: bool = False
+    high_open: bool = False
     odd: bool = False
     choices: tuple[Any, ...] | None = None
     item: Setting | None = None
     length: int | None = None
     min_length: int = 0
+    nullable: bool = False
     doc: str = ""
 
     def __post_init__(self) -> None:
@@ -46,20 +49,11 @@ class Setting:
         if self.kind == "choice" and not self.choices:
             raise ValueError("a 'choice' Setting needs its choices")
 
-    @classmethod
-    def of(cls, default: Any) -> Setting:
-        """A setting of `default`'s kind with no range (bool, number, string or list)."""
-        if isinstance(default, bool):
-            return cls(default, "bool")
-        if isinstance(default, (int, float)):
-            return cls(default, "number")
-        if isinstance(default, (list, tuple)):
-            return cls(list(default), "list")
-        return cls(default, "string")
-
     # ------------------------------------------------------------------------------- checking
     def problem(self, value: Any) -> str | None:
         """What is wrong with `value` for this setting, or None when it is acceptable."""
+        if value is None and self.nullable:
+            return None
         ok = {
             "number": _is_number(value) and math.isfinite(value),
             "integer": _is_number(value) and float(value).is_integer(),
@@ -85,12 +79,14 @@ class Setting:
     def _in_range(self, v: float) -> bool:
         if self.low is not None and (v <= self.low if self.low_open else v < self.low):
             return False
-        if self.high is not None and v > self.high:
+        if self.high is not None and (v >= self.high if self.high_open else v > self.high):
             return False
         return not self.odd or int(v) % 2 == 1
 
     def describe(self) -> str:
         """What a value must be, in words ("a number in [0, 1]", "'pow2' or 'square'")."""
+        if self.nullable:
+            return f"{replace(self, nullable=False).describe()} or null"
         if self.kind == "choice":
             return " or ".join(repr(c) for c in self.choices or ())
         if self.kind == "bool":
@@ -112,11 +108,14 @@ class Setting:
     def _range_words(self) -> str:
         lo, hi = self.low, self.high
         if lo is not None and hi is not None:
-            return f" in {'(' if self.low_open else '['}{_num(lo)}, {_num(hi)}]"
+            return (
+                f" in {'(' if self.low_open else '['}{_num(lo)}, {_num(hi)}"
+                f"{')' if self.high_open else ']'}"
+            )
         if lo is not None:
             return f" {'>' if self.low_open else '>='} {_num(lo)}"
         if hi is not None:
-            return f" <= {_num(hi)}"
+            return f" {'<' if self.high_open else '<='} {_num(hi)}"
         return ""
 
     # ------------------------------------------------------------------------------- JSON

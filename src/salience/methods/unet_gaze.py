@@ -14,38 +14,25 @@ Evaluation uses the classification head only (`forward`), the decoder is not run
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from salience.errors import ConfigError
 from salience.methods.base import METHODS, LossOutput, Method, cross_entropy, masked, zero
+from salience.methods.settings import Setting
 from salience.models.base import Backbone
 from salience.models.decoder import SegClassifier
 
 
-def _check(ok: bool, key: str, expected: str) -> None:
-    if not ok:
-        raise ConfigError(f"methods.unet_gaze.{key}: must be {expected}")
-
-
 @METHODS.register("unet_gaze")
 class UnetGaze(Method):
-    name = "unet_gaze"
     label = "Unet+Gaze"
     supported_backbones = None  # all: the decoder adapts to any pyramid (4 or 5 levels)
-    defaults: ClassVar[dict[str, Any]] = {"gamma": 0.41731, "dropout": 0.5}
-
-    def __init__(self, params: dict[str, Any] | None = None) -> None:
-        super().__init__(params)
-        for key, hi in (("gamma", 1.0), ("dropout", 0.999)):
-            v = self.params[key]
-            _check(
-                isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= hi,
-                key,
-                f"a number in [0, {hi}]",
-            )
+    settings: ClassVar[dict[str, Setting]] = {
+        "gamma": Setting(0.41731, "number", low=0, high=1, doc="γ: weight of CE (1 = CE only)"),
+        "dropout": Setting(0.5, "number", low=0, high=0.999, doc="dropout before the linear head"),
+    }
 
     def build_model(
         self, backbone: Backbone, *, cam_layer: str = "pooled", stage: str = "train"

@@ -9,7 +9,6 @@ from salience.methods.base import METHODS, LossOutput, Method, cross_entropy
 
 @METHODS.register("xent")
 class Xent(Method):
-    name = "xent"
     label = "Baseline (Xent)"
     uses_maps = False
 

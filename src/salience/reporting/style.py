@@ -15,28 +15,20 @@ from pathlib import Path
 from matplotlib.figure import Figure
 
 from salience.io import atomic_path
+from salience.methods import catalogue
 
-# Method keys (registry names) → labels as printed in the papers.
-METHOD_NAMES: dict[str, str] = {
-    "xent": "Baseline (Xent)",  # SAGE Tables 1–2
-    "cyborg": "CYBORG",  # SAGE Tables 1–3 (DD Tables 2–4 print it as "Baseline", see DD_NAMES)
-    "difference": "Difference Salience",
-    "perclass": "Per-class Salience",
-    "contrast": "Contrast Salience",
-    "unet_gaze": "Unet+Gaze",
-    "gazegnn": "Gaze-GNN",
-    "mentor": "MENTOR",
-    "ggcam": "GG-CAM",
-    "boyd_blur": "Boyd et al.",
-    "sage": "SAGE",
-    "fooling": "Passive fooling",
-}
+# Method keys (registry names) → labels as printed in the papers: each method class's `label`,
+# read from the torch-free method catalogue (the registry is the one list of methods).
+METHOD_NAMES: dict[str, str] = {n: catalogue.label(n) for n in catalogue.names()}
+# DD Tables 2–4 print CYBORG as "Baseline" (SAGE Tables 1–3 as "CYBORG", its class label)
 DD_NAMES: dict[str, str] = {**METHOD_NAMES, "cyborg": "Baseline (CYBORG)"}
 
 DD_METHODS = ["cyborg", "difference", "perclass", "contrast"]  # DD Tables 2–4 row order
 # SAGE Table 1 row order (xent, CYBORG, Unet+Gaze, Gaze-GNN, MENTOR, GG-CAM, Boyd, SAGE)
 SAGE_METHODS = ["xent", "cyborg", "unet_gaze", "gazegnn", "mentor", "ggcam", "boyd_blur", "sage"]
-ALL_METHODS = SAGE_METHODS + [m for m in DD_METHODS if m not in SAGE_METHODS] + ["fooling"]
+# every registered method: the papers' rows first, then the others (fooling, new ones) by name
+ALL_METHODS = SAGE_METHODS + [m for m in DD_METHODS if m not in SAGE_METHODS]
+ALL_METHODS += [m for m in catalogue.names() if m not in ALL_METHODS]
 # SAGE Table 2's rows: GG-CAM and Gaze-GNN appear only in Table 1, CYBORG has no Swin-T row.
 SAGE_T2_METHODS = ["xent", "cyborg", "unet_gaze", "mentor", "boyd_blur", "sage"]
 SAGE_T2_ABSENT = {("cyborg", "swin_t")}  # (method, backbone) pairs the paper does not print
