@@ -76,8 +76,6 @@ class CamMethod(Method):
         ce = cross_entropy(out.logits, batch["label"])
         parts = {"ce": self.params["alpha"] * ce}
         cams = model.cams(out)
-        # cam_class 'predicted' reproduces the official CYBORG code (docs/reference-implementations.md §1.1);
-        # 'true' is DD's definition and the later CVRL code.
         cls = (
             batch["label"] if self.params["cam_class"] == "true" else out.logits.argmax(1).detach()
         )
