@@ -464,7 +464,7 @@ def _(ws, tmp):
 @case(
     "wrong-type-method-setting",
     "methods.cyborg.beta: high (a string, not a number)",
-    expect="error: <tmp>/config.yaml: methods.cyborg.beta: expected a number, got 'high' (default 0.5)",
+    expect="error: <tmp>/config.yaml: methods.cyborg.beta: must be a number, got 'high'",
     absent=["results"],
 )
 def _(ws, tmp):

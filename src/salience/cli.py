@@ -26,7 +26,7 @@ _PLUGINS = (
 
 
 def _config(args: argparse.Namespace) -> dict:
-    from salience.config import load_config
+    from salience.study import load_config
 
     return load_config(args.config)
 
@@ -159,7 +159,7 @@ def cmd_visualize(args: argparse.Namespace) -> None:
 
 
 def cmd_runs(args: argparse.Namespace) -> None:
-    from salience.config import expand_runs, skipped_combinations
+    from salience.study import expand_runs, skipped_combinations
 
     cfg = _config(args)
     for spec in expand_runs(cfg, args.experiment or None):
@@ -169,7 +169,7 @@ def cmd_runs(args: argparse.Namespace) -> None:
 
 
 def cmd_ui(args: argparse.Namespace) -> None:
-    from salience.config import load_config, validate
+    from salience.study import load_config, validate
     from salience.ui import serve
 
     cfg = (

@@ -12,8 +12,9 @@ from snakemake.utils import validate
 
 try:
     import salience.config as sc
+    import salience.study as study
     from salience.errors import SalienceError
-    from salience.methods.base import method_class
+    from salience.methods import catalogue
 except ImportError as _exc:
     raise WorkflowError(
         f"{sys.executable} cannot import the salience package ({_exc}); run `.venv/bin/snakemake` "
@@ -72,7 +73,7 @@ CONFIG_ARG = shlex.quote(CONFIGFILE)
 # cross-references and per-method settings, reported as one line naming the key. Then Snakemake's
 # own validation against that schema, which also fills the schema's `default:` values into `config`.
 try:
-    CFG = sc.validate(config, source=CONFIGFILE)
+    CFG = study.validate(config, source=CONFIGFILE)
 except SalienceError as exc:
     raise WorkflowError(str(exc)) from None
 validate(config, schema="../schemas/config.schema.yaml")
@@ -86,14 +87,14 @@ RESULTS_SLUG = re.sub(r"[^A-Za-z0-9_.-]+", "_", RESULTS.strip("/")) or "results"
 
 
 # ------------------------------------------------------------------------------------- run grid
-# salience.config.expand_runs is the ONE definition of the grid (experiments → runs); Snakemake,
-# the CLI, the tests and docs all ask it.
-RUNS = sc.expand_runs(CFG)
+# salience.study.expand_runs is the ONE definition of the grid (experiments → runs); Snakemake,
+# the CLI, the tests and docs all ask it. Planning reads the torch-free method catalogue only.
+RUNS = study.expand_runs(CFG)
 RUN_IDS = [r.run_id for r in RUNS]
-FOOLING_RUNS = sc.expand_runs(CFG, experiments=["fooling"])  # DD Fig. 1 panels
+FOOLING_RUNS = study.rq1_fooled_runs(CFG)  # DD Fig. 1 panels (experiments with rq1_fooled: true)
 if not RUNS:
     raise WorkflowError(f"{CONFIGFILE}: the experiments ask for no runs")
-for _line in sc.skipped_combinations(CFG):
+for _line in study.skipped_combinations(CFG):
     logger.info(f"skipped (method cannot serve backbone): {_line}")
 
 # One run = one directory; the id doubles as the MLflow run name.
@@ -108,7 +109,7 @@ def _alternation(names):
 
 
 def _stages(method):
-    return tuple(method_class(method).stages)
+    return catalogue.get(method).stages
 
 
 # Earlier training stages (e.g. MENTOR's "pretrain"), from the method registry: no rule names a method.
@@ -151,7 +152,7 @@ def get_run_settings(wildcards):
     train and pretrain jobs of a run ask for the same hash."""
     spec = run_spec(wildcards)
     if spec not in _SETTINGS:
-        _SETTINGS[spec] = sc.config_hash(sc.resolve_run(CFG, spec))
+        _SETTINGS[spec] = sc.config_hash(study.resolve_run(CFG, spec))
     return _SETTINGS[spec]
 
 

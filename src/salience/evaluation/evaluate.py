@@ -15,6 +15,7 @@ import pandas as pd
 import torch
 
 from salience import config as C
+from salience import study
 from salience.cam import minmax, true_false_cams
 from salience.data.loader import BatchStream
 from salience.data.prepared import PreparedDataset
@@ -189,7 +190,7 @@ def evaluate_checkpoint(
 def evaluate_run(cfg: dict, spec: C.RunSpec, tracker=None) -> dict:
     """Evaluate a finished run on its test split and close its MLflow run."""
     rdir = C.run_dir(cfg, spec)
-    resolved = C.resolve_run(cfg, spec)
+    resolved = study.resolve_run(cfg, spec)
     PreparedDataset(C.prepared_dir(cfg, spec.dataset)).check_config(
         spec.dataset, resolved["data"], C.manifest_path(cfg, spec.dataset)
     )

@@ -24,7 +24,8 @@ import torchvision.models as tvm
 from torch import Tensor, nn
 
 from salience.models.base import BACKBONES, Backbone
-from salience.models.weights import imagenet_file, load_weights
+from salience.models.catalogue import imagenet_file
+from salience.models.weights import load_weights
 
 StateDict = dict[str, Tensor]
 

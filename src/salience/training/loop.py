@@ -23,6 +23,7 @@ import pandas as pd
 import torch
 
 from salience import config as C
+from salience import study
 from salience.data.loader import BatchStream
 from salience.data.prepared import PreparedDataset
 from salience.errors import CheckpointError, DataError, TrainingDiverged
@@ -184,7 +185,7 @@ class _Progress:
 
 def train(cfg: dict, spec: C.RunSpec, stage: str = "train", tracker=None) -> Path:
     """Train one run/stage; returns the folder holding model.pt. Resumes from checkpoint.pt."""
-    resolved = C.resolve_run(cfg, spec)
+    resolved = study.resolve_run(cfg, spec)
     method = build_method(spec.method, resolved["method_params"])
     if stage not in method.stages:
         raise C.ConfigError(
