@@ -194,7 +194,7 @@ def test_bad_config_rejected_by_snakemake(kind, tmp_path, clean_repo):
     proc = snakemake_n(path, cwd=clean_repo)
     assert proc.returncode != 0
     out = proc.stdout + proc.stderr
-    # the schema (snakemake.utils.validate) or the registries (salience.config) name the key
+    # the package's check (salience.study.validate: schema and catalogues) names the key
     key = {
         "unknown key": "epochz",
         "unknown method": "cyborgg",
@@ -245,7 +245,7 @@ def test_default_config_not_merged_into_another(clean_repo):
 @pytest.mark.parametrize("rel", PAPER)
 def test_paper_dag_plans_without_data(rel, record_property, clean_repo):
     """`snakemake -n` plans the whole paper matrix though its manifests are placeholders; the job
-    counts equal what salience.config.expand_runs asks for."""
+    counts equal what salience.study.expand_runs asks for."""
     cfg = study.load_config(REPO / rel)
     assert any(not Path(ds["manifest"]).exists() for ds in cfg["datasets"].values())
     t0 = time.monotonic()

@@ -257,11 +257,19 @@ def resolve_run(cfg: dict, spec: RunSpec) -> dict:
             f"fold {spec.fold!r} is not a fold of dataset {spec.dataset!r} "
             f"(folds: {', '.join(folds(cfg, spec.dataset))})"
         )
-    base = copy.deepcopy(cfg)
+    # Only the parts a variant can override (flip_maps, methods.<m>.<key>: the schema's sweep key
+    # pattern) and the parts copied into the run are copied: the whole config once per run cost
+    # `snakemake -n` 0.4 s on config/paper.yaml (BENCHMARKS.md, "Planning the DAG").
+    base = {
+        "flip_maps": cfg.get("flip_maps", False),
+        "methods": copy.deepcopy(cfg.get("methods", {})),
+        "train": copy.deepcopy(cfg["train"]),
+        "model": copy.deepcopy(cfg["model"]),
+    }
     for key, value in variant_overrides(cfg, spec.variant).items():
         _set_dotted(base, key, value)
     info = catalogue.get(spec.method)
-    params = {**info.defaults, **base.get("methods", {}).get(spec.method, {})}
+    params = {**info.defaults, **base["methods"].get(spec.method, {})}
     return {
         "run_id": spec.run_id,
         "dataset": spec.dataset,
@@ -272,7 +280,7 @@ def resolve_run(cfg: dict, spec: RunSpec) -> dict:
         "method_params": params,
         "variant": spec.variant,
         "seed": spec.seed,
-        "flip_maps": bool(base.get("flip_maps", False)),
+        "flip_maps": bool(base["flip_maps"]),
         "train": base["train"],
         "model": base["model"],
         "data": {k: v for k, v in cfg["datasets"][spec.dataset].items() if k != "generator"},
