@@ -160,12 +160,6 @@ def read_yaml(path: str | os.PathLike) -> Any:
         raise ConfigError(f"{path}: not valid YAML{where} ({problem})") from None
 
 
-def load_core(path: str | os.PathLike) -> dict:
-    """Read a config file and check it with `validate_core` (data-layer code: paths, datasets).
-    Commands that plan or run a study use `salience.study.load_config` (the full check)."""
-    return validate_core(read_yaml(path), str(path))
-
-
 def _check_datasets(cfg: dict, source: str) -> None:
     """Each dataset's source fields and held-out subsets, and each experiment's datasets."""
     for exp, grid in cfg.get("experiments", {}).items():
