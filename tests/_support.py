@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from salience.config import validate
+from salience.study import validate
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_GEN = {"seed": 5, "image_size": 32, "n_train": 48, "n_val": 24, "n_test": 32}

@@ -235,9 +235,9 @@ def hub(tmp_path, monkeypatch):
 
 
 def test_pinned_file_names():
-    """The backbone table reads its file names from the one pin table (models/weights.py), which
+    """The backbone table reads its file names from the one pin table (models/catalogue.py), which
     tests/test_weights_fetch.py keeps equal to torchvision's IMAGENET1K_V1 enums."""
-    from salience.models.weights import imagenet_file
+    from salience.models.catalogue import imagenet_file
 
     assert {n: v[3] for n, v in TV.items()} == {n: imagenet_file(n) for n in TV}
     # ResNet-50 V1 as in the papers, not torchvision's DEFAULT (V2)

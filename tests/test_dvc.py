@@ -15,6 +15,7 @@ import pytest
 from conftest import TEST_CONFIG, copy_repo, run, tool_bin, workflow_env
 
 import salience.config as sc
+from salience import study
 
 pytestmark = pytest.mark.slow
 
@@ -48,14 +49,14 @@ def dvc(root: Path, *args: str, timeout: float = 900) -> str:
 
 
 def test_stages_follow_the_config(dvc_repo):
-    cfg = sc.load_config(dvc_repo / "config" / "config.yaml")
+    cfg = study.load_config(dvc_repo / "config" / "config.yaml")
     listed = dvc(dvc_repo, "stage", "list", "--name-only").split()
     expected = [f"{s}@{d}" for s in ("generate", "prepare") for d in cfg["datasets"]] + ["study"]
     assert sorted(listed) == sorted(expected)
 
 
 def test_repro_prepares_the_data(dvc_repo):
-    cfg = sc.load_config(dvc_repo / "config" / "config.yaml")
+    cfg = study.load_config(dvc_repo / "config" / "config.yaml")
     ds = next(iter(cfg["datasets"]))
     t0 = time.monotonic()
     dvc(dvc_repo, "repro", f"prepare@{ds}")
@@ -73,7 +74,7 @@ def test_repro_runs_the_study_and_reports_metrics(dvc_repo):
     t0 = time.monotonic()
     dvc(dvc_repo, "repro")
     print(f"dvc repro (study): {time.monotonic() - t0:.0f} s")
-    cfg = sc.load_config(dvc_repo / "config" / "config.yaml")
+    cfg = study.load_config(dvc_repo / "config" / "config.yaml")
     results = dvc_repo / cfg["results_dir"]
     assert (results / "tables" / "dd_t2.csv").is_file()
     assert (results / "tables" / "sage_t1.tex").is_file()

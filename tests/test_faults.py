@@ -26,6 +26,7 @@ from _shared_data import shared_tiny_root
 from _support import ROOT, tiny_config, write_config
 
 from salience import config as C
+from salience import study
 from salience.training.loop import train
 
 BIN = Path(sys.executable).parent
@@ -364,7 +365,7 @@ def test_eight_concurrent_jobs_share_one_mlflow_store(tmp_path, data_dir):
     cfg = cfg_for(tmp_path, data_dir, methods=["xent", "cyborg"], epochs=2)
     cfg["experiments"]["main"]["seeds"] = [0, 1, 2, 3]
     cfg_path = write_config(cfg)
-    specs = C.expand_runs(cfg)
+    specs = study.expand_runs(cfg)
     assert len(specs) == 8
     uri = C.tracking_uri(cfg)
     assert (

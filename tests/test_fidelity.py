@@ -19,6 +19,7 @@ from sklearn.metrics import roc_auc_score
 
 import salience.checkpoint as ckpt
 import salience.config as sc
+from salience import study
 from salience.data.loader import BatchStream
 from salience.data.prepared import PreparedDataset
 from salience.errors import ConfigError
@@ -76,16 +77,16 @@ def scores_frame(labels, subsets, margin) -> pd.DataFrame:
 
 # ---- §2: the CYBORG each paper compared against ---------------------------------------------------
 def test_paper_configs_resolve_each_papers_cyborg():
-    sage = sc.load_config(REPO / "config/paper.yaml")
-    dd = sc.load_config(REPO / "config/paper-dd.yaml")
+    sage = study.load_config(REPO / "config/paper.yaml")
+    dd = study.load_config(REPO / "config/paper-dd.yaml")
     for variant in ("base", "flipped"):
         spec = sc.RunSpec("iris", "all", "resnet50", "cyborg", variant, 0)
-        assert sc.resolve_run(sage, spec)["method_params"]["cam_class"] == "predicted"
+        assert study.resolve_run(sage, spec)["method_params"]["cam_class"] == "predicted"
     spec = sc.RunSpec("dd_face", "all", "densenet121", "cyborg", "base", 3)
-    assert sc.resolve_run(dd, spec)["method_params"]["cam_class"] == "true"
+    assert study.resolve_run(dd, spec)["method_params"]["cam_class"] == "true"
     # DD's own losses keep the true-class CAM in both studies
     spec = sc.RunSpec("dd_face", "all", "densenet121", "contrast", "base", 0)
-    assert sc.resolve_run(dd, spec)["method_params"]["cam_class"] == "true"
+    assert study.resolve_run(dd, spec)["method_params"]["cam_class"] == "true"
 
 
 def test_table_caption_names_the_cyborg_variant(tmp_path):
@@ -148,6 +149,7 @@ def face_data(tmp_path_factory) -> Path:
 def test_flipped_mentor_pretraining_selects_on_the_flipped_validation_loss(tmp_path, face_data):
     torch.set_num_threads(1)
     sanity = {"datasets": ["tiny"], "backbones": ["smallcnn"], "methods": ["mentor"], "seeds": [0]}
+    sanity["flipped_maps"] = True
     extra = {"experiments": {"sanity": sanity}, "methods": {"mentor": {"pretrain_epochs": 3}}}
     # a larger rate than the published 1e-4 so that three epochs move the loss noticeably
     extra["methods"]["mentor"]["pretrain_lr"] = 3e-3

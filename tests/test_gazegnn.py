@@ -17,6 +17,7 @@ from _support import prepare_tiny, run_cli, tiny_config, write_config
 
 import salience  # noqa: F401  (torchvision shim first)
 from salience import config as C
+from salience import study
 from salience.data.loader import BatchStream
 from salience.data.prepared import PreparedDataset
 from salience.errors import ConfigError, DataError
@@ -235,14 +236,14 @@ def test_runs_once_per_grid_under_resnet50_or_the_first_backbone(tmp_path):
     cfg = tiny_config(tmp_path, methods=["xent", "gazegnn"])
     grid = cfg["experiments"]["main"]
     grid["backbones"] = ["densenet121", "resnet50", "swin_t"]
-    runs = C.expand_runs(cfg)
+    runs = study.expand_runs(cfg)
     assert {r.backbone for r in runs if r.method == "gazegnn"} == {"resnet50"}
     assert len([r for r in runs if r.method == "xent"]) == 3
     assert "gazegnn on densenet121: brings its own network (pvig), run once under resnet50" in (
-        C.skipped_combinations(cfg)
+        study.skipped_combinations(cfg)
     )
     grid["backbones"] = ["smallcnn", "resnet18"]
-    assert {r.backbone for r in C.expand_runs(cfg) if r.method == "gazegnn"} == {"smallcnn"}
+    assert {r.backbone for r in study.expand_runs(cfg) if r.method == "gazegnn"} == {"smallcnn"}
 
 
 # -------------------------------------------------------------- end to end through the CLI
@@ -252,7 +253,7 @@ def trained(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("gazegnn")
     cfg = tiny_config(tmp, methods=["gazegnn"], epochs=1, extra={"methods": {"gazegnn": SMALL}})
     prepare_tiny(cfg)
-    spec = C.expand_runs(cfg)[0]
+    spec = study.expand_runs(cfg)[0]
     res = run_cli(
         ["train", "--config", str(write_config(cfg)), "--run-id", spec.run_id, "--evaluate"]
         + ["--no-mlflow"]

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from conftest import tool_bin, wait_healthy, workflow_env
 
-import salience.config as sc
+from salience import study
 
 pytestmark = pytest.mark.slow
 
@@ -119,8 +119,8 @@ def test_ui_serves_the_workflow_runs(e2e_run):
             f"{base}/api/2.0/mlflow/runs/search", {"experiment_ids": ids, "max_results": 1000}
         ).get("runs", [])
         names = {_run_id_tag(r) for r in found}
-        cfg = sc.load_config(e2e_run.config)
-        expected = {r.run_id for r in sc.expand_runs(cfg)}
+        cfg = study.load_config(e2e_run.config)
+        expected = {r.run_id for r in study.expand_runs(cfg)}
         assert expected <= names, f"missing in MLflow: {sorted(expected - names)}"
         # the evaluation metrics of every run are there
         for name in expected:

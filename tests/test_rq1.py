@@ -211,10 +211,10 @@ def test_rq1_counterpart_must_be_a_method(tmp_path):
 def test_rq1_table_and_figure_from_the_workflow(e2e_run):
     """The CI config's fooling run and its CYBORG counterpart, scored by the rq1_score jobs and
     summarised by the rq1 rule; the CC of t is the `cam_agreement` the training job scored."""
-    from salience import config as sc
+    from salience import study
     from salience.evaluation.rq1 import rq1_runs
 
-    cfg = sc.load_config(e2e_run.config)
+    cfg = study.load_config(e2e_run.config)
     runs = rq1_runs(cfg)
     assert {r.method for r in runs} == {"fooling", "cyborg"}
     for spec in runs:
@@ -286,11 +286,12 @@ def test_rq1_score_refuses_a_model_without_cams(tmp_path):
 
     from salience import checkpoint as ckpt
     from salience import config as sc
+    from salience import study
     from salience.methods.base import build_method
     from salience.models.base import build_backbone
 
     cfg = tiny_config(tmp_path, methods=["gazegnn"])
-    spec = sc.expand_runs(cfg)[0]
+    spec = study.expand_runs(cfg)[0]
     model = build_method("gazegnn", {}).build_model(
         build_backbone("smallcnn", weights="none"), cam_layer="pooled", stage="train"
     )
@@ -314,13 +315,14 @@ def test_rq1_score_stops_on_a_diverged_model(tmp_path):
 
     from salience import checkpoint as ckpt
     from salience import config as sc
+    from salience import study
     from salience.data.prepared import PreparedDataset
     from salience.methods.base import build_method
     from salience.models.base import build_backbone
 
     cfg = tiny_config(tmp_path, methods=["fooling"])
     ds = PreparedDataset(prepare_tiny(cfg))
-    spec = sc.expand_runs(cfg)[0]
+    spec = study.expand_runs(cfg)[0]
     model = build_method("fooling", {}).build_model(
         build_backbone("smallcnn", weights="none"), cam_layer="pooled", stage="train"
     )

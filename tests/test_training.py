@@ -16,6 +16,7 @@ import torch
 from _support import ROOT, prepare_tiny, run_cli, tiny_config, write_config
 
 from salience import config as C
+from salience import study
 from salience.errors import CheckpointError, DataError, TrainingDiverged
 from salience.evaluation.evaluate import evaluate_run
 from salience.methods.base import METHODS, import_all
@@ -88,17 +89,18 @@ def test_flipped_maps_variant_trains(tmp_path, data_dir):
                     "backbones": ["smallcnn"],
                     "methods": ["cyborg", "xent"],
                     "seeds": [0],
+                    "flipped_maps": True,
                 }
             }
         },
     )
-    runs = C.expand_runs(cfg)
+    runs = study.expand_runs(cfg)
     assert C.RunSpec("tiny", "all", "smallcnn", "cyborg", "flipped", 0) in runs
     assert (
         C.RunSpec("tiny", "all", "smallcnn", "xent", "flipped", 0) not in runs
     )  # xent never reads maps
     spec = C.RunSpec("tiny", "all", "smallcnn", "cyborg", "flipped", 0)
-    assert C.resolve_run(cfg, spec)["flip_maps"] is True
+    assert study.resolve_run(cfg, spec)["flip_maps"] is True
     base = run_all_stages(cfg, C.RunSpec("tiny", "all", "smallcnn", "cyborg", "base", 0))
     flipped = run_all_stages(cfg, spec)
     assert base["auroc"]["all"] != flipped["auroc"]["all"]  # the map changes training

@@ -31,13 +31,13 @@ from _shared_data import shared_tiny_root
 from _support import run_cli, tiny_config, write_config
 
 from salience import cli
-from salience.config import load_config, validate
 from salience.doctor import report
 from salience.errors import ConfigError, SalienceError
 from salience.models.base import build_backbone
+from salience.models.catalogue import IMAGENET_URLS, imagenet_file
 from salience.models.fetch import fetch, hash_prefix
-from salience.models.weights import IMAGENET_URLS, imagenet_file
 from salience.reporting.aggregate import collect_runs, find_run_dirs
+from salience.study import load_config, validate
 
 ROOT = Path(__file__).resolve().parents[1]
 BASE = "https://download.pytorch.org/models/"

@@ -5,16 +5,18 @@ from __future__ import annotations
 
 import re
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 import yaml
+from _support import run_cli
 from conftest import REPO, copy_repo, tool_bin, workflow_env
 
-import salience.config as sc
+from salience import study
 from salience.errors import ConfigError
-from salience.methods.base import method_class
+from salience.methods import catalogue
 
 SHIPPED = ["config/config.yaml", "config/paper.yaml", "config/paper-dd.yaml", ".test/config.yaml"]
 PAPER = ["config/paper.yaml", "config/paper-dd.yaml"]
@@ -53,14 +55,10 @@ def job_counts(output: str) -> dict[str, int]:
 
 def expected_jobs(cfg: dict) -> dict[str, int]:
     """What the DAG must hold according to salience.config (the one definition of the grid)."""
-    runs = sc.expand_runs(cfg)
-    pre = sum(len(method_class(r.method).stages) - 1 for r in runs)
-    fooling = (
-        sc.expand_runs(cfg, experiments=["fooling"]) if "fooling" in cfg["experiments"] else []
-    )
-    from salience.evaluation.rq1 import rq1_runs
-
-    rq1 = rq1_runs(cfg)  # DD RQ1: fooling runs and their counterpart's, one table/figure job
+    runs = study.expand_runs(cfg)
+    pre = sum(len(catalogue.get(r.method).stages) - 1 for r in runs)
+    fooling = study.rq1_fooled_runs(cfg)
+    rq1 = study.rq1_runs(cfg)  # DD RQ1: fooling runs and their counterpart's, one table/figure job
     return {
         "train": len(runs),
         "pretrain": pre,
@@ -78,17 +76,17 @@ def _load(rel: str) -> dict:
 # ------------------------------------------------------------------------------ package validation
 @pytest.mark.parametrize("rel", SHIPPED)
 def test_shipped_configs_validate(rel):
-    cfg = sc.load_config(REPO / rel)
-    assert sc.expand_runs(cfg), f"{rel} asks for no runs"
+    cfg = study.load_config(REPO / rel)
+    assert study.expand_runs(cfg), f"{rel} asks for no runs"
 
 
 def test_test_config_exercises_the_whole_dag():
     """The CI config covers a two-stage method, the sanity variants and the fooling panels."""
-    cfg = sc.load_config(REPO / ".test/config.yaml")
-    runs = sc.expand_runs(cfg)
-    assert any(len(method_class(r.method).stages) > 1 for r in runs), "no two-stage method"
+    cfg = study.load_config(REPO / ".test/config.yaml")
+    runs = study.expand_runs(cfg)
+    assert any(len(catalogue.get(r.method).stages) > 1 for r in runs), "no two-stage method"
     assert {r.variant for r in runs} >= {"base", "flipped"}
-    assert sc.expand_runs(cfg, experiments=["fooling"])
+    assert study.rq1_fooled_runs(cfg)
 
 
 def _broken(kind: str) -> tuple[dict, str]:
@@ -115,7 +113,7 @@ KINDS = ["unknown key", "unknown method", "unknown backbone", "wrong type"]
 def test_bad_config_rejected_by_package(kind):
     cfg, pattern = _broken(kind)
     with pytest.raises(ConfigError) as err:
-        sc.validate(cfg, "bad.yaml")
+        study.validate(cfg, "bad.yaml")
     msg = str(err.value)
     assert "\n" not in msg.strip()
     assert re.search(pattern, msg), msg
@@ -125,14 +123,65 @@ def test_report_baseline_must_be_a_method_that_runs():
     """Issue 14: the overview's baseline is checked before any training, naming the methods run."""
     cfg = _load(".test/config.yaml")
     cfg["report"]["baseline"] = "cyborg"
-    assert sc.validate(cfg, "ok.yaml")["report"]["baseline"] == "cyborg"
+    assert study.validate(cfg, "ok.yaml")["report"]["baseline"] == "cyborg"
     cfg["report"]["baseline"] = "sage"
     with pytest.raises(ConfigError) as err:
-        sc.validate(cfg, "bad.yaml")
+        study.validate(cfg, "bad.yaml")
     assert str(err.value) == (
         "bad.yaml: report.baseline: 'sage' is not run by any experiment (methods run: xent, "
         "cyborg, difference, mentor, fooling); pick one of them or remove the key (default xent)"
     )
+
+
+@pytest.mark.parametrize(("exp", "field"), [("sanity", "flipped_maps"), ("fooling", "rq1_fooled")])
+def test_experiment_named_for_a_behaviour_must_declare_it(tmp_path, exp, field):
+    """Flipped maps and the RQ1 fooled runs are declared experiment fields; an old config whose
+    experiment is named sanity/fooling without the field stops with one line naming what to add
+    (exit 2) rather than silently losing its flipped-map runs or its DD Fig. 1 panels."""
+    cfg = _load(".test/config.yaml")
+    del cfg["experiments"][exp][field]
+    path = tmp_path / "old.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    proc = run_cli(["runs", "--config", str(path)], check=False)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and proc.stdout == ""
+    assert lines[0].startswith(f"error: {path}: experiments.{exp}: the experiment's name no longer")
+    assert f"add `{field}: true` to keep that meaning, or `{field}: false`" in lines[0]
+
+
+def test_declared_experiment_fields_not_names_drive_the_grid():
+    """`flipped_maps` gives any experiment its flipped variant and `rq1_fooled` marks RQ1's fooled
+    runs, whatever the experiment is called; false turns them off under the old names."""
+    cfg = _load(".test/config.yaml")
+    cfg["experiments"]["main"]["flipped_maps"] = True
+    cfg["experiments"]["main"]["rq1_fooled"] = True
+    cfg["experiments"]["sanity"]["flipped_maps"] = False
+    cfg["experiments"]["fooling"]["rq1_fooled"] = False
+    cfg = study.validate(cfg, "fields.yaml")
+    assert study.experiment_variants(cfg, "main") == ["base", "flipped"]
+    assert study.experiment_variants(cfg, "sanity") == ["base"]
+    flipped = {r.method for r in study.expand_runs(cfg, ["main"]) if r.variant == "flipped"}
+    assert flipped and "xent" not in flipped  # xent never reads maps
+    assert study.rq1_fooled_runs(cfg) == study.expand_runs(cfg, ["main"])
+    assert "fooling" not in {r.method for r in study.rq1_fooled_runs(cfg)}
+
+
+def test_planning_a_study_does_not_import_torch():
+    """Validating a config and expanding its grid read the torch-free catalogues only
+    (docs/decisions.md, "torch-free configuration layer"): `snakemake -n` stays fast."""
+    code = (
+        "import sys; import salience.study as s; "
+        "cfg = s.load_config('config/paper-dd.yaml'); s.expand_runs(cfg); s.rq1_runs(cfg); "
+        "s.skipped_combinations(cfg); s.resolve_run(cfg, s.expand_runs(cfg)[0]); "
+        "s.rq1_settings(cfg); cfg = s.load_config('config/paper.yaml'); s.expand_runs(cfg); "
+        "print(sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.')))"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"
 
 
 # ------------------------------------------------------------------------------ snakemake parse
@@ -145,7 +194,7 @@ def test_bad_config_rejected_by_snakemake(kind, tmp_path, clean_repo):
     proc = snakemake_n(path, cwd=clean_repo)
     assert proc.returncode != 0
     out = proc.stdout + proc.stderr
-    # the schema (snakemake.utils.validate) or the registries (salience.config) name the key
+    # the package's check (salience.study.validate: schema and catalogues) names the key
     key = {
         "unknown key": "epochz",
         "unknown method": "cyborgg",
@@ -196,8 +245,8 @@ def test_default_config_not_merged_into_another(clean_repo):
 @pytest.mark.parametrize("rel", PAPER)
 def test_paper_dag_plans_without_data(rel, record_property, clean_repo):
     """`snakemake -n` plans the whole paper matrix though its manifests are placeholders; the job
-    counts equal what salience.config.expand_runs asks for."""
-    cfg = sc.load_config(REPO / rel)
+    counts equal what salience.study.expand_runs asks for."""
+    cfg = study.load_config(REPO / rel)
     assert any(not Path(ds["manifest"]).exists() for ds in cfg["datasets"].values())
     t0 = time.monotonic()
     proc = snakemake_n(rel, "--quiet", "rules", cwd=clean_repo)

@@ -12,6 +12,7 @@ import yaml
 from conftest import REPO, TEST_CONFIG, copy_repo, tool_bin, workflow_env
 
 import salience.config as sc
+from salience import study
 from salience.methods.base import method_class
 
 pytestmark = pytest.mark.slow
@@ -33,8 +34,8 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 def test_every_run_trained_and_evaluated(e2e_run):
     print(f"e2e: snakemake {e2e_run.seconds:.0f} s, report {e2e_run.report_seconds:.0f} s")
-    cfg = sc.load_config(e2e_run.config)
-    runs = sc.expand_runs(cfg)
+    cfg = study.load_config(e2e_run.config)
+    runs = study.expand_runs(cfg)
     for spec in runs:
         d = e2e_run.results / "runs" / spec.run_id
         for name in ("model.pt", "history.csv", "run.json", "scores.csv", "metrics.json"):
@@ -56,10 +57,10 @@ def test_every_table_and_figure(e2e_run):
         assert (tables / f"{name}.tex").stat().st_size > 0, name
     figures = sorted((e2e_run.results / "figures" / "summary").glob("*.png"))
     assert figures, "no summary figures"
-    cfg = sc.load_config(e2e_run.config)
+    cfg = study.load_config(e2e_run.config)
     panels = [
         e2e_run.results / "figures" / "difference_salience" / f"{r.run_id}.png"
-        for r in sc.expand_runs(cfg, experiments=["fooling"])
+        for r in study.rq1_fooled_runs(cfg)
     ]
     assert panels
     for png in figures + panels:
@@ -149,7 +150,7 @@ def _dvc_stage_outs() -> dict[str, str]:
 def test_dvc_and_snakemake_see_the_same_targets(tmp_path):
     """dvc.yaml expands config/config.yaml's datasets (foreach) into exactly the generate/prepare
     outputs the Snakemake rules plan for the same config, and its study stage owns the tables."""
-    cfg = sc.load_config(REPO / "config/config.yaml")
+    cfg = study.load_config(REPO / "config/config.yaml")
     outs = _dvc_stage_outs()
     datasets = sorted(cfg["datasets"])
     assert sorted(k.split("@")[1] for k in outs if k.startswith("generate@")) == datasets
@@ -181,7 +182,7 @@ def test_dvc_and_snakemake_see_the_same_targets(tmp_path):
 def test_each_training_job_prints_one_done_line(e2e_run):
     """Issue 14 §5: Snakemake's console shows, per finished training job, its run id, best epoch
     and validation AUROC (echoed from the job's log by the train rule)."""
-    for spec in sc.expand_runs(sc.load_config(e2e_run.config)):
+    for spec in study.expand_runs(study.load_config(e2e_run.config)):
         hits = [ln for ln in e2e_run.log.splitlines() if ln.startswith(f"done {spec.run_id}: ")]
         assert len(hits) == 1, (spec.run_id, e2e_run.log[-3000:])
         assert re.fullmatch(

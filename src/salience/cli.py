@@ -26,7 +26,7 @@ _PLUGINS = (
 
 
 def _config(args: argparse.Namespace) -> dict:
-    from salience.config import load_config
+    from salience.study import load_config
 
     return load_config(args.config)
 
@@ -159,7 +159,7 @@ def cmd_visualize(args: argparse.Namespace) -> None:
 
 
 def cmd_runs(args: argparse.Namespace) -> None:
-    from salience.config import expand_runs, skipped_combinations
+    from salience.study import expand_runs, skipped_combinations
 
     cfg = _config(args)
     for spec in expand_runs(cfg, args.experiment or None):
@@ -169,7 +169,7 @@ def cmd_runs(args: argparse.Namespace) -> None:
 
 
 def cmd_ui(args: argparse.Namespace) -> None:
-    from salience.config import load_config, validate
+    from salience.study import load_config, validate
     from salience.ui import serve
 
     cfg = (
@@ -226,12 +226,8 @@ def _command_word(argv: list[str] | None) -> str | None:
     return next((a for a in args if not a.startswith("-")), None)
 
 
-def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
-    """The parser; given `argv`, only the plugin that defines its command is imported."""
-    p = argparse.ArgumentParser(prog="salience", description=__doc__)
-    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    sub = p.add_subparsers(dest="command", required=True)
-
+def _add_train(sub: argparse._SubParsersAction) -> None:
+    """`train`: one run, or one stage of a two-stage method."""
     t = sub.add_parser("train", help="train one run (or one stage of a two-stage method)")
     t.add_argument("--config", required=True, help="config YAML of the study")
     t.add_argument("--run-id", required=True, help="dataset/fold/backbone/method/variant/seedN")
@@ -244,6 +240,9 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     )
     t.set_defaults(func=cmd_train)
 
+
+def _add_evaluate(sub: argparse._SubParsersAction) -> None:
+    """`evaluate`: a run's selected model, or any checkpoint on any split."""
     e = sub.add_parser(
         "evaluate",
         help="score a run's selected model on its test split, or any checkpoint on any split",
@@ -259,6 +258,9 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     e.add_argument("--no-mlflow", action="store_true", help="do not log to MLflow")
     e.set_defaults(func=cmd_evaluate)
 
+
+def _add_visualize(sub: argparse._SubParsersAction) -> None:
+    """`visualize`: DD Fig. 1 panels of a run or a checkpoint."""
     v = sub.add_parser(
         "visualize", help="DD Fig. 1 panels: true/false CAMs and Difference Salience"
     )
@@ -271,11 +273,17 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     v.add_argument("--out", required=True, help="PNG path")
     v.set_defaults(func=cmd_visualize)
 
+
+def _add_runs(sub: argparse._SubParsersAction) -> None:
+    """`runs`: the run ids a config asks for."""
     r = sub.add_parser("runs", help="list the run ids a config asks for")
     r.add_argument("--config", required=True, help="config YAML")
     r.add_argument("--experiment", action="append", help="only these experiments (repeatable)")
     r.set_defaults(func=cmd_runs)
 
+
+def _add_ui(sub: argparse._SubParsersAction) -> None:
+    """`ui`: the MLflow UI on the project's tracking store."""
     u = sub.add_parser(
         "ui", help="MLflow UI on the project's tracking store (127.0.0.1 by default)"
     )
@@ -292,6 +300,9 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     )
     u.set_defaults(func=cmd_ui)
 
+
+def _add_dvc_stages(sub: argparse._SubParsersAction) -> None:
+    """`dvc-stages`: dvc.yaml from a config."""
     s = sub.add_parser(
         "dvc-stages",
         help="write dvc.yaml (generate, prepare, study stages) from a config (docs/data.md)",
@@ -302,12 +313,30 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     s.add_argument("--check", action="store_true", help="only check that the file matches")
     s.set_defaults(func=cmd_dvc_stages)
 
+
+def _add_doctor(sub: argparse._SubParsersAction) -> None:
+    """`doctor`: environment and config checks."""
     d = sub.add_parser(
         "doctor", help="versions, devices, torchvision shim, tracking URI, determinism"
     )
     d.add_argument("--config", help="also check this config (tracking URI, weight files)")
     d.set_defaults(func=cmd_doctor)
 
+
+#: the subcommands defined in this module (`_CORE`), in `--help` order
+_CORE_PARSERS = (
+    _add_train,
+    _add_evaluate,
+    _add_visualize,
+    _add_runs,
+    _add_ui,
+    _add_dvc_stages,
+    _add_doctor,
+)
+
+
+def _add_plugins(sub: argparse._SubParsersAction, argv: list[str] | None) -> None:
+    """The plugins' subcommands: only the one that defines `argv`'s command, when known."""
     word = _command_word(argv) if argv is not None else None
     plugins = () if word in _CORE else (_PLUGIN_OF[word],) if word in _PLUGIN_OF else _PLUGINS
     for mod in plugins:
@@ -318,6 +347,16 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
                 raise
             continue
         plugin.add_parsers(sub)
+
+
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The parser; given `argv`, only the plugin that defines its command is imported."""
+    p = argparse.ArgumentParser(prog="salience", description=__doc__)
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = p.add_subparsers(dest="command", required=True)
+    for add in _CORE_PARSERS:
+        add(sub)
+    _add_plugins(sub, argv)
     return p
 
 

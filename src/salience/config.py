@@ -1,6 +1,8 @@
-"""Configuration: one YAML file, validated by workflow/schemas/config.schema.yaml, drives Snakemake,
-DVC and the CLI. This module loads and checks it (schema + registries) and expands the run grid, so
-the list of runs is defined in exactly one place (`expand_runs`).
+"""Configuration core (torch-free, imports nothing above `salience.errors`): one YAML file,
+validated by workflow/schemas/config.schema.yaml, drives Snakemake, DVC and the CLI. This module
+reads it, checks the schema, the names and the datasets, and defines run ids (`RunSpec`) and paths.
+The study plan on top of it (methods, backbones, the run grid `expand_runs`, `resolve_run`) is
+`salience.study`; commands that plan or run a study load configs with `salience.study.load_config`.
 """
 
 from __future__ import annotations
@@ -114,8 +116,10 @@ def _fill_defaults(node: Any, sch: dict, root: dict) -> None:
                 _fill_defaults(value, extra, root)
 
 
-def validate(cfg: dict, source: str = "config") -> dict:
-    """Validate against the JSON schema and the registries; return a copy with defaults filled."""
+def validate_core(cfg: dict, source: str = "config") -> dict:
+    """Validate against the JSON schema, the name rules and the dataset cross-references; return
+    a copy with the schema's defaults filled. The check of the study plan (methods, backbones,
+    settings, experiment fields) is `salience.study.validate`, which calls this first."""
     import jsonschema
 
     cfg = copy.deepcopy(cfg) if cfg is not None else {}
@@ -135,32 +139,18 @@ def validate(cfg: dict, source: str = "config") -> dict:
         raise ConfigError(f"{source}: {where}: {msg}")
     _fill_defaults(cfg, sch, sch)
     _check_names(cfg, source)
-    _check_registries(cfg, source)
-    _check_report_baseline(cfg, source)
+    _check_datasets(cfg, source)
     return cfg
 
 
-def _check_report_baseline(cfg: dict, source: str) -> None:
-    """report.baseline must be a method some experiment runs in its base variant (not a sweep),
-    checked before any training: `tables` would stop on it after the whole study."""
-    base = cfg.get("report", {}).get("baseline")
-    grids = [g for g in cfg["experiments"].values() if "key" not in g]
-    ran = list(dict.fromkeys(m for g in grids for m in g["methods"]))
-    if base is not None and base not in ran:
-        raise ConfigError(
-            f"{source}: report.baseline: {base!r} is not run by any experiment (methods run: "
-            f"{', '.join(ran)}); pick one of them or remove the key (default xent)"
-        )
-
-
-def load_config(path: str | os.PathLike) -> dict:
-    """Read, validate and default-fill a config file."""
+def read_yaml(path: str | os.PathLike) -> Any:
+    """The parsed YAML of a config file; a missing file, bad encoding or bad YAML is one line."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found")
     try:
         with open(path, encoding="utf-8-sig") as fh:
-            raw = yaml.safe_load(fh)
+            return yaml.safe_load(fh)
     except UnicodeDecodeError:
         raise ConfigError(f"{path}: not UTF-8 text; save the config as UTF-8 and rerun") from None
     except yaml.YAMLError as exc:
@@ -168,51 +158,17 @@ def load_config(path: str | os.PathLike) -> dict:
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise ConfigError(f"{path}: not valid YAML{where} ({problem})") from None
-    return validate(raw, str(path))
 
 
-def _check_registries(cfg: dict, source: str) -> None:
-    from salience.methods.base import build_method, method_class
-    from salience.models.base import check_backbone_name
-
-    for name, params in cfg.get("methods", {}).items():
-        try:
-            build_method(name, params)
-        except ConfigError as exc:
-            raise ConfigError(f"{source}: {exc}") from None
-    for exp, grid in cfg["experiments"].items():
+def _check_datasets(cfg: dict, source: str) -> None:
+    """Each dataset's source fields and held-out subsets, and each experiment's datasets."""
+    for exp, grid in cfg.get("experiments", {}).items():
         for ds in grid["datasets"]:
             if ds not in cfg["datasets"]:
                 raise ConfigError(
                     f"{source}: experiments.{exp}.datasets: {ds!r} is not defined under datasets "
                     f"(defined: {', '.join(cfg['datasets'])})"
                 )
-        for bb in grid["backbones"]:
-            try:
-                check_backbone_name(bb)
-            except ConfigError as exc:
-                raise ConfigError(f"{source}: experiments.{exp}.backbones: {exc}") from None
-        _check_imagenet(cfg, exp, grid, source)
-        for m in grid["methods"]:
-            try:
-                method_class(m)
-            except ConfigError as exc:
-                raise ConfigError(f"{source}: experiments.{exp}.methods: {exc}") from None
-        if "key" in grid:
-            _, mname, param = grid["key"].split(".")
-            try:
-                cls = method_class(mname)
-            except ConfigError as exc:
-                raise ConfigError(f"{source}: experiments.{exp}.key: {exc}") from None
-            if param not in cls.defaults:
-                raise ConfigError(
-                    f"{source}: experiments.{exp}.key: method {mname!r} has no setting {param!r} "
-                    f"(settings: {', '.join(sorted(cls.defaults))})"
-                )
-    try:
-        method_class(cfg["rq1"]["counterpart"])
-    except ConfigError as exc:
-        raise ConfigError(f"{source}: rq1.counterpart: {exc}") from None
     for name, ds in cfg["datasets"].items():
         if ds["source"] == "manifest" and not ds.get("manifest"):
             raise ConfigError(
@@ -234,17 +190,6 @@ def _check_registries(cfg: dict, source: str) -> None:
                 f"{source}: datasets.{name}.holdout_subsets: list the subsets to hold out "
                 f"(one fold each) when folds is leave_one_subset_out"
             )
-
-
-def _check_imagenet(cfg: dict, exp: str, grid: dict, source: str) -> None:
-    """`model.weights: imagenet` needs a pinned ImageNet file for every backbone of the grid."""
-    if cfg["model"]["weights"] != "imagenet":
-        return
-    from salience.models.weights import imagenet_file, no_imagenet_file
-
-    for bb in grid["backbones"]:
-        if imagenet_file(bb) is None:
-            raise ConfigError(f"{source}: experiments.{exp}.backbones: {no_imagenet_file(bb)}")
 
 
 # ------------------------------------------------------------------------------------- run grid
@@ -280,128 +225,6 @@ def folds(cfg: dict, dataset: str) -> list[str]:
 
 def sweep_label(grid: dict) -> str:
     return grid.get("label") or grid["key"].split(".")[-1]
-
-
-def _fmt(v: float) -> str:
-    return str(int(v)) if float(v).is_integer() else str(v)
-
-
-def experiment_variants(cfg: dict, exp: str) -> list[str]:
-    grid = cfg["experiments"][exp]
-    if exp == "sanity":
-        return [VARIANT_BASE, VARIANT_FLIPPED]
-    if "key" in grid:
-        return [f"{sweep_label(grid)}-{_fmt(v)}" for v in grid["values"]]
-    return [VARIANT_BASE]
-
-
-def variant_overrides(cfg: dict, variant: str) -> dict[str, Any]:
-    """Dotted-key overrides that define a variant ("base", "flipped", "<label>-<value>")."""
-    if variant == VARIANT_BASE:
-        return {}
-    if variant == VARIANT_FLIPPED:
-        return {"flip_maps": True}
-    for grid in cfg["experiments"].values():
-        if "key" in grid:
-            for v in grid["values"]:
-                if variant == f"{sweep_label(grid)}-{_fmt(v)}":
-                    return {grid["key"]: v}
-    raise ConfigError(f"variant {variant!r} is not defined by any experiment in the config")
-
-
-def expand_runs(cfg: dict, experiments: list[str] | None = None) -> list[RunSpec]:
-    """Every run the config asks for (deduplicated, sorted). Combinations a method cannot serve
-    (method.supported_backbones) and flipped-map runs of methods that never read maps are skipped."""
-    from salience.methods.base import method_class
-
-    runs: set[RunSpec] = set()
-    for exp, grid in cfg["experiments"].items():
-        if experiments is not None and exp not in experiments:
-            continue
-        for variant in experiment_variants(cfg, exp):
-            for ds in grid["datasets"]:
-                for fold in folds(cfg, ds):
-                    for bb in grid["backbones"]:
-                        for m in grid["methods"]:
-                            cls = method_class(m)
-                            if (
-                                cls.supported_backbones is not None
-                                and bb not in cls.supported_backbones
-                            ):
-                                continue
-                            if cls.own_network and bb != home_backbone(grid["backbones"]):
-                                continue
-                            if variant == VARIANT_FLIPPED and not cls.uses_maps:
-                                continue
-                            for seed in grid["seeds"]:
-                                runs.add(RunSpec(ds, fold, bb, m, variant, int(seed)))
-    return sorted(runs)
-
-
-def home_backbone(backbones: list[str]) -> str:
-    """The grid backbone under which a method with its own network (GazeGNN) runs, once:
-    resnet50 when listed (SAGE Table 1 lists GazeGNN with ResNet-50), else the first listed."""
-    from salience.methods.base import HOME_BACKBONE
-
-    return HOME_BACKBONE if HOME_BACKBONE in backbones else backbones[0]
-
-
-def skipped_combinations(cfg: dict) -> list[str]:
-    """Human-readable list of (method, backbone) pairs the grid skips, for logs and docs."""
-    from salience.methods.base import method_class
-
-    out = set()
-    for grid in cfg["experiments"].values():
-        for bb in grid["backbones"]:
-            for m in grid["methods"]:
-                cls = method_class(m)
-                if cls.supported_backbones is not None and bb not in cls.supported_backbones:
-                    out.add(f"{m} on {bb}: {cls.unsupported_reason or 'unsupported'}")
-                elif cls.own_network and bb != home_backbone(grid["backbones"]):
-                    home = home_backbone(grid["backbones"])
-                    out.add(
-                        f"{m} on {bb}: brings its own network ({cls.own_network}), run once under {home}"
-                    )
-    return sorted(out)
-
-
-def _set_dotted(d: dict, key: str, value: Any) -> None:
-    parts = key.split(".")
-    for p in parts[:-1]:
-        d = d.setdefault(p, {})
-    d[parts[-1]] = value
-
-
-def resolve_run(cfg: dict, spec: RunSpec) -> dict:
-    """The complete configuration of one run (logged as MLflow params, stored in run.json)."""
-    from salience.methods.base import method_class
-
-    if spec.dataset not in cfg["datasets"]:
-        raise ConfigError(f"dataset {spec.dataset!r} is not defined in the config")
-    if spec.fold not in folds(cfg, spec.dataset):
-        raise ConfigError(
-            f"fold {spec.fold!r} is not a fold of dataset {spec.dataset!r} (folds: {', '.join(folds(cfg, spec.dataset))})"
-        )
-    base = copy.deepcopy(cfg)
-    for key, value in variant_overrides(cfg, spec.variant).items():
-        _set_dotted(base, key, value)
-    cls = method_class(spec.method)
-    params = {**cls.defaults, **base.get("methods", {}).get(spec.method, {})}
-    return {
-        "run_id": spec.run_id,
-        "dataset": spec.dataset,
-        "task": cfg["datasets"][spec.dataset]["task"],
-        "fold": spec.fold,
-        "backbone": spec.backbone,
-        "method": spec.method,
-        "method_params": params,
-        "variant": spec.variant,
-        "seed": spec.seed,
-        "flip_maps": bool(base.get("flip_maps", False)),
-        "train": base["train"],
-        "model": base["model"],
-        "data": {k: v for k, v in cfg["datasets"][spec.dataset].items() if k != "generator"},
-    }
 
 
 def config_hash(obj: Any) -> str:

@@ -58,7 +58,8 @@ def report(cfg: dict | None = None) -> list[str]:
 def _weights_line(cfg: dict) -> str:
     """Which pinned ImageNet files the config's backbones need (all of them without a config) and
     which are in torch's hub cache: a paper job (`model.weights: imagenet`) stops without them."""
-    from salience.models.weights import FETCH_COMMAND, IMAGENET_URLS, hub_dir, imagenet_file
+    from salience.models.catalogue import IMAGENET_URLS, imagenet_file
+    from salience.models.weights import FETCH_COMMAND, hub_dir
 
     setting = f"model.weights {cfg['model']['weights']}" if "model" in cfg else "no config"
     grids = cfg.get("experiments", {}).values()

@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 
 from salience import config as sc
+from salience import study
 from salience.errors import ConfigError
 from salience.io import atomic_path
 
@@ -170,7 +171,7 @@ def write(config_path: str, out: str | os.PathLike = "dvc.yaml", cores: int = 2)
     """Write `out` (atomically) for the config at `config_path`. An existing file is replaced only
     when it holds nothing but this command's stages; anything else a user added is kept and the
     command stops with one line (ConfigError)."""
-    cfg = sc.load_config(config_path)
+    cfg = study.load_config(config_path)
     text = render(cfg, config_path, cores)
     out = Path(out)
     doc = _read(out)
@@ -212,7 +213,7 @@ def _tracked(folder: Path) -> bool:
 
 def check(config_path: str, out: str | os.PathLike = "dvc.yaml", cores: int = 2) -> None:
     """Raise ConfigError when `out`'s generate/prepare/study stages differ from the config's."""
-    cfg = sc.load_config(config_path)
+    cfg = study.load_config(config_path)
     want = stages(cfg, config_path, cores)
     doc = _read(Path(out)) or {}
     have = {k: v for k, v in (doc.get("stages") or {}).items() if k in OWN_STAGES}

@@ -1,4 +1,4 @@
-# Helpers for every rule: the config (one file, validated twice), the run grid, path patterns,
+# Helpers for every rule: the config (one file, validated once), the run grid, path patterns,
 # wildcard constraints and the `get_*` input functions. Rules never compute anything themselves.
 
 import re
@@ -8,12 +8,12 @@ from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 from snakemake.logging import logger
-from snakemake.utils import validate
 
 try:
     import salience.config as sc
+    import salience.study as study
     from salience.errors import SalienceError
-    from salience.methods.base import method_class
+    from salience.methods import catalogue
 except ImportError as _exc:
     raise WorkflowError(
         f"{sys.executable} cannot import the salience package ({_exc}); run `.venv/bin/snakemake` "
@@ -68,14 +68,14 @@ CONFIGFILE = _config_file()
 # config says is tracked per job instead (params `settings`: a hash of the resolved settings).
 CONFIG_ARG = shlex.quote(CONFIGFILE)
 
-# The package's check first: the same JSON schema plus the registries (methods, backbones),
-# cross-references and per-method settings, reported as one line naming the key. Then Snakemake's
-# own validation against that schema, which also fills the schema's `default:` values into `config`.
+# The package's check: the JSON schema plus the method catalogue and backbone names,
+# cross-references and per-method settings, reported as one line naming the key; CFG holds the
+# schema's `default:` values. (Snakemake's own `validate` against the same schema found nothing
+# more and cost 0.27 s per call: BENCHMARKS.md, "Planning the DAG".) No rule reads `config`.
 try:
-    CFG = sc.validate(config, source=CONFIGFILE)
+    CFG = study.validate(config, source=CONFIGFILE)
 except SalienceError as exc:
     raise WorkflowError(str(exc)) from None
-validate(config, schema="../schemas/config.schema.yaml")
 
 DATA = CFG["data_dir"]
 RESULTS = CFG["results_dir"]
@@ -86,14 +86,14 @@ RESULTS_SLUG = re.sub(r"[^A-Za-z0-9_.-]+", "_", RESULTS.strip("/")) or "results"
 
 
 # ------------------------------------------------------------------------------------- run grid
-# salience.config.expand_runs is the ONE definition of the grid (experiments → runs); Snakemake,
-# the CLI, the tests and docs all ask it.
-RUNS = sc.expand_runs(CFG)
+# salience.study.expand_runs is the ONE definition of the grid (experiments → runs); Snakemake,
+# the CLI, the tests and docs all ask it. Planning reads the torch-free method catalogue only.
+RUNS = study.expand_runs(CFG)
 RUN_IDS = [r.run_id for r in RUNS]
-FOOLING_RUNS = sc.expand_runs(CFG, experiments=["fooling"])  # DD Fig. 1 panels
+FOOLING_RUNS = study.rq1_fooled_runs(CFG)  # DD Fig. 1 panels (experiments with rq1_fooled: true)
 if not RUNS:
     raise WorkflowError(f"{CONFIGFILE}: the experiments ask for no runs")
-for _line in sc.skipped_combinations(CFG):
+for _line in study.skipped_combinations(CFG):
     logger.info(f"skipped (method cannot serve backbone): {_line}")
 
 # One run = one directory; the id doubles as the MLflow run name.
@@ -108,7 +108,7 @@ def _alternation(names):
 
 
 def _stages(method):
-    return tuple(method_class(method).stages)
+    return catalogue.get(method).stages
 
 
 # Earlier training stages (e.g. MENTOR's "pretrain"), from the method registry: no rule names a method.
@@ -151,7 +151,7 @@ def get_run_settings(wildcards):
     train and pretrain jobs of a run ask for the same hash."""
     spec = run_spec(wildcards)
     if spec not in _SETTINGS:
-        _SETTINGS[spec] = sc.config_hash(sc.resolve_run(CFG, spec))
+        _SETTINGS[spec] = sc.config_hash(study.resolve_run(CFG, spec))
     return _SETTINGS[spec]
 
 

@@ -2,19 +2,15 @@
 # Agreement (CC, SIM, KL, NSS) and faithfulness (deletion/insertion curves) of the true-class CAM,
 # the false-class CAM and Difference Salience, for the fooling runs and their unfooled counterpart
 # (rq1.counterpart, CYBORG), then one table and one figure (docs/decisions.md, "RQ1").
-# salience.evaluation.rq1.rq1_runs is the one definition of which runs are compared.
+# salience.study.rq1_runs is the one definition of which runs are compared (torch-free).
 
-from salience.evaluation.rq1 import rq1_runs as _rq1_runs
-
-RQ1_RUNS = [r.run_id for r in _rq1_runs(CFG)]
+RQ1_RUNS = [r.run_id for r in study.rq1_runs(CFG)]
 
 
 def get_rq1_settings(wildcards):
     """Rerun trigger of rq1_score: the rq1 block and SAGE's blur, not the training settings (a
     changed curve setting re-scores, it never retrains)."""
-    from salience.evaluation.rq1 import rq1_settings
-
-    return sc.config_hash(rq1_settings(CFG))
+    return sc.config_hash(study.rq1_settings(CFG))
 
 
 def rq1_report(path, **kw):

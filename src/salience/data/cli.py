@@ -168,8 +168,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
     if args.config:
         if not args.dataset:
             raise ConfigError("generate --config needs --dataset NAME")
-        from salience.config import load_config
         from salience.data.generate import generate_from_config
+        from salience.study import load_config
 
         cfg = load_config(args.config)
         task = cfg["datasets"].get(args.dataset, {}).get("task")
@@ -192,7 +192,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     if args.config:
         if not args.dataset:
             raise ConfigError("prepare --config needs --dataset NAME")
-        from salience.config import load_config
+        from salience.study import load_config
 
         cfg = load_config(args.config)
         if args.allow_cross_split_duplicates and args.dataset in cfg["datasets"]:

@@ -9,8 +9,9 @@ import argparse
 def cmd_rq1_score(args: argparse.Namespace) -> None:
     import torch
 
-    from salience.config import RunSpec, load_config
+    from salience.config import RunSpec
     from salience.evaluation.rq1 import score_run
+    from salience.study import load_config
 
     cfg = load_config(args.config)
     if cfg["train"]["threads"]:

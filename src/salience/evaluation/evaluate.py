@@ -17,6 +17,7 @@ import torch
 
 from salience import checkpoint as ckpt
 from salience import config as C
+from salience import study
 from salience.cam import minmax
 from salience.data.loader import BatchStream
 from salience.data.prepared import PreparedDataset
@@ -213,7 +214,7 @@ def _write_scores(out_dir: Path, scores: pd.DataFrame, metrics: dict) -> None:
 def evaluate_run(cfg: dict, spec: C.RunSpec, tracker=None) -> dict:
     """Evaluate a finished run on its test split and close its MLflow run."""
     rdir = C.run_dir(cfg, spec)
-    resolved = C.resolve_run(cfg, spec)
+    resolved = study.resolve_run(cfg, spec)
     PreparedDataset(C.prepared_dir(cfg, spec.dataset)).check_config(
         spec.dataset, resolved["data"], C.manifest_path(cfg, spec.dataset)
     )

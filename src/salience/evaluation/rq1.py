@@ -32,6 +32,7 @@ from salience.evaluation import faithfulness as FA
 from salience.evaluation import maps as M
 from salience.io import atomic_paths
 from salience.methods.base import Method
+from salience.study import rq1_runs, rq1_settings
 
 __all__ = [
     "KINDS",
@@ -43,30 +44,6 @@ __all__ = [
 ]
 
 KINDS = ("t", "f", "d")  # true-class CAM, false-class CAM, Difference Salience
-
-
-def rq1_runs(cfg: dict) -> list[C.RunSpec]:
-    """The fooling runs and, for each (dataset, fold, backbone) they cover, the base runs of the
-    unfooled counterpart method (`rq1.counterpart`, CYBORG by default) that the config makes."""
-    fooled = C.expand_runs(cfg, experiments=["fooling"]) if "fooling" in cfg["experiments"] else []
-    cells = {(r.dataset, r.fold, r.backbone) for r in fooled}
-    other = cfg["rq1"]["counterpart"]
-    counter = [
-        r
-        for r in C.expand_runs(cfg)
-        if r.method == other
-        and r.variant == C.VARIANT_BASE
-        and (r.dataset, r.fold, r.backbone) in cells
-    ]
-    return sorted(set(fooled) | set(counter))
-
-
-def rq1_settings(cfg: dict) -> dict:
-    """The RQ1 block with the blur of SAGE's views (`methods.sage.sigma`, `kernel_size`) filled in."""
-    from salience.methods.base import method_class
-
-    sage = {**method_class("sage").defaults, **cfg.get("methods", {}).get("sage", {})}
-    return {**cfg["rq1"], "sigma": float(sage["sigma"]), "kernel_size": int(sage["kernel_size"])}
 
 
 @torch.no_grad()

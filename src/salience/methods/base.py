@@ -45,9 +45,6 @@ from salience.registry import Registry
 
 log = logging.getLogger(__name__)
 METHODS: Registry = Registry("method")
-#: where a method with its own network sits in a grid that lists this backbone (SAGE Table 1 lists
-#: GazeGNN in its ResNet-50 table); otherwise under the grid's first backbone
-HOME_BACKBONE = "resnet50"
 
 
 @dataclass
@@ -75,7 +72,7 @@ class Method:
     #: then `cams` is None and evaluation scores with `logits` alone (gazegnn)
     cam_head: ClassVar[bool] = True
     #: set when the method trains its own network whatever the grid's backbone (gazegnn: "pvig");
-    #: the grid then places one run per dataset/fold/seed, under HOME_BACKBONE or the grid's first
+    #: the grid then places one run per dataset/fold/seed, under study.HOME_BACKBONE or the first
     own_network: ClassVar[str | None] = None
     #: None = every registered backbone; else the names that work (others fail with a clear message)
     supported_backbones: ClassVar[tuple[str, ...] | None] = None

@@ -23,6 +23,7 @@ from torch import Tensor, nn
 
 from salience.cam import class_activation_maps
 from salience.errors import ConfigError
+from salience.models.catalogue import BACKBONE_MODULES, check_backbone_name
 from salience.registry import Registry
 
 log = logging.getLogger(__name__)
@@ -55,25 +56,6 @@ class Backbone(nn.Module):
 
 
 BACKBONES: Registry = Registry("backbone")
-
-
-# Which module registers each backbone. Config validation needs the names only, so a job on the
-# small CPU net never pays torchvision's import (~1 s per job, hundreds of jobs per study); a test
-# keeps this catalogue equal to the registry.
-BACKBONE_MODULES = {
-    "smallcnn": "salience.models.small",
-    **{
-        n: "salience.models.torchvision_backbones"
-        for n in ("resnet18", "resnet50", "densenet121", "efficientnet_b7", "swin_t")
-    },
-}
-
-
-def check_backbone_name(name: str) -> None:
-    if name not in BACKBONE_MODULES:
-        from salience.registry import unknown
-
-        raise unknown("backbone", name, BACKBONE_MODULES)
 
 
 def build_backbone(name: str, weights: str = "auto") -> Backbone:

@@ -10,7 +10,7 @@ loads after dropping the classifier) and meets the contract in `models/base.py`:
   `cam_layer: cyborg_legacy`.
 
 Weights are built with `weights=None` (never downloaded) and loaded by `load_weights` from torch's
-hub cache under the file name of torchvision's IMAGENET1K_V1 URL (`weights.IMAGENET_URLS`): ResNet-50
+hub cache under the file name of torchvision's IMAGENET1K_V1 URL (`catalogue.IMAGENET_URLS`): ResNet-50
 must be V1, as in the papers (`pretrained=True`), not torchvision's DEFAULT V2 (§1.2).
 """
 
@@ -24,7 +24,8 @@ import torchvision.models as tvm
 from torch import Tensor, nn
 
 from salience.models.base import BACKBONES, Backbone
-from salience.models.weights import imagenet_file, load_weights
+from salience.models.catalogue import imagenet_file
+from salience.models.weights import load_weights
 
 StateDict = dict[str, Tensor]
 

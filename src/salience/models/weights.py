@@ -16,35 +16,18 @@ from __future__ import annotations
 
 import logging
 import os
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 import torch
 from torch import nn
 
 from salience.errors import CheckpointError, ConfigError
+from salience.models.catalogue import IMAGENET_URLS, no_imagenet_file
 from salience.safeload import read
 
 log = logging.getLogger(__name__)
 
-# The papers' ImageNet initialisation (`pretrained=True` in the CYBORG/SAGE code) = torchvision's
-# IMAGENET1K_V1 file of each backbone. ResNet-50 must be V1: torchvision's DEFAULT is V2, another
-# file (resnet50-11ad3fa6.pth) and another init. The file name carries the first hex digits of its
-# sha256 (torch.hub's convention), which `weights fetch` verifies. A test keeps this table equal to
-# torchvision's own enums; smallcnn has no pretrained file.
-IMAGENET_URLS = {
-    "resnet18": "https://download.pytorch.org/models/resnet18-f37072fd.pth",
-    "resnet50": "https://download.pytorch.org/models/resnet50-0676ba61.pth",
-    "densenet121": "https://download.pytorch.org/models/densenet121-a639ec97.pth",
-    "efficientnet_b7": "https://download.pytorch.org/models/efficientnet_b7_lukemelas-c5b4e57e.pth",
-    "swin_t": "https://download.pytorch.org/models/swin_t-704ceda3.pth",
-}
 FETCH_COMMAND = "python -m salience weights fetch"
-
-
-def imagenet_file(backbone: str) -> str | None:
-    """File name of the pinned ImageNet weights of `backbone`, or None (no pretrained file)."""
-    url = IMAGENET_URLS.get(backbone)
-    return PurePosixPath(url).name if url else None
 
 
 def hub_dir() -> Path:
@@ -55,14 +38,6 @@ def hub_dir() -> Path:
 def hub_checkpoint(filename: str) -> Path:
     """Where `model.weights: imagenet|auto` looks for `filename`."""
     return hub_dir() / filename
-
-
-def no_imagenet_file(backbone: str) -> ConfigError:
-    """The one-line error for `model.weights: imagenet` on a backbone without a pinned file."""
-    return ConfigError(
-        f"model.weights: imagenet: backbone {backbone} has no pretrained ImageNet file "
-        f"(files exist for {', '.join(IMAGENET_URLS)}); use weights: none for it"
-    )
 
 
 def _missing_imagenet(name: str, path: Path) -> ConfigError:

@@ -17,6 +17,7 @@ import torch
 
 from salience import checkpoint as ckpt
 from salience import config as C
+from salience import study
 from salience.data.prepared import PreparedDataset
 from salience.device import pick_device
 from salience.errors import DataError
@@ -69,7 +70,7 @@ class RunContext:
 def set_up_run(cfg: dict, spec: C.RunSpec, stage: str) -> RunContext:
     """Resolve, check and build everything a run/stage needs, in the order that fixes its random
     numbers: the global seed is set after the data checks and before the model is built."""
-    resolved = C.resolve_run(cfg, spec)
+    resolved = study.resolve_run(cfg, spec)
     method = build_method(spec.method, resolved["method_params"])
     if stage not in method.stages:
         raise C.ConfigError(
