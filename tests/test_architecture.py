@@ -68,32 +68,6 @@ LAYERS = {
 }
 ENTRY_LAYER = 9
 
-# Violations in files other work on issue 11 restructures (the torch-free configuration layer, the
-# method contract and declarations, the CLI, data, reporting); the integrator empties this set at
-# merge. An entry that no longer occurs fails the test too, so the set only shrinks.
-# ("import", module, imported module) or ("long", module, function qualname).
-PENDING = {
-    # config.py (layer 0) resolves method defaults and backbone weight files through the
-    # registries, importing torch to plan a DAG (the torch-free catalogue replaces these imports)
-    ("import", "salience.config", "salience.methods.base"),
-    ("import", "salience.config", "salience.models.base"),
-    ("import", "salience.config", "salience.models.weights"),
-    ("long", "salience.config", "_check_registries"),
-    # the argument parsers, one long declaration each
-    ("long", "salience.cli", "build_parser"),
-}
-
-# Modules restructured for issue 11's train loop and import order: never in PENDING.
-CLEAN = (
-    "salience.training",
-    "salience.scores",
-    "salience.inference",
-    "salience.checkpoint",
-    "salience.device",
-    "salience.evaluation.evaluate",
-    "salience.models.weights",
-)
-
 LONG_MARK = re.compile(r"#\s*long:\s*\S")
 
 
@@ -150,6 +124,17 @@ def imported_modules(mod: Module, known: set[str]) -> set[str]:
                 found.add(sub if sub in known else _nearest_known(base, known))
     found.discard(mod.name)
     return found
+
+
+def imported_names(mod: Module) -> set[str]:
+    """Every module name `mod` imports anywhere in its file, inside the package or not."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(mod.path.read_text(), filename=str(mod.path))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+            names.add(node.module)
+    return names
 
 
 def _absolute(node: ast.ImportFrom, mod: Module) -> str:
@@ -211,29 +196,33 @@ def _functions(node: ast.AST, prefix: str):
             yield from _functions(child, prefix)
 
 
-def _compare(found: set, kind: str) -> None:
-    pending = {p for p in PENDING if p[0] == kind}
-    new = sorted(found - pending)
-    assert not new, f"{kind} rule broken (fix it; never add to PENDING for new code): {new}"
-    stale = sorted(pending - found)
-    assert not stale, f"fixed, so remove from PENDING in tests/test_architecture.py: {stale}"
-
-
 def test_imports_run_one_way():
     bad, unplaced = import_violations(PACKAGE)
     assert not unplaced, f"place these modules in LAYERS (tests/test_architecture.py): {unplaced}"
     assert len(modules(PACKAGE)) > 50  # the walk found the package
-    _compare(bad, "import")
+    assert not bad, f"imports that run upward (move the code down a layer): {sorted(bad)}"
 
 
 def test_functions_are_short():
     found = long_functions(PACKAGE)
-    _compare(set(found), "long")
+    assert not found, f"functions over {MAX_LINES} lines without a '# long: why' comment: {found}"
 
 
-def test_restructured_modules_have_no_pending_entries():
-    assert not [p for p in PENDING if p[1].startswith(CLEAN)]
-    assert all(layer_of(p[1]) is not None for p in PENDING)
+def test_the_core_layer_never_imports_torch():
+    """Layer 0 (configuration, planning support, scores, tracking) stays torch-free, so planning
+    a study does not pay torch's import (docs/decisions.md, "torch-free configuration layer")."""
+    heavy = ("torch", "torchvision")
+    # the torchvision shim imports torch inside install(), which runs only when torchvision itself
+    # is being imported (its sys.meta_path hook); that is its whole job
+    shim = "salience._tvshim"
+    found = sorted(
+        (m.name, imp)
+        for m in modules(PACKAGE)
+        if layer_of(m.name) == 0 and m.name != shim
+        for imp in imported_names(m)
+        if imp.split(".")[0] in heavy
+    )
+    assert not found, f"layer-0 modules importing torch: {found}"
 
 
 def test_checks_catch_violations_in_a_synthetic_package(tmp_path):
