@@ -6,7 +6,6 @@ and nothing written or deleted."""
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 import logging
@@ -16,28 +15,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from _support import rows_of, write_rows
+from _support import csv_dicts, rows_of, write_rows
 from PIL import Image
 
 from salience.cli import main
-from salience.data.generate import generate
 from salience.data.prepare import prepare
 
 SIZE = 16
-
-
-@pytest.fixture(scope="module")
-def base(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("base") / "ds"
-    generate("face", root, seed=0, image_size=20, n_train=8, n_val=4, n_test=12)
-    return root
-
-
-@pytest.fixture
-def ds(base: Path, tmp_path: Path) -> Path:
-    dst = tmp_path / "ds"
-    shutil.copytree(base, dst)
-    return dst
 
 
 def snapshot(folder: Path) -> dict[str, str]:
@@ -365,11 +349,6 @@ def import_argv(root: Path, csvs: dict[str, Path], *extra: str) -> list[str]:
             "--data-root", str(root), "--out", str(root / "manifest.csv"), *extra]  # fmt: skip
 
 
-def manifest_rows(path: Path) -> list[dict[str, str]]:
-    with open(path, newline="") as fh:
-        return list(csv.DictReader(fh))
-
-
 def test_cyborg_heatmaps_are_matched_by_stem_across_extensions(tmp_path: Path) -> None:
     """Issue instance (3): JPEG images, PNG heatmaps. Matching by exact file name found none and
     `cyborg` then trained on CE alone; now every train image gets its map. Also 7: the real test
@@ -377,7 +356,7 @@ def test_cyborg_heatmaps_are_matched_by_stem_across_extensions(tmp_path: Path) -
     root = tmp_path / "Data"
     csvs = cyborg_tree(root)
     assert main(import_argv(root, csvs, "--heatmaps", str(root / "heatmaps"))) == 0
-    rows = manifest_rows(root / "manifest.csv")
+    rows = csv_dicts(root / "manifest.csv")
     train = [r for r in rows if r["split"] == "train"]
     assert len(train) == 6
     assert all(r["saliency"] == f"heatmaps/{Path(r['image']).stem}.png" for r in train)
@@ -451,7 +430,7 @@ def test_one_heatmap_matched_to_two_classes_is_an_error(
     picture(root / "heatmaps/0_real/0003.png", 9, mode="L")
     picture(root / "heatmaps/1_fake/0003.jpg", 77, mode="L")
     assert main(argv) == 0
-    assert [r["saliency"] for r in manifest_rows(root / "manifest.csv")] == [
+    assert [r["saliency"] for r in csv_dicts(root / "manifest.csv")] == [
         "heatmaps/0_real/0003.png",
         "heatmaps/1_fake/0003.jpg",
     ]
@@ -559,7 +538,7 @@ def test_fourcol_map_with_another_extension_is_found(
     root = fourcol_dataset(tmp_path / "fp", map_ext="jpg")
     argv = ["import", "fourcol", "--csv", str(root / "data.csv"), "--out", str(root / "m.csv")]
     assert main(argv) == 0
-    assert [r["saliency"] for r in manifest_rows(root / "m.csv")][:2] == [
+    assert [r["saliency"] for r in csv_dicts(root / "m.csv")][:2] == [
         "sal/train0.jpg",
         "sal/train1.jpg",
     ]
