@@ -191,14 +191,13 @@ def post_json(url: str, body: dict, timeout: float = 10) -> dict:
 
 
 def stop_group(proc: subprocess.Popen, timeout: float = 30) -> None:
-    """Stop a server started with `start_new_session=True`: SIGTERM to its process group, then
-    SIGKILL when it has not exited after `timeout` seconds."""
-    if proc.poll() is not None:
-        return
+    """Stop a server started with `start_new_session=True`: SIGTERM to its process group (its
+    workers too, even when the leader has exited), then SIGKILL when the leader has not exited
+    after `timeout` seconds."""
     try:
         os.killpg(proc.pid, signal.SIGTERM)
     except ProcessLookupError:
-        return
+        return  # the whole group is gone
     try:
         proc.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
