@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from _support import csv_dicts, rows_of, write_rows
+from _support import csv_dicts, rows_of, write_config, write_rows
 from PIL import Image
 
 from salience.cli import main
@@ -146,9 +146,9 @@ RESERVED_WHY = (
 )
 
 
-def write_config(tmp_path: Path, manifest: Path, **ds: object) -> Path:
-    import yaml
-
+def manifest_config(tmp_path: Path, manifest: Path, **ds: object) -> Path:
+    """A config.yaml under tmp_path whose one dataset `mine` is `manifest` (written as is: the
+    CLI under test validates it)."""
     cfg = {
         "data_dir": str(tmp_path / "data"),
         "results_dir": str(tmp_path / "results"),
@@ -166,9 +166,7 @@ def write_config(tmp_path: Path, manifest: Path, **ds: object) -> Path:
             }  # fmt: skip
         },
     }
-    path = tmp_path / "config.yaml"
-    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
-    return path
+    return write_config(cfg)
 
 
 def test_subset_named_all_is_refused_at_prepare(ds: Path, capsys: pytest.CaptureFixture) -> None:
@@ -189,7 +187,7 @@ def test_holdout_subset_all_is_refused_at_config_time(
     ds: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
     """Issue instance: `holdout_subsets: [all]` used to keep the held-out rows in training."""
-    cfg = write_config(
+    cfg = manifest_config(
         tmp_path,
         ds / "manifest.csv",
         folds="leave_one_subset_out",
@@ -490,7 +488,7 @@ def test_a_map_method_refuses_a_training_split_without_maps(
     for r in rows[1:]:
         r[3] = ""
     write_rows(ds, rows)
-    cfg = write_config(tmp_path, ds / "manifest.csv", image_size=SIZE)
+    cfg = manifest_config(tmp_path, ds / "manifest.csv", image_size=SIZE)
     assert main(["prepare", "--config", str(cfg), "--dataset", "mine"]) == 0
     prepared = tmp_path / "data/prepared/mine"
     msg = cli_error(train_argv(cfg, "cyborg"), capsys)
@@ -628,14 +626,14 @@ def test_hand_prepared_data_of_another_size_stops_training(
     grid). Training used to run on 16 px and write image_size 24 into run.json."""
     prepared = tmp_path / "data/prepared/mine"
     assert main(prepare_argv(ds / "manifest.csv", prepared, "--cam-grids", "4")) == 0
-    cfg = write_config(tmp_path, ds / "manifest.csv", image_size=24, cam_grids=[4])
+    cfg = manifest_config(tmp_path, ds / "manifest.csv", image_size=24, cam_grids=[4])
     fix = "prepare it again (python -m salience prepare --config <config> --dataset mine)"
     msg = cli_error(train_argv(cfg, "xent"), capsys)
     assert msg == (
         f"{prepared}: prepared at image_size 16, but datasets.mine.image_size is 24; {fix} or set "
         f"image_size back to 16"
     )
-    cfg = write_config(tmp_path, ds / "manifest.csv", image_size=SIZE, cam_grids=[2])
+    cfg = manifest_config(tmp_path, ds / "manifest.csv", image_size=SIZE, cam_grids=[2])
     msg = cli_error(train_argv(cfg, "xent"), capsys)
     assert msg == (
         f"{prepared}: prepared with cam_grids [4], but datasets.mine.cam_grids is [2]; {fix} or "
@@ -644,7 +642,7 @@ def test_hand_prepared_data_of_another_size_stops_training(
     run = tmp_path / "results/runs/mine/all/smallcnn/xent/base/seed0"
     assert not (run / "run.json").exists() and not (run / "model.pt").exists()
     # the workflow's own path: prepare --config re-prepares, then training runs and records 24
-    cfg = write_config(tmp_path, ds / "manifest.csv", image_size=24, cam_grids=[4])
+    cfg = manifest_config(tmp_path, ds / "manifest.csv", image_size=24, cam_grids=[4])
     assert main(["prepare", "--config", str(cfg), "--dataset", "mine"]) == 0
     assert main(train_argv(cfg, "xent")) == 0
     assert json.loads((run / "run.json").read_text())["data"]["image_size"] == 24
@@ -655,7 +653,7 @@ def test_stale_manifest_or_model_of_another_size_is_refused(
 ) -> None:
     """Siblings (6): the manifest edited after `prepare`; a model trained at 16 px evaluated on
     data prepared at 24 px (a pooled CNN would score it without complaint)."""
-    cfg = write_config(tmp_path, ds / "manifest.csv", image_size=SIZE)
+    cfg = manifest_config(tmp_path, ds / "manifest.csv", image_size=SIZE)
     assert main(["prepare", "--config", str(cfg), "--dataset", "mine"]) == 0
     assert main(train_argv(cfg, "xent")) == 0
     model = tmp_path / "results/runs/mine/all/smallcnn/xent/base/seed0/model.pt"
