@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 CORES ?= 2
 PORT ?= 5000
 
-.PHONY: demo test lint format sysdeps mlflow-ui dryrun-paper clean-results venv
+.PHONY: demo test test-fast lint format sysdeps mlflow-ui dryrun-paper clean-results venv
 
 venv: $(STAMP)
 
@@ -32,8 +32,14 @@ demo: $(STAMP)
 	@echo "Demo finished. Prepared data: data/prepared/  Tables: results/tables/  Figures: results/figures/"
 	@echo "Report: results/report.html   MLflow store: results/mlflow (browse with: make mlflow-ui)"
 
+# Every test, both tiers (README "Tests"): real Snakemake, SLURM, DVC and MLflow server included.
 test: $(STAMP) sysdeps
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/python -m pytest -q
+
+# The inner loop: the fast tier only (no Snakemake, SLURM, MLflow server or `dvc repro`), ≤ 3 min on
+# 2 cores (BENCHMARKS.md "Tests"). No system packages needed beyond pdflatex for the table test.
+test-fast: $(STAMP)
+	PATH=$(abspath $(BIN)):$$PATH OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -m "not integration"
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks

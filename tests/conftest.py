@@ -1,104 +1,94 @@
-"""Shared fixtures of the workflow tests (Snakemake, SLURM, DVC, MLflow UI).
+"""Shared fixtures (helpers are in _support.py) and the two test tiers.
 
-The expensive one is `e2e_run`: one real `snakemake --cores 2 --configfile .test/config.yaml` run in
-a temporary copy of the repository, ending with the HTML report. It is session-scoped, so the
-end-to-end, report and MLflow tests share a single run.
+Tiers (README "Tests"): tests marked `integration` start a workflow tool or a server (Snakemake,
+SLURM, an MLflow server, `dvc repro`) or are too heavy for the inner loop; everything else is the
+fast tier, `make test-fast` (`pytest -m "not integration"`). `make test` runs both. An audit hook
+refuses every such command inside a test of the fast tier, so a misfiled test fails instead of
+slowing the fast tier down (tests/test_tiers.py shows it does).
+
+The expensive fixture is `e2e_run`: one real `snakemake --cores 2 --configfile .test/config.yaml`
+run in a temporary copy of the repository, ending with the HTML report. It is session-scoped, so
+the end-to-end, report and MLflow tests share a single run.
 """
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import _support
 import pytest
+from _support import (
+    TEST_CONFIG,
+    copy_repo,
+    prepare_tiny,
+    run,
+    tiny_config,
+    tool_bin,
+)
 
-REPO = Path(__file__).resolve().parents[1]
-TEST_CONFIG = ".test/config.yaml"
+from salience.data.generate import generate
 
-
-def tool_bin() -> Path:
-    """Folder holding snakemake, dvc and the interpreter of this test session."""
-    venv = REPO / ".venv" / "bin"
-    return venv if (venv / "snakemake").exists() else Path(sys.executable).parent
-
-
-def workflow_env(root: Path | None = None) -> dict[str, str]:
-    """Environment for workflow subprocesses: the project's tools first on PATH, the package of
-    `root` (a repository copy) importable, and no tracking URI inherited from the caller, so runs
-    land in the config's own store."""
-    env = dict(os.environ)
-    env["PATH"] = f"{tool_bin()}{os.pathsep}{env.get('PATH', '')}"
-    if root is not None:
-        env["PYTHONPATH"] = str(root / "src")
-    env.pop("MLFLOW_TRACKING_URI", None)
-    env["PYTHONDONTWRITEBYTECODE"] = "1"
-    return env
+# ------------------------------------------------------------------------------ fast-tier guard
+sys.addaudithook(_support.fast_tier_guard)  # process-wide; acts only while a fast test runs
 
 
-def repo_files() -> list[str]:
-    """Tracked files plus untracked ones git does not ignore (the working tree as a commit would
-    hold it)."""
-    out = subprocess.run(
-        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-        cwd=REPO,
-        check=True,
-        capture_output=True,
-    ).stdout
-    return sorted({f for f in out.decode().split("\0") if f})
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    if item.get_closest_marker("integration") is None:
+        _support.fast_test[:] = [item.nodeid]
+    try:
+        yield
+    finally:
+        _support.fast_test.clear()
 
 
-def copy_repo(dest: Path) -> Path:
-    """Copy the working tree (see `repo_files`) into `dest`, keeping symlinks (profiles/)."""
-    dest.mkdir(parents=True, exist_ok=True)
-    for rel in repo_files():
-        src = REPO / rel
-        if not src.exists() and not src.is_symlink():
-            continue  # deleted in the working tree but still in the index
-        target = dest / rel
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if src.is_symlink():
-            os.symlink(os.readlink(src), target)
-        elif src.is_file():
-            shutil.copy2(src, target)
-    return dest
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    if _support.violations:
+        if report.passed:  # the test caught FastTierViolation itself: fail it all the same
+            report.outcome = "failed"
+            report.longrepr = "\n".join(_support.violations)
+        _support.violations.clear()
 
 
-def run(
-    cmd: list[str], cwd: Path, timeout: float, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess:
-    """Run a command; on failure raise with the end of its output (and of failed job logs)."""
-    proc = subprocess.run(
-        cmd, cwd=cwd, env=env or workflow_env(cwd), capture_output=True, text=True, timeout=timeout
-    )
-    if proc.returncode != 0:
-        tail = (proc.stdout + proc.stderr)[-6000:]
-        raise AssertionError(f"{' '.join(cmd)} exited {proc.returncode} in {cwd}:\n{tail}")
-    return proc
+# -------------------------------------------------------------------------------------- fixtures
+@pytest.fixture(scope="session")
+def shared_tiny_root(tmp_path_factory) -> Path:
+    """One tiny generated + prepared dataset (the `tiny_config` dataset: data/raw/tiny and
+    data/prepared/tiny under the returned folder), made through the CLI once per session (~10 s of
+    CPU). Tests must treat it as read-only (copy before changing anything)."""
+    root = tmp_path_factory.mktemp("shared-tiny")
+    prepare_tiny(tiny_config(root))
+    return root
 
 
-def wait_healthy(proc: subprocess.Popen, base: str, log: Path, limit: float = 90) -> float:
-    """Poll an MLflow server's /health until it answers OK (no fixed sleep); fail with the end
-    of its log when it exits or `limit` seconds pass. Returns the seconds it took."""
-    t0 = time.monotonic()
-    while True:
-        try:
-            with urllib.request.urlopen(f"{base}/health", timeout=2) as resp:  # noqa: S310
-                if resp.read().strip() == b"OK":
-                    return time.monotonic() - t0
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            pass
-        assert proc.poll() is None, f"server exited {proc.returncode}:\n{log.read_text()[-3000:]}"
-        assert time.monotonic() - t0 < limit, (
-            f"no /health after {limit} s:\n{log.read_text()[-3000:]}"
-        )
-        time.sleep(0.2)
+@pytest.fixture(scope="session")
+def tiny_data_dir(shared_tiny_root) -> Path:
+    """The data_dir of `shared_tiny_root` (read-only; see `_support.tiny_config_on`)."""
+    return shared_tiny_root / "data"
+
+
+@pytest.fixture(scope="session")
+def base(tmp_path_factory) -> Path:
+    """A small generated face dataset (20 px, 8/4/12 rows, PNG images and maps, manifest.csv),
+    read-only; a module may override `base` with its own dataset (test_manifest: iris)."""
+    root = tmp_path_factory.mktemp("base") / "ds"
+    generate("face", root, seed=0, image_size=20, n_train=8, n_val=4, n_test=12)
+    return root
+
+
+@pytest.fixture
+def ds(base: Path, tmp_path: Path) -> Path:
+    """A writable copy of `base` under tmp_path/ds."""
+    dst = tmp_path / "ds"
+    shutil.copytree(base, dst)
+    return dst
 
 
 @dataclass

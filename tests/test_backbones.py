@@ -22,6 +22,7 @@ import salience  # noqa: F401  - installs the torchvision shim before torchvisio
 import pytest
 import torch
 import torchvision.models as tvm
+from _support import empty_hub
 from torch import nn
 
 from salience.cam import true_false_cams
@@ -216,8 +217,7 @@ def test_swin_has_no_legacy_layer():
 @pytest.fixture
 def hub(tmp_path, monkeypatch):
     """An empty hub cache under a temporary TORCH_HOME; any download attempt fails."""
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    monkeypatch.setattr(torch.hub, "_hub_dir", None)  # set_dir() would override TORCH_HOME
+    ckpt = empty_hub(tmp_path, monkeypatch)
 
     def no_network(*args, **kwargs):
         raise AssertionError("a download was attempted")
@@ -229,8 +229,6 @@ def hub(tmp_path, monkeypatch):
     ]:
         monkeypatch.setattr(mod, fn, no_network)
     assert Path(torch.hub.get_dir()) == tmp_path / "torch" / "hub"
-    ckpt = tmp_path / "torch" / "hub" / "checkpoints"
-    ckpt.mkdir(parents=True)
     return ckpt
 
 

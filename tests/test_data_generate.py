@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 from pathlib import Path
@@ -10,20 +9,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from _support import csv_dicts, data_cli
 from PIL import Image
 
-from salience.data.cli import add_parsers
 from salience.data.generate import TASKS, generate, knobs_for
 from salience.data.generate.face import SUBSETS as FACE_SUBSETS
 from salience.data.generate.iris import SUBSETS as IRIS_SUBSETS
 from salience.errors import ConfigError
 
 TINY = {"image_size": 24, "n_train": 14, "n_val": 6, "n_test": 14}
-
-
-def read_manifest(path: Path) -> list[dict[str, str]]:
-    with open(path, newline="") as fh:
-        return list(csv.DictReader(fh))
 
 
 def all_bytes(folder: Path) -> dict[str, bytes]:
@@ -54,7 +48,7 @@ def test_same_seed_same_bytes_other_seed_other_bytes(tmp_path: Path, task: str) 
 @pytest.mark.parametrize("task", ["iris", "face", "chest"])
 def test_counts_splits_labels_subsets_and_maps(tmp_path: Path, task: str) -> None:
     manifest = generate(task, tmp_path / task, seed=1, **TINY)
-    rows = read_manifest(manifest)
+    rows = csv_dicts(manifest)
     assert list(rows[0].keys()) == ["split", "label", "image", "saliency", "subset"]
     for split, n in (("train", 14), ("val", 6), ("test", 14)):
         sel = [r for r in rows if r["split"] == split]
@@ -83,7 +77,7 @@ def cue_pixels(tmp_path: Path, task: str, **knobs) -> tuple[list[dict], np.ndarr
     """Per row: was a cue drawn, measured as pixels that differ from the cue-free rendering."""
     with_cue = generate(task, tmp_path / "cue", **knobs)
     without = generate(task, tmp_path / "nocue", **{**knobs, "shortcut_contrast": 0.0})
-    rows = read_manifest(with_cue)
+    rows = csv_dicts(with_cue)
     diffs = []
     for r in rows:
         a = np.asarray(Image.open(with_cue.parent / r["image"]), dtype=np.int16)
@@ -125,7 +119,7 @@ def test_reversed_test_shortcut_and_oracle_differ_only_in_cues(tmp_path: Path) -
     # shortcut_strength 0.5 (the oracle) leaves the test split byte-identical (test cue independent)
     a = generate("iris", tmp_path / "p9", shortcut_strength=0.9, **knobs).parent
     b = generate("iris", tmp_path / "p5", shortcut_strength=0.5, **knobs).parent
-    test_files = [r["image"] for r in read_manifest(a / "manifest.csv") if r["split"] == "test"]
+    test_files = [r["image"] for r in csv_dicts(a / "manifest.csv") if r["split"] == "test"]
     assert all((a / f).read_bytes() == (b / f).read_bytes() for f in test_files)
 
 
@@ -139,13 +133,6 @@ def test_bad_knobs_are_config_errors() -> None:
     with pytest.raises(ConfigError, match="unknown task"):
         knobs_for("mnist")
     assert set(TASKS) == {"iris", "face", "chest"}
-
-
-def run_cli(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser()
-    add_parsers(parser.add_subparsers(dest="cmd", required=True))
-    args = parser.parse_args(argv)
-    return args.func(args)
 
 
 def test_cli_generate_from_config_and_from_task(
@@ -171,15 +158,15 @@ def test_cli_generate_from_config_and_from_task(
     }
     path = tmp_path / "cfg.yaml"
     path.write_text(yaml.safe_dump(cfg))
-    assert run_cli(["generate", "--config", str(path), "--dataset", "irisx"]) == 0
+    assert data_cli(["generate", "--config", str(path), "--dataset", "irisx"]) == 0
     manifest = tmp_path / "data" / "raw" / "irisx" / "manifest.csv"
     assert str(manifest) in capsys.readouterr().out
-    assert len(read_manifest(manifest)) == 20
-    assert run_cli(["generate", "--task", "face", "--out", str(tmp_path / "f"), "--image-size", "16",
+    assert len(csv_dicts(manifest)) == 20
+    assert data_cli(["generate", "--task", "face", "--out", str(tmp_path / "f"), "--image-size", "16",
                     "--n-train", "8", "--n-val", "4", "--n-test", "12", "--seed", "3"]) == 0  # fmt: skip
-    rows = read_manifest(tmp_path / "f" / "manifest.csv")
+    rows = csv_dicts(tmp_path / "f" / "manifest.csv")
     assert {r["subset"] for r in rows if r["split"] == "test"} == {"", *FACE_SUBSETS}
     with pytest.raises(ConfigError, match="--task"):
-        run_cli(["generate", "--out", str(tmp_path / "x")])
+        data_cli(["generate", "--out", str(tmp_path / "x")])
     with pytest.raises(ConfigError, match="not defined"):
-        run_cli(["generate", "--config", str(path), "--dataset", "nope"])
+        data_cli(["generate", "--config", str(path), "--dataset", "nope"])

@@ -12,8 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from _shared_data import shared_tiny_root
-from _support import tiny_config
+from _support import tiny_config_on
 
 from salience import config as C
 from salience.data.loader import BatchStream
@@ -155,15 +154,10 @@ def test_loss_and_gradients_are_finite(method_name: str, scenario: str):
 
 
 # ------------------------------------------------------------------------------- through the loop
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    return shared_tiny_root(tmp_path_factory) / "data"
-
-
-def test_trailing_singleton_batch_is_merged(data_dir):
+def test_trailing_singleton_batch_is_merged(tiny_data_dir):
     """48 training rows in batches of 47 would leave a last batch of one sample: training streams
     merge it into the batch before (no sample lost); evaluation streams keep it (eval-mode BN)."""
-    ds = PreparedDataset(data_dir / "prepared" / "tiny")
+    ds = PreparedDataset(tiny_data_dir / "prepared" / "tiny")
     rows = ds.rows("train")
     assert len(rows) == 48
     train_stream = BatchStream(ds, rows, 47, cam_grid=4, shuffle=True, seed=0, no_singleton=True)
@@ -180,12 +174,11 @@ def test_trailing_singleton_batch_is_merged(data_dir):
 
 
 @pytest.mark.parametrize("method_name", ["xent", "gazegnn"])
-def test_training_with_a_trailing_batch_of_one(tmp_path, data_dir, method_name, caplog):
+def test_training_with_a_trailing_batch_of_one(tmp_path, tiny_data_dir, method_name, caplog):
     """resnet18 at 32 px has a 1×1 feature map: a training batch of one sample would stop
     BatchNorm ("Expected more than 1 value per channel"). The loop merges it and says so."""
     torch.set_num_threads(1)
-    cfg = tiny_config(tmp_path, methods=[method_name], epochs=1, batch_size=47)
-    cfg["data_dir"] = str(data_dir)
+    cfg = tiny_config_on(tmp_path, tiny_data_dir, methods=[method_name], epochs=1, batch_size=47)
     cfg["experiments"]["main"]["backbones"] = ["resnet18"]
     spec = C.RunSpec("tiny", "all", "resnet18", method_name, "base", 0)
     with caplog.at_level("INFO", logger="salience"):

@@ -12,21 +12,12 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import TEST_CONFIG, copy_repo, run, tool_bin, workflow_env
+from _support import TEST_CONFIG, copy_repo, dvc, git, run, tool_bin
 
 import salience.config as sc
 from salience import study
 
-pytestmark = pytest.mark.slow
-
-
-def _git(root: Path, *args: str) -> None:
-    subprocess.run(
-        ["git", "-c", "user.name=salience-test", "-c", "user.email=test@localhost", *args],
-        cwd=root,
-        check=True,
-        capture_output=True,
-    )
+pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
@@ -35,17 +26,10 @@ def dvc_repo(tmp_path_factory) -> Path:
     shutil.copy2(root / TEST_CONFIG, root / "config" / "config.yaml")
     py = str(tool_bin() / "python")
     run([py, "-m", "salience", "dvc-stages", "--config", "config/config.yaml"], root, timeout=120)
-    _git(root, "init", "-q", "-b", "main")
-    _git(root, "add", "-A")
-    _git(root, "commit", "-q", "-m", "working tree under test")
+    git(root, "init", "-q", "-b", "main")
+    git(root, "add", "-A")
+    git(root, "commit", "-q", "-m", "working tree under test")
     return root
-
-
-def dvc(root: Path, *args: str, timeout: float = 900) -> str:
-    env = workflow_env(root)
-    env["DVC_NO_ANALYTICS"] = "1"
-    proc = run([str(tool_bin() / "dvc"), *args], root, timeout=timeout, env=env)
-    return proc.stdout + proc.stderr
 
 
 def test_stages_follow_the_config(dvc_repo):

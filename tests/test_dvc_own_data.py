@@ -16,12 +16,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from conftest import copy_repo, run, tool_bin, workflow_env
+from _support import copy_repo, dvc, git, run, tool_bin
 from PIL import Image
 
-pytestmark = pytest.mark.slow
-
-GIT_ID = ["-c", "user.name=salience-test", "-c", "user.email=test@localhost"]
+pytestmark = pytest.mark.integration
 
 OWN_CONFIG = """\
 # A manifest dataset tracked by DVC (data/raw/mine.dvc), tiny study.
@@ -41,17 +39,6 @@ experiments:
   main: {datasets: [mine], backbones: [smallcnn], methods: [cyborg], seeds: [0]}
 report: {visualize_samples: 2}
 """
-
-
-def git(root: Path, *args: str) -> str:
-    return run(["git", *GIT_ID, *args], root, timeout=60).stdout
-
-
-def dvc(root: Path, *args: str, timeout: float = 600) -> str:
-    env = workflow_env(root)
-    env["DVC_NO_ANALYTICS"] = "1"
-    proc = run([str(tool_bin() / "dvc"), *args], root, timeout=timeout, env=env)
-    return proc.stdout + proc.stderr
 
 
 def salience(root: Path, *args: str) -> str:

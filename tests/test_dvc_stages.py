@@ -8,9 +8,9 @@ import os
 import subprocess
 from pathlib import Path
 
+import pytest
 import yaml
-from _support import ROOT, run_cli
-from conftest import tool_bin, workflow_env
+from _support import ROOT, run_cli, tool_bin, workflow_env
 
 MIXED = """\
 datasets:
@@ -45,6 +45,7 @@ def test_repository_dvc_yaml_is_written_from_the_demo_config():
     assert "dvc.yaml matches config/config.yaml" in proc.stdout
 
 
+@pytest.mark.integration  # ~18 s on the loaded 2-core machine: too heavy for the fast tier
 def test_generate_only_for_generated_datasets_and_dvc_reads_it(tmp_path):
     root = mixed_repo(tmp_path)
     proc = salience(root, "dvc-stages", "--config", "config/mine.yaml")
@@ -58,7 +59,7 @@ def test_generate_only_for_generated_datasets_and_dvc_reads_it(tmp_path):
     assert stages["prepare"]["foreach"] == {"gen": "data/raw/gen", "mine": "data/raw/mine"}
     assert stages["study"]["deps"][:2] == ["data/prepared/gen", "data/prepared/mine"]
     # real DVC expands it: no generate stage for the manifest dataset
-    env = {**workflow_env(root), "DVC_NO_ANALYTICS": "1"}
+    env = workflow_env(root, DVC_NO_ANALYTICS="1")
     dvc = str(tool_bin() / "dvc")
     subprocess.run([dvc, "init", "--no-scm", "-q"], cwd=root, env=env, check=True)
     out = subprocess.run(
@@ -74,6 +75,7 @@ def test_generate_only_for_generated_datasets_and_dvc_reads_it(tmp_path):
     assert proc.returncode == 0 and "not tracked" not in proc.stderr
 
 
+@pytest.mark.integration  # ~15 s on the loaded 2-core machine: too heavy for the fast tier
 def test_stale_file_and_foreign_stages_stop_with_one_line(tmp_path):
     root = mixed_repo(tmp_path)
     assert salience(root, "dvc-stages", "--config", "config/mine.yaml").returncode == 0

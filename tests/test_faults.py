@@ -10,10 +10,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -22,59 +22,20 @@ import pandas as pd
 import psutil
 import pytest
 import torch
-from _shared_data import shared_tiny_root
-from _support import ROOT, tiny_config, write_config
+from _support import (
+    ROOT,
+    checkpoint_epoch,
+    salience_argv,
+    snakemake_argv,
+    tiny_config_on,
+    wait_for,
+    workflow_env,
+    write_config,
+)
 
 from salience import config as C
 from salience import study
 from salience.training.loop import train
-
-BIN = Path(sys.executable).parent
-
-
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory) -> Path:
-    return shared_tiny_root(tmp_path_factory) / "data"
-
-
-def cfg_for(tmp: Path, data_dir: Path, **kw) -> dict:
-    cfg = tiny_config(tmp, **kw)
-    cfg["data_dir"] = str(data_dir)
-    return cfg
-
-
-def env() -> dict[str, str]:
-    e = {
-        **os.environ,
-        "PYTHONUNBUFFERED": "1",
-        "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
-    }
-    e.pop("MLFLOW_TRACKING_URI", None)
-    return e
-
-
-def salience(*args: str) -> list[str]:
-    return [sys.executable, "-m", "salience", *args]
-
-
-def checkpoint_epoch(path: Path) -> int:
-    try:
-        return int(torch.load(path, weights_only=True)["epoch"])
-    except (FileNotFoundError, RuntimeError, EOFError):
-        return 0
-
-
-def wait_for(predicate, proc: subprocess.Popen, what: str, timeout: float = 300) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if proc.poll() is not None:
-            out = proc.stdout.read() if proc.stdout else ""
-            raise AssertionError(
-                f"process ended (exit {proc.returncode}) before {what}:\n{out[-4000:]}"
-            )
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
 
 
 def trainer_of(proc: subprocess.Popen) -> psutil.Process | None:
@@ -90,44 +51,44 @@ def trainer_of(proc: subprocess.Popen) -> psutil.Process | None:
 
 
 # ------------------------------------------------------------------------------ kill and resume
-@pytest.mark.slow
-def test_snakemake_target_resumes_after_sigkill_with_identical_metrics(tmp_path, data_dir):
+def inside_next_epoch(log: Path, ck: Path, after: int) -> bool:
+    """The trainer has checkpointed an epoch later than `after` and its log shows a progress line
+    (`[run] epoch E/N batch b/B`, a quarter of an epoch) of the epoch after that checkpoint: a kill
+    now lands mid-epoch, whatever the machine's speed (no fixed sleep)."""
+    done = checkpoint_epoch(ck)
+    if done <= after or not log.exists():
+        return False
+    return re.search(rf"\] epoch {done + 1}/\d+ batch \d+/", log.read_text()) is not None
+
+
+@pytest.mark.integration
+def test_snakemake_target_resumes_after_sigkill_with_identical_metrics(tmp_path, tiny_data_dir):
     """SIGKILL the training job of `snakemake <run>/model.pt` mid-epoch, rerun the same target:
     it resumes from checkpoint.pt; then SIGKILL Snakemake itself with its job (lost node), unlock,
     rerun: the final history and weights equal an uninterrupted run's, and MLflow holds one run
     with every epoch's metrics."""
     epochs = 40
     spec = C.RunSpec("tiny", "all", "smallcnn", "cyborg", "base", 0)
-    ref_cfg = cfg_for(tmp_path / "ref", data_dir, methods=["cyborg"], epochs=epochs)
+    ref_cfg = tiny_config_on(tmp_path / "ref", tiny_data_dir, methods=["cyborg"], epochs=epochs)
     torch.set_num_threads(1)
     train(ref_cfg, spec)  # the uninterrupted reference, in process
     ref_hist = pd.read_csv(C.run_dir(ref_cfg, spec) / "history.csv")
     ref_state = torch.load(C.run_dir(ref_cfg, spec) / "model.pt", weights_only=True)["state_dict"]
 
     wf = tmp_path / "wf"
-    cfg = cfg_for(wf, data_dir, methods=["cyborg"], epochs=epochs)
+    cfg = tiny_config_on(wf, tiny_data_dir, methods=["cyborg"], epochs=epochs)
     cfg_path = write_config(cfg)
     rdir = C.run_dir(cfg, spec)
     target = rdir / "model.pt"
     ck = rdir / "checkpoint.pt"
-    snakemake = [
-        str(BIN / "snakemake"),
-        str(target),
-        "--snakefile",
-        str(ROOT / "Snakefile"),
-        "--directory",
-        str(wf),
-        "--cores",
-        "1",
-        "--configfile",
-        str(cfg_path),
-    ]
+    train_log = wf / "logs" / "train" / f"{spec.run_id}.log"  # the rule's log: the job's stderr
+    snakemake = snakemake_argv(wf, cfg_path, str(target))
 
     def start() -> subprocess.Popen:
         return subprocess.Popen(
             snakemake,
             cwd=wf,
-            env=env(),
+            env=workflow_env(),
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
@@ -136,8 +97,11 @@ def test_snakemake_target_resumes_after_sigkill_with_identical_metrics(tmp_path,
 
     # 1. the training job dies (OOM killer, preemption): Snakemake survives and reports the failure
     proc = start()
-    wait_for(lambda: ck.exists() and trainer_of(proc) is not None, proc, "the first checkpoint")
-    time.sleep(0.05)  # inside the next epoch
+    wait_for(
+        lambda: inside_next_epoch(train_log, ck, 0) and trainer_of(proc) is not None,
+        proc,
+        "the first checkpoint and a progress line of the epoch after it",
+    )
     trainer_of(proc).send_signal(signal.SIGKILL)
     out1 = proc.communicate(timeout=300)[0]
     assert proc.returncode != 0, out1[-3000:]
@@ -147,8 +111,11 @@ def test_snakemake_target_resumes_after_sigkill_with_identical_metrics(tmp_path,
 
     # 2. rerun the same target: resumes; this time Snakemake and its job die together (lost node)
     proc = start()
-    wait_for(lambda: checkpoint_epoch(ck) > first, proc, "a checkpoint after the resume")
-    time.sleep(0.05)
+    wait_for(
+        lambda: inside_next_epoch(train_log, ck, first),
+        proc,
+        f"a checkpoint after epoch {first} and a progress line of the epoch after it",
+    )
     os.killpg(proc.pid, signal.SIGKILL)
     proc.communicate(timeout=60)
     assert not target.exists(), "the kill landed after the run finished: raise `epochs`"
@@ -157,14 +124,19 @@ def test_snakemake_target_resumes_after_sigkill_with_identical_metrics(tmp_path,
 
     # 3. a killed Snakemake leaves its lock: `--unlock` (docs/robustness.md), then the same target
     unlock = subprocess.run(
-        [*snakemake, "--unlock"], cwd=wf, env=env(), capture_output=True, text=True, timeout=300
+        [*snakemake, "--unlock"],
+        cwd=wf,
+        env=workflow_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert unlock.returncode == 0, unlock.stdout + unlock.stderr
     final = subprocess.run(
-        snakemake, cwd=wf, env=env(), capture_output=True, text=True, timeout=600
+        snakemake, cwd=wf, env=workflow_env(), capture_output=True, text=True, timeout=600
     )
     assert final.returncode == 0, (final.stdout + final.stderr)[-4000:]
-    log = (wf / "logs" / "train" / f"{spec.run_id}.log").read_text()
+    log = train_log.read_text()
     assert f"resuming {spec.run_id} (train) from epoch {second}" in log
 
     pd.testing.assert_frame_equal(pd.read_csv(rdir / "history.csv"), ref_hist, check_exact=True)
@@ -223,28 +195,33 @@ def mapped(proc: subprocess.Popen, name: str) -> bool:
         return False
 
 
-@pytest.mark.slow
-def test_killed_evaluation_leaves_no_output(tmp_path, data_dir):
+@pytest.mark.integration
+def test_killed_evaluation_leaves_no_output(tmp_path, tiny_data_dir):
     """SIGKILL `evaluate --run-id` while it scores a 3000-image test split: neither scores.csv nor
     metrics.json exists under its final name (Snakemake's and DVC's outputs); the rerun writes both."""
     big = tmp_path / "bigdata"
-    tiled_prepared(data_dir / "prepared" / "tiny", big / "prepared" / "tiny", 3000)
-    cfg = cfg_for(tmp_path, big, methods=["xent"], epochs=1, eval_batch_size=2)
+    tiled_prepared(tiny_data_dir / "prepared" / "tiny", big / "prepared" / "tiny", 3000)
+    cfg = tiny_config_on(tmp_path, big, methods=["xent"], epochs=1, eval_batch_size=2)
     spec = C.RunSpec("tiny", "all", "smallcnn", "xent", "base", 0)
     rdir = C.run_dir(cfg, spec)
-    small = cfg_for(tmp_path / "train", data_dir, methods=["xent"], epochs=1)
+    small = tiny_config_on(tmp_path / "train", tiny_data_dir, methods=["xent"], epochs=1)
     torch.set_num_threads(1)
     trained = train(small, spec)
     rdir.mkdir(parents=True)
     for name in ("model.pt", "run.json", "history.csv"):
         shutil.copy(trained / name, rdir / name)
-    cmd = salience(
+    cmd = salience_argv(
         "evaluate", "--config", str(write_config(cfg)), "--run-id", spec.run_id, "--no-mlflow"
     )
     before = sorted(p.name for p in rdir.iterdir())
 
     proc = subprocess.Popen(
-        cmd, cwd=ROOT, env=env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        cmd,
+        cwd=ROOT,
+        env=workflow_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     wait_for(lambda: mapped(proc, "images.npy"), proc, "the test split being opened")
     time.sleep(0.5)
@@ -254,7 +231,9 @@ def test_killed_evaluation_leaves_no_output(tmp_path, data_dir):
     left = sorted(p.name for p in rdir.iterdir())
     assert [n for n in left if not n.startswith(".tmp-")] == before, left
 
-    res = subprocess.run(cmd, cwd=ROOT, env=env(), capture_output=True, text=True, timeout=600)
+    res = subprocess.run(
+        cmd, cwd=ROOT, env=workflow_env(), capture_output=True, text=True, timeout=600
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     assert len(pd.read_csv(rdir / "scores.csv")) == 3000
     m = json.loads((rdir / "metrics.json").read_text())
@@ -264,13 +243,13 @@ def test_killed_evaluation_leaves_no_output(tmp_path, data_dir):
 
 @pytest.fixture(scope="module")
 def aggregate_kills(
-    tmp_path_factory, data_dir
+    tmp_path_factory, tiny_data_dir
 ) -> tuple[Path, list[tuple[float, bool, list[str], Path]]]:
     """`aggregate` over 200 runs: one uninterrupted (the reference) and three SIGKILLed at
     +0, +0.3 and +0.9 s after it starts reading the run folders."""
     tmp = tmp_path_factory.mktemp("aggregate")
     spec = C.RunSpec("tiny", "all", "smallcnn", "xent", "base", 0)
-    cfg = cfg_for(tmp / "one", data_dir, methods=["xent"], epochs=1)
+    cfg = tiny_config_on(tmp / "one", tiny_data_dir, methods=["xent"], epochs=1)
     torch.set_num_threads(1)
     out = train(cfg, spec)
     from salience.evaluation.evaluate import evaluate_run
@@ -288,7 +267,7 @@ def aggregate_kills(
         )
 
     def command(dest: Path) -> list[str]:
-        return salience(
+        return salience_argv(
             "aggregate",
             "--runs-root",
             str(root),
@@ -300,7 +279,7 @@ def aggregate_kills(
 
     ref = tmp / "ref"
     res = subprocess.run(
-        command(ref), cwd=ROOT, env=env(), capture_output=True, text=True, timeout=600
+        command(ref), cwd=ROOT, env=workflow_env(), capture_output=True, text=True, timeout=600
     )
     assert res.returncode == 0, res.stderr[-3000:]
 
@@ -317,7 +296,7 @@ def aggregate_kills(
         proc = subprocess.Popen(
             command(dest),
             cwd=ROOT,
-            env=env(),
+            env=workflow_env(),
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
@@ -332,7 +311,7 @@ def aggregate_kills(
     return ref, outcomes
 
 
-@pytest.mark.slow
+@pytest.mark.integration
 def test_killed_aggregation_never_leaves_a_partial_file(aggregate_kills):
     """Whatever a killed `aggregate` left under a final name is complete (byte-identical to the
     uninterrupted run's), never a torn file. (A killed job's outputs are then incomplete to
@@ -346,7 +325,7 @@ def test_killed_aggregation_never_leaves_a_partial_file(aggregate_kills):
             )
 
 
-@pytest.mark.slow
+@pytest.mark.integration
 def test_killed_aggregation_leaves_no_output_under_final_names(aggregate_kills):
     """Both outputs or neither: a killed aggregation never leaves runs.csv without roc.csv (a kill
     after both were written, while the interpreter exits, leaves both)."""
@@ -356,13 +335,13 @@ def test_killed_aggregation_leaves_no_output_under_final_names(aggregate_kills):
 
 
 # ------------------------------------------------------------------------- concurrent tracking
-@pytest.mark.slow
-def test_eight_concurrent_jobs_share_one_mlflow_store(tmp_path, data_dir):
+@pytest.mark.integration
+def test_eight_concurrent_jobs_share_one_mlflow_store(tmp_path, tiny_data_dir):
     """8 `train` subprocesses at once on one SQLite store, then 8 `evaluate`: every run, metric
     and artefact is there (lock contention is serialised by a file lock and retried, never lost)."""
     from mlflow.tracking import MlflowClient
 
-    cfg = cfg_for(tmp_path, data_dir, methods=["xent", "cyborg"], epochs=2)
+    cfg = tiny_config_on(tmp_path, tiny_data_dir, methods=["xent", "cyborg"], epochs=2)
     cfg["experiments"]["main"]["seeds"] = [0, 1, 2, 3]
     cfg_path = write_config(cfg)
     specs = study.expand_runs(cfg)
@@ -375,9 +354,9 @@ def test_eight_concurrent_jobs_share_one_mlflow_store(tmp_path, data_dir):
     def all_at_once(command: str) -> None:
         procs = [
             subprocess.Popen(
-                salience(command, "--config", str(cfg_path), "--run-id", s.run_id),
+                salience_argv(command, "--config", str(cfg_path), "--run-id", s.run_id),
                 cwd=ROOT,
-                env=env(),
+                env=workflow_env(),
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.PIPE,
                 text=True,

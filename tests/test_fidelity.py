@@ -13,8 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from _support import prepare_tiny, tiny_config
-from conftest import REPO
+from _support import REPO, prepare_tiny, tiny_config
 from sklearn.metrics import roc_auc_score
 
 import salience.checkpoint as ckpt

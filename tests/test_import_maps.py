@@ -8,16 +8,13 @@ point-in-polygon test for regions), then the manifest is prepared by `prepare`.
 
 from __future__ import annotations
 
-import csv
 import json
 import logging
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from _support import REPO, csv_dicts, run_cli
 from PIL import Image
 from scipy.ndimage import gaussian_filter
 
@@ -27,7 +24,6 @@ from salience.data.prepared import PreparedDataset
 from salience.data.regions import import_regions
 from salience.errors import DataError
 
-REPO = Path(__file__).resolve().parents[1]
 W, H = 40, 30
 # id, split, label: both classes in every split, as `prepare` requires
 IDS = [("a", "train", 0), ("b", "train", 1), ("c", "val", 0), ("d", "val", 1),
@@ -70,8 +66,7 @@ def load(path: Path) -> np.ndarray:
 
 
 def manifest_rows(path: Path) -> dict[str, dict[str, str]]:
-    with open(path, newline="") as fh:
-        return {Path(r["image"]).stem: r for r in csv.DictReader(fh)}
+    return {Path(r["image"]).stem: r for r in csv_dicts(path)}
 
 
 def test_rasterise_matches_scipy_gaussian_filter() -> None:
@@ -110,11 +105,10 @@ def test_egd_layout_maps_match_scipy_and_prepare(tmp_path: Path) -> None:
             lines.append(f"1,{key},{n},{n * 0.5},0.5,0.5,{n * 0.5},{d},{n},1,{x},{y}")
     (tmp_path / "fixations.csv").write_text("\n".join(lines) + "\n")
     out = tmp_path / "manifest.csv"
-    argv = [sys.executable, "-m", "salience", "import", "fixations", "--fixations",
+    argv = ["import", "fixations", "--fixations",
             str(tmp_path / "fixations.csv"), "--labels", str(labels), "--images", str(tmp_path),
             "--out", str(out), "--sigma", str(sigma)]  # fmt: skip
-    env = dict(os.environ, PYTHONPATH=str(REPO / "src"))
-    res = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=120)
+    res = run_cli(argv, check=False, env={"PYTHONPATH": str(REPO / "src")}, timeout=120)
     assert res.returncode == 0, res.stderr
     assert f"fixation maps: 5 in {tmp_path / 'maps'}" in res.stdout
     err = res.stderr

@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from _support import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 RUFF = shutil.which("ruff", path=str(Path(sys.executable).parent)) or shutil.which("ruff")
 
 

@@ -6,7 +6,6 @@ left behind.
 
 from __future__ import annotations
 
-import argparse
 import csv
 import os
 import shutil
@@ -14,10 +13,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from _support import rows_of, write_rows
+from _support import data_cli, prepare_fails, rows_of, write_rows
 from PIL import Image
 
-from salience.data.cli import add_parsers
 from salience.data.generate import generate
 from salience.data.manifest import read_manifest
 from salience.data.prepare import prepare
@@ -32,27 +30,6 @@ def base(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-@pytest.fixture
-def ds(base: Path, tmp_path: Path) -> Path:
-    dst = tmp_path / "ds"
-    shutil.copytree(base, dst)
-    return dst
-
-
-def fails(ds: Path, *parts: str) -> str:
-    """prepare must fail with a one-line message containing `parts` and leave nothing behind."""
-    out = ds.parent / "prepared"
-    with pytest.raises(DataError) as exc:
-        prepare(ds / "manifest.csv", out, 16, [4])
-    msg = str(exc.value)
-    assert "\n" not in msg
-    for p in parts:
-        assert p in msg, (p, msg)
-    assert not out.exists()
-    assert not [p for p in ds.parent.iterdir() if p.name.startswith((".tmp-", ".old-"))]
-    return msg
-
-
 def test_good_manifest_reads(ds: Path) -> None:
     rows = read_manifest(ds / "manifest.csv")
     assert len(rows) == 20 and rows[0].line == 2
@@ -63,27 +40,27 @@ def test_good_manifest_reads(ds: Path) -> None:
 def test_missing_image(ds: Path) -> None:
     rows = rows_of(ds)
     (ds / rows[3][2]).unlink()
-    fails(ds, "line 4", rows[3][2], "missing image file", "fix the path or remove the row")
+    prepare_fails(ds, "line 4", rows[3][2], "missing image file", "fix the path or remove the row")
 
 
 def test_missing_map_file(ds: Path) -> None:
     rows = rows_of(ds)
     (ds / rows[2][3]).unlink()
-    fails(ds, "line 3", rows[2][3], "unreadable saliency map", "empty the saliency cell")
+    prepare_fails(ds, "line 3", rows[2][3], "unreadable saliency map", "empty the saliency cell")
 
 
 def test_label_outside_two_classes(ds: Path) -> None:
     rows = rows_of(ds)
     rows[5][1] = "2"
     write_rows(ds, rows)
-    fails(ds, "line 6", rows[5][2], "label '2'", "outside the two classes", "--label-map")
+    prepare_fails(ds, "line 6", rows[5][2], "label '2'", "outside the two classes", "--label-map")
 
 
 def test_duplicate_image_path(ds: Path) -> None:
     rows = rows_of(ds)
     rows[6][2] = rows[1][2]
     write_rows(ds, rows)
-    fails(
+    prepare_fails(
         ds, "line 7", rows[1][2], "duplicate image path (also on line 2)", "remove one of the rows"
     )
 
@@ -93,7 +70,7 @@ def test_dotdot_escape(ds: Path) -> None:
     rows = rows_of(ds)
     rows[2][2] = "../x.png"
     write_rows(ds, rows)
-    fails(ds, "line 3", "../x.png", "escapes the dataset folder", "move the file inside")
+    prepare_fails(ds, "line 3", "../x.png", "escapes the dataset folder", "move the file inside")
 
 
 def test_absolute_path_elsewhere(ds: Path) -> None:
@@ -102,7 +79,7 @@ def test_absolute_path_elsewhere(ds: Path) -> None:
     rows = rows_of(ds)
     rows[2][2] = str(outside)
     write_rows(ds, rows)
-    fails(ds, "line 3", str(outside), "absolute path outside the dataset folder")
+    prepare_fails(ds, "line 3", str(outside), "absolute path outside the dataset folder")
 
 
 def test_absolute_path_inside_is_made_relative(ds: Path) -> None:
@@ -120,7 +97,7 @@ def test_symlink_pointing_outside(ds: Path) -> None:
     rows = rows_of(ds)
     rows[2][2] = "images/link.png"
     write_rows(ds, rows)
-    fails(ds, "line 3", "images/link.png", "symlink pointing outside the dataset folder")
+    prepare_fails(ds, "line 3", "images/link.png", "symlink pointing outside the dataset folder")
 
 
 def test_symlink_inside_is_fine(ds: Path) -> None:
@@ -138,18 +115,18 @@ def test_symlinked_map_pointing_outside(ds: Path) -> None:
     rows = rows_of(ds)
     rows[2][3] = "maps/link.png"
     write_rows(ds, rows)
-    fails(ds, "line 3", "maps/link.png", "symlink pointing outside", "empty the cell")
+    prepare_fails(ds, "line 3", "maps/link.png", "symlink pointing outside", "empty the cell")
 
 
 def test_empty_split(ds: Path) -> None:
     write_rows(ds, [r for r in rows_of(ds) if r[0] != "val"])
-    fails(ds, "manifest.csv", "split 'val' is empty", "assign some rows to 'val'")
+    prepare_fails(ds, "manifest.csv", "split 'val' is empty", "assign some rows to 'val'")
 
 
 @pytest.mark.parametrize("split", ["val", "test"])
 def test_single_class_split(ds: Path, split: str) -> None:
     write_rows(ds, [r for r in rows_of(ds) if not (r[0] == split and r[1] == "1")])
-    fails(
+    prepare_fails(
         ds,
         f"split '{split}' has only label 0 rows",
         "AUROC is undefined",
@@ -159,7 +136,7 @@ def test_single_class_split(ds: Path, split: str) -> None:
 
 def test_headerless_csv_points_to_importers(ds: Path) -> None:
     write_rows(ds, rows_of(ds)[1:])
-    fails(ds, "line 1", "header lacks", "python -m salience import")
+    prepare_fails(ds, "line 1", "header lacks", "python -m salience import")
 
 
 def test_bad_split_name_and_many_problems_are_counted(ds: Path) -> None:
@@ -167,7 +144,7 @@ def test_bad_split_name_and_many_problems_are_counted(ds: Path) -> None:
     rows[1][0] = "training"
     rows[2][1] = "x"
     write_rows(ds, rows)
-    fails(ds, "line 2", "split 'training'", "(and 1 more problem, all logged above)")
+    prepare_fails(ds, "line 2", "split 'training'", "(and 1 more problem, all logged above)")
 
 
 def test_missing_manifest(tmp_path: Path) -> None:
@@ -182,13 +159,6 @@ def png(path: Path, value: int, mode: str = "RGB", size: int = 12) -> None:
     arr = np.full(shape, value, np.uint8)
     arr[: size // 2] = 255 - value
     Image.fromarray(arr, mode=mode).save(path)
-
-
-def run_cli(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser()
-    add_parsers(parser.add_subparsers(dest="cmd", required=True))
-    args = parser.parse_args(argv)
-    return args.func(args)
 
 
 @pytest.fixture
@@ -218,7 +188,7 @@ def test_import_cyborg_then_prepare(cyborg: Path, capsys: pytest.CaptureFixture)
     argv = ["import", "cyborg", "--csv", str(cyborg / "original.csv"), "--test-csv", str(cyborg / "progan.csv"),
             "--data-root", str(cyborg), "--heatmaps", str(cyborg / "heatmaps"), "--out", str(out),
             "--split-map", "test=val"]  # fmt: skip
-    assert run_cli(argv) == 0
+    assert data_cli(argv) == 0
     assert str(out) in capsys.readouterr().out
     with open(out, newline="") as fh:
         rows = list(csv.DictReader(fh))
@@ -271,7 +241,7 @@ def test_import_fourcol_then_prepare(tmp_path: Path) -> None:
             lines.append(f"{split},{truth},{img},{sal if split == 'train' else ''}")
     (root / "data.csv").write_text("\n".join(lines) + "\n")
     out = root / "manifest.csv"
-    assert run_cli(["import", "fourcol", "--csv", str(root / "data.csv"), "--out", str(out)]) == 0
+    assert data_cli(["import", "fourcol", "--csv", str(root / "data.csv"), "--out", str(out)]) == 0
     with open(out, newline="") as fh:
         rows = list(csv.DictReader(fh))
     assert [r["label"] for r in rows[:4]] == ["0", "1", "0", "1"]

@@ -11,10 +11,9 @@ import subprocess
 import sys
 
 import pytest
-from _support import tiny_config, write_config
-from conftest import copy_repo, run, tool_bin, workflow_env
+from _support import copy_repo, run, tiny_config, tool_bin, workflow_env, write_config
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.integration
 
 TOY = '''"""Toy method (test): weighted cross-entropy."""
 

@@ -4,11 +4,9 @@ it leaves no process behind."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import time
 import urllib.error
@@ -16,30 +14,16 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import tool_bin, wait_healthy, workflow_env
+from _support import free_port, post_json, stop_group, tool_bin, wait_healthy, workflow_env
 
 from salience import study
 
-pytestmark = pytest.mark.slow
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+pytestmark = pytest.mark.integration
 
 
 def _get(url: str, timeout: float = 5) -> bytes:
     with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 - local test server
         return resp.read()
-
-
-def _post(url: str, body: dict) -> dict:
-    req = urllib.request.Request(
-        url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
-    )
-    with urllib.request.urlopen(req, timeout=10) as resp:  # noqa: S310
-        return json.loads(resp.read())
 
 
 def _group_pids(pgid: int) -> list[int]:
@@ -80,7 +64,7 @@ def _run_id_tag(run: dict) -> str | None:
 
 
 def test_ui_serves_the_workflow_runs(e2e_run):
-    port = _free_port()
+    port = free_port()
     cmd = [
         str(tool_bin() / "python"),
         "-m",
@@ -111,11 +95,11 @@ def test_ui_serves_the_workflow_runs(e2e_run):
         assert addrs, "nothing listens on the port"
         assert all(a in ("0100007F", "00000000000000000000000001000000") for a in addrs), addrs
 
-        exps = _post(f"{base}/api/2.0/mlflow/experiments/search", {"max_results": 100})[
+        exps = post_json(f"{base}/api/2.0/mlflow/experiments/search", {"max_results": 100})[
             "experiments"
         ]
         ids = [e["experiment_id"] for e in exps]
-        found = _post(
+        found = post_json(
             f"{base}/api/2.0/mlflow/runs/search", {"experiment_ids": ids, "max_results": 1000}
         ).get("runs", [])
         names = {_run_id_tag(r) for r in found}
@@ -149,13 +133,7 @@ def test_ui_serves_the_workflow_runs(e2e_run):
         assert b"<html" in _get(f"{base}/").lower()
     finally:
         pgid = proc.pid  # start_new_session: the server leads its own process group
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(pgid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(pgid, signal.SIGKILL)
-            proc.wait(timeout=10)
+        stop_group(proc)
         end = time.monotonic() + 15
         while _group_pids(pgid) and time.monotonic() < end:
             time.sleep(0.3)

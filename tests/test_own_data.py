@@ -7,19 +7,15 @@ import json
 import os
 import re
 import shutil
-import signal
-import socket
 import subprocess
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import REPO, copy_repo, tool_bin, wait_healthy
+from _support import REPO, copy_repo, free_port, post_json, stop_group, tool_bin, wait_healthy
 from PIL import Image
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.integration
 
 
 def _bare_env(root: Path) -> dict[str, str]:
@@ -89,12 +85,6 @@ def _own_images(root: Path) -> None:
     (root / "labels.csv").write_text("\n".join(lines) + "\n")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_readme_own_data_commands_run_verbatim(tmp_path):
     blocks = readme_blocks(REPO / "README.md")
     assert [lang for lang, _ in blocks] == ["bash", "yaml", "bash"], blocks
@@ -131,7 +121,7 @@ def test_readme_own_data_commands_run_verbatim(tmp_path):
     assert (results / "report.html").stat().st_size > 10_000
 
     # the last command serves the MLflow UI until stopped: start it, find both runs, stop it
-    port = _free_port()
+    port = free_port()
     log = tmp_path / "ui.log"
     with open(log, "w") as fh:
         server = subprocess.Popen(
@@ -145,19 +135,14 @@ def test_readme_own_data_commands_run_verbatim(tmp_path):
     base = f"http://127.0.0.1:{port}"
     try:
         wait_healthy(server, base, log)
-        req = urllib.request.Request(
+        found = post_json(
             f"{base}/api/2.0/mlflow/runs/search",
-            data=json.dumps({"experiment_ids": ["0", "1", "2", "3"], "max_results": 50}).encode(),
-            headers={"Content-Type": "application/json"},
-        )
-        with urllib.request.urlopen(req, timeout=10) as resp:  # noqa: S310
-            found = json.loads(resp.read()).get("runs", [])
+            {"experiment_ids": ["0", "1", "2", "3"], "max_results": 50},
+        ).get("runs", [])
         names = sorted(
             {t["key"]: t["value"] for t in r["data"]["tags"]}["salience.run_id"] for r in found
         )
         assert names == sorted(runs), found
         assert {r["info"]["status"] for r in found} == {"FINISHED"}
     finally:
-        if server.poll() is None:
-            os.killpg(server.pid, signal.SIGTERM)
-            server.wait(timeout=30)
+        stop_group(server)

@@ -3,7 +3,6 @@ inputs found while decoding (real broken files), and atomicity."""
 
 from __future__ import annotations
 
-import argparse
 import csv
 import hashlib
 import logging
@@ -13,10 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from _support import rows_of
+from _support import data_cli, prepare_fails, rows_of
 from PIL import Image
 
-from salience.data.cli import add_parsers
 from salience.data.generate import generate
 from salience.data.prepare import prepare
 from salience.data.prepared import PreparedDataset, resize_map
@@ -26,38 +24,13 @@ SIZE = 16
 
 
 @pytest.fixture(scope="module")
-def base(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("base") / "ds"
-    generate("face", root, seed=0, image_size=20, n_train=8, n_val=4, n_test=12)
-    return root
-
-
-@pytest.fixture(scope="module")
 def prepared(base: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return prepare(base / "manifest.csv", tmp_path_factory.mktemp("prep") / "face", SIZE, [4, 2])
-
-
-@pytest.fixture
-def ds(base: Path, tmp_path: Path) -> Path:
-    dst = tmp_path / "ds"
-    shutil.copytree(base, dst)
-    return dst
 
 
 def no_leftovers(ds: Path, out: Path) -> None:
     assert not out.exists()
     assert not [p for p in out.parent.iterdir() if p.name.startswith((".tmp-", ".old-"))]
-
-
-def fails(ds: Path, *parts: str) -> None:
-    out = ds.parent / "prepared"
-    with pytest.raises(DataError) as exc:
-        prepare(ds / "manifest.csv", out, SIZE, [4])
-    msg = str(exc.value)
-    assert "\n" not in msg
-    for p in parts:
-        assert p in msg, (p, msg)
-    no_leftovers(ds, out)
 
 
 # ------------------------------------------------------------------------------------- layout
@@ -208,7 +181,7 @@ def test_truncated_png(ds: Path) -> None:
     rows = rows_of(ds)
     p = ds / rows[4][2]
     p.write_bytes(p.read_bytes()[: len(p.read_bytes()) // 2])
-    fails(
+    prepare_fails(
         ds,
         "line 5",
         rows[4][2],
@@ -220,7 +193,7 @@ def test_truncated_png(ds: Path) -> None:
 def test_text_file_named_png(ds: Path) -> None:
     rows = rows_of(ds)
     (ds / rows[2][2]).write_text("this is not an image\n")
-    fails(
+    prepare_fails(
         ds,
         "line 3",
         rows[2][2],
@@ -232,7 +205,7 @@ def test_unreadable_map(ds: Path) -> None:
     rows = rows_of(ds)
     p = ds / rows[6][3]
     p.write_bytes(p.read_bytes()[:40])
-    fails(
+    prepare_fails(
         ds,
         "line 7",
         rows[6][3],
@@ -298,18 +271,11 @@ def test_all_zero_map_is_dropped_with_a_warning(ds: Path, caplog) -> None:
 
 
 # ------------------------------------------------------------------------------------------- CLI
-def run_cli(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser()
-    add_parsers(parser.add_subparsers(dest="cmd", required=True))
-    args = parser.parse_args(argv)
-    return args.func(args)
-
-
 def test_cli_prepare_manifest_and_config(ds: Path, tmp_path: Path, capsys) -> None:
     from salience.errors import ConfigError
 
     out = tmp_path / "own"
-    assert run_cli(["prepare", "--manifest", str(ds / "manifest.csv"), "--out", str(out),
+    assert data_cli(["prepare", "--manifest", str(ds / "manifest.csv"), "--out", str(out),
                     "--image-size", "8", "--cam-grids", "2"]) == 0  # fmt: skip
     assert str(out) in capsys.readouterr().out
     assert PreparedDataset(out).images.shape == (24, 8, 8, 3)
@@ -334,11 +300,11 @@ def test_cli_prepare_manifest_and_config(ds: Path, tmp_path: Path, capsys) -> No
         },
     }
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
-    assert run_cli(["prepare", "--config", str(tmp_path / "c.yaml"), "--dataset", "mine"]) == 0
+    assert data_cli(["prepare", "--config", str(tmp_path / "c.yaml"), "--dataset", "mine"]) == 0
     d = PreparedDataset(tmp_path / "data" / "prepared" / "mine")
     assert d.name == "mine" and d.image_size == 12 and d.cam_grids == [3]
     with pytest.raises(ConfigError, match="--manifest CSV --out DIR --image-size N"):
-        run_cli(["prepare", "--manifest", str(ds / "manifest.csv")])
+        data_cli(["prepare", "--manifest", str(ds / "manifest.csv")])
 
 
 def test_refuses_to_replace_a_foreign_folder(ds: Path, tmp_path: Path) -> None:

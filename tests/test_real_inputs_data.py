@@ -6,7 +6,6 @@ and nothing written or deleted."""
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 import logging
@@ -16,28 +15,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from _support import rows_of, write_rows
+from _support import csv_dicts, rows_of, write_config, write_rows
 from PIL import Image
 
 from salience.cli import main
-from salience.data.generate import generate
 from salience.data.prepare import prepare
 
 SIZE = 16
-
-
-@pytest.fixture(scope="module")
-def base(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("base") / "ds"
-    generate("face", root, seed=0, image_size=20, n_train=8, n_val=4, n_test=12)
-    return root
-
-
-@pytest.fixture
-def ds(base: Path, tmp_path: Path) -> Path:
-    dst = tmp_path / "ds"
-    shutil.copytree(base, dst)
-    return dst
 
 
 def snapshot(folder: Path) -> dict[str, str]:
@@ -162,9 +146,9 @@ RESERVED_WHY = (
 )
 
 
-def write_config(tmp_path: Path, manifest: Path, **ds: object) -> Path:
-    import yaml
-
+def manifest_config(tmp_path: Path, manifest: Path, **ds: object) -> Path:
+    """A config.yaml under tmp_path whose one dataset `mine` is `manifest` (written as is: the
+    CLI under test validates it)."""
     cfg = {
         "data_dir": str(tmp_path / "data"),
         "results_dir": str(tmp_path / "results"),
@@ -182,9 +166,7 @@ def write_config(tmp_path: Path, manifest: Path, **ds: object) -> Path:
             }  # fmt: skip
         },
     }
-    path = tmp_path / "config.yaml"
-    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
-    return path
+    return write_config(cfg)
 
 
 def test_subset_named_all_is_refused_at_prepare(ds: Path, capsys: pytest.CaptureFixture) -> None:
@@ -205,7 +187,7 @@ def test_holdout_subset_all_is_refused_at_config_time(
     ds: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
     """Issue instance: `holdout_subsets: [all]` used to keep the held-out rows in training."""
-    cfg = write_config(
+    cfg = manifest_config(
         tmp_path,
         ds / "manifest.csv",
         folds="leave_one_subset_out",
@@ -365,11 +347,6 @@ def import_argv(root: Path, csvs: dict[str, Path], *extra: str) -> list[str]:
             "--data-root", str(root), "--out", str(root / "manifest.csv"), *extra]  # fmt: skip
 
 
-def manifest_rows(path: Path) -> list[dict[str, str]]:
-    with open(path, newline="") as fh:
-        return list(csv.DictReader(fh))
-
-
 def test_cyborg_heatmaps_are_matched_by_stem_across_extensions(tmp_path: Path) -> None:
     """Issue instance (3): JPEG images, PNG heatmaps. Matching by exact file name found none and
     `cyborg` then trained on CE alone; now every train image gets its map. Also 7: the real test
@@ -377,7 +354,7 @@ def test_cyborg_heatmaps_are_matched_by_stem_across_extensions(tmp_path: Path) -
     root = tmp_path / "Data"
     csvs = cyborg_tree(root)
     assert main(import_argv(root, csvs, "--heatmaps", str(root / "heatmaps"))) == 0
-    rows = manifest_rows(root / "manifest.csv")
+    rows = csv_dicts(root / "manifest.csv")
     train = [r for r in rows if r["split"] == "train"]
     assert len(train) == 6
     assert all(r["saliency"] == f"heatmaps/{Path(r['image']).stem}.png" for r in train)
@@ -451,7 +428,7 @@ def test_one_heatmap_matched_to_two_classes_is_an_error(
     picture(root / "heatmaps/0_real/0003.png", 9, mode="L")
     picture(root / "heatmaps/1_fake/0003.jpg", 77, mode="L")
     assert main(argv) == 0
-    assert [r["saliency"] for r in manifest_rows(root / "manifest.csv")] == [
+    assert [r["saliency"] for r in csv_dicts(root / "manifest.csv")] == [
         "heatmaps/0_real/0003.png",
         "heatmaps/1_fake/0003.jpg",
     ]
@@ -511,7 +488,7 @@ def test_a_map_method_refuses_a_training_split_without_maps(
     for r in rows[1:]:
         r[3] = ""
     write_rows(ds, rows)
-    cfg = write_config(tmp_path, ds / "manifest.csv", image_size=SIZE)
+    cfg = manifest_config(tmp_path, ds / "manifest.csv", image_size=SIZE)
     assert main(["prepare", "--config", str(cfg), "--dataset", "mine"]) == 0
     prepared = tmp_path / "data/prepared/mine"
     msg = cli_error(train_argv(cfg, "cyborg"), capsys)
@@ -559,7 +536,7 @@ def test_fourcol_map_with_another_extension_is_found(
     root = fourcol_dataset(tmp_path / "fp", map_ext="jpg")
     argv = ["import", "fourcol", "--csv", str(root / "data.csv"), "--out", str(root / "m.csv")]
     assert main(argv) == 0
-    assert [r["saliency"] for r in manifest_rows(root / "m.csv")][:2] == [
+    assert [r["saliency"] for r in csv_dicts(root / "m.csv")][:2] == [
         "sal/train0.jpg",
         "sal/train1.jpg",
     ]
@@ -649,14 +626,14 @@ def test_hand_prepared_data_of_another_size_stops_training(
     grid). Training used to run on 16 px and write image_size 24 into run.json."""
     prepared = tmp_path / "data/prepared/mine"
     assert main(prepare_argv(ds / "manifest.csv", prepared, "--cam-grids", "4")) == 0
-    cfg = write_config(tmp_path, ds / "manifest.csv", image_size=24, cam_grids=[4])
+    cfg = manifest_config(tmp_path, ds / "manifest.csv", image_size=24, cam_grids=[4])
     fix = "prepare it again (python -m salience prepare --config <config> --dataset mine)"
     msg = cli_error(train_argv(cfg, "xent"), capsys)
     assert msg == (
         f"{prepared}: prepared at image_size 16, but datasets.mine.image_size is 24; {fix} or set "
         f"image_size back to 16"
     )
-    cfg = write_config(tmp_path, ds / "manifest.csv", image_size=SIZE, cam_grids=[2])
+    cfg = manifest_config(tmp_path, ds / "manifest.csv", image_size=SIZE, cam_grids=[2])
     msg = cli_error(train_argv(cfg, "xent"), capsys)
     assert msg == (
         f"{prepared}: prepared with cam_grids [4], but datasets.mine.cam_grids is [2]; {fix} or "
@@ -665,7 +642,7 @@ def test_hand_prepared_data_of_another_size_stops_training(
     run = tmp_path / "results/runs/mine/all/smallcnn/xent/base/seed0"
     assert not (run / "run.json").exists() and not (run / "model.pt").exists()
     # the workflow's own path: prepare --config re-prepares, then training runs and records 24
-    cfg = write_config(tmp_path, ds / "manifest.csv", image_size=24, cam_grids=[4])
+    cfg = manifest_config(tmp_path, ds / "manifest.csv", image_size=24, cam_grids=[4])
     assert main(["prepare", "--config", str(cfg), "--dataset", "mine"]) == 0
     assert main(train_argv(cfg, "xent")) == 0
     assert json.loads((run / "run.json").read_text())["data"]["image_size"] == 24
@@ -676,7 +653,7 @@ def test_stale_manifest_or_model_of_another_size_is_refused(
 ) -> None:
     """Siblings (6): the manifest edited after `prepare`; a model trained at 16 px evaluated on
     data prepared at 24 px (a pooled CNN would score it without complaint)."""
-    cfg = write_config(tmp_path, ds / "manifest.csv", image_size=SIZE)
+    cfg = manifest_config(tmp_path, ds / "manifest.csv", image_size=SIZE)
     assert main(["prepare", "--config", str(cfg), "--dataset", "mine"]) == 0
     assert main(train_argv(cfg, "xent")) == 0
     model = tmp_path / "results/runs/mine/all/smallcnn/xent/base/seed0/model.pt"

@@ -22,8 +22,16 @@ from pathlib import Path
 
 import pytest
 import yaml
-from _shared_data import shared_tiny_root
-from _support import ROOT, run_cli, tiny_config, write_config
+from _support import (
+    ROOT,
+    run_cli,
+    salience_argv,
+    snakemake_argv,
+    tiny_config,
+    tiny_config_on,
+    workflow_env,
+    write_config,
+)
 
 from salience import config as C
 from salience.methods import catalogue
@@ -53,11 +61,6 @@ EXPECT = {
 }
 
 
-@pytest.fixture(scope="module")
-def shared(tmp_path_factory) -> Path:
-    return shared_tiny_root(tmp_path_factory)
-
-
 def files(root: Path) -> set[str]:
     return {str(p.relative_to(root)) for p in root.rglob("*")}
 
@@ -71,12 +74,6 @@ def one_line(proc: subprocess.CompletedProcess, tmp: Path) -> str:
     assert sum(ln.startswith("error: ") for ln in lines) == 1, err[-3000:]
     line = lines[-1].replace(str(tmp), "<tmp>")
     return re.sub(r"\.tmp-prepared\.[^/]+/", ".tmp-prepared.*/", line)
-
-
-def config(tmp: Path, shared: Path, **train) -> dict:
-    cfg = tiny_config(tmp, **train)
-    cfg["data_dir"] = str(shared / "data")
-    return cfg
 
 
 def raw_copy(shared: Path, tmp: Path) -> Path:
@@ -95,12 +92,14 @@ def test_every_message_is_documented():
 @pytest.mark.parametrize(
     "case", ["subset-plus-in-config", "dataset-name-with-space", "subset-space-in-manifest"]
 )
-def test_names_outside_the_charset_are_refused_before_anything_is_written(case, tmp_path, shared):
+def test_names_outside_the_charset_are_refused_before_anything_is_written(
+    case, tmp_path, shared_tiny_root
+):
     """A '+' or a space in a subset/fold/dataset name used to pass `prepare` and the config, and
     fail after training (MLflow refuses the metric name) or split a shell argument."""
-    cfg = config(tmp_path, shared)
+    cfg = tiny_config_on(tmp_path, shared_tiny_root / "data")
     if case == "subset-space-in-manifest":
-        ds = raw_copy(shared, tmp_path)
+        ds = raw_copy(shared_tiny_root, tmp_path)
         lines = (ds / "manifest.csv").read_text().splitlines()
         assert lines[3].endswith(",")  # an unlabelled (bona fide) row: give it a subset
         lines[3] += "gan 2"
@@ -124,17 +123,8 @@ def test_names_outside_the_charset_are_refused_before_anything_is_written(case, 
     assert files(tmp_path) == before
 
 
-def snakemake(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    env.pop("MLFLOW_TRACKING_URI", None)
-    cmd = [str(Path(sys.executable).parent / "snakemake"), "--snakefile", str(ROOT / "Snakefile")]
-    return subprocess.run(
-        [*cmd, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300
-    )
-
-
 # ------------------------------------------------------------------ 12: run from another folder
+@pytest.mark.integration
 def test_workflow_runs_from_another_directory_whose_path_has_a_space(tmp_path):
     """`snakemake --snakefile <repo>/Snakefile --directory <elsewhere>`: the run_list template
     resolves against the workflow, not the working directory (a real job runs), and every path
@@ -144,8 +134,18 @@ def test_workflow_runs_from_another_directory_whose_path_has_a_space(tmp_path):
     cfg_path = write_config(cfg)
     elsewhere = tmp_path / "cwd"
     elsewhere.mkdir()
-    common = ["--directory", str(work), "--configfile", str(cfg_path), "--cores", "1"]
-    dry = snakemake(*common, "-n", "-p", cwd=elsewhere)
+
+    def snakemake(*targets: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            snakemake_argv(work, cfg_path, *targets),
+            cwd=elsewhere,
+            env=workflow_env(ROOT),
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+
+    dry = snakemake("-n", "-p")
     assert dry.returncode == 0, (dry.stdout + dry.stderr)[-4000:]
     results = cfg["results_dir"]
     cmds = [
@@ -160,7 +160,7 @@ def test_workflow_runs_from_another_directory_whose_path_has_a_space(tmp_path):
     tables = next(c for c in cmds if c[3] == "tables")
     assert tables[tables.index("--out-dir") + 1] == f"{results}/tables"
     target = f"{results}/aggregate/run-list.txt"
-    real = snakemake(*common, target, cwd=elsewhere)
+    real = snakemake(target)
     assert real.returncode == 0, (real.stdout + real.stderr)[-4000:]
     assert Path(target).read_text().splitlines()[-1] == RUN
     assert not (elsewhere / "results").exists() and not (elsewhere / ".snakemake").exists()
@@ -174,10 +174,12 @@ def test_workflow_runs_from_another_directory_whose_path_has_a_space(tmp_path):
         ("batch-size-1-mentor-pretrain", "smallcnn", "mentor", "pretrain"),
     ],
 )
-def test_batch_size_one_on_batchnorm_is_one_line(case, backbone, method, stage, tmp_path, shared):
+def test_batch_size_one_on_batchnorm_is_one_line(
+    case, backbone, method, stage, tmp_path, shared_tiny_root
+):
     """resnet18 at 32 px has a 1×1 last feature map: BatchNorm raised a traceback on a batch of
     one; MENTOR's pretraining decoder (BatchNorm too) normalised each sample by itself."""
-    cfg = config(tmp_path, shared, methods=[method], batch_size=1)
+    cfg = tiny_config_on(tmp_path, shared_tiny_root / "data", methods=[method], batch_size=1)
     cfg["experiments"]["main"]["backbones"] = [backbone]
     path = write_config(cfg)
     before = files(tmp_path)
@@ -188,15 +190,16 @@ def test_batch_size_one_on_batchnorm_is_one_line(case, backbone, method, stage, 
 
 
 # ----------------------------------------------------------------- 14: one line, not a traceback
-def test_one_line_errors_for_encodings_run_ids_out_and_sweep_keys(tmp_path, shared):
-    ds = raw_copy(shared, tmp_path)
+@pytest.mark.integration  # ~19 s on the loaded 2-core machine: too heavy for the fast tier
+def test_one_line_errors_for_encodings_run_ids_out_and_sweep_keys(tmp_path, shared_tiny_root):
+    ds = raw_copy(shared_tiny_root, tmp_path)
     text = (ds / "manifest.csv").read_text()
     (ds / "manifest.csv").write_bytes(text.encode("utf-16"))
     (tmp_path / "fourcol.csv").write_bytes(
         "train,0,a.png,\ntrain,1,b.png,\nval,0,imagés/c.png,\n".encode("latin-1")
     )
     (tmp_path / "metrics.json").write_text("{}\n")  # a file the user already has
-    cfg = config(tmp_path, shared)
+    cfg = tiny_config_on(tmp_path, shared_tiny_root / "data")
     cfg_path = write_config(cfg)
     cfg["experiments"]["ablation_tau"] = {
         **cfg["experiments"]["main"],
@@ -214,7 +217,7 @@ def test_one_line_errors_for_encodings_run_ids_out_and_sweep_keys(tmp_path, shar
         "run-id-seed-not-a-number": ["train", "--config", str(cfg_path)]
         + ["--run-id", RUN.replace("seed0", "seedX"), "--no-mlflow"],
         "evaluate-out-is-a-file": ["evaluate", "--checkpoint", str(tmp_path / "model.pt")]
-        + ["--prepared", str(shared / "data" / "prepared" / "tiny")]
+        + ["--prepared", str(shared_tiny_root / "data" / "prepared" / "tiny")]
         + ["--out", str(tmp_path / "metrics.json")],
     }
     before = files(tmp_path)
@@ -233,9 +236,10 @@ def limit_file_size(nbytes: int):
     return lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (nbytes, nbytes))
 
 
-def test_full_disk_during_prepare_is_one_line_and_a_rerun_resumes(tmp_path, shared):
+@pytest.mark.integration  # ~14 s on the loaded 2-core machine: too heavy for the fast tier
+def test_full_disk_during_prepare_is_one_line_and_a_rerun_resumes(tmp_path, shared_tiny_root):
     out = tmp_path / "prepared"
-    manifest = shared / "data" / "raw" / "tiny" / "manifest.csv"
+    manifest = shared_tiny_root / "data" / "raw" / "tiny" / "manifest.csv"
     args = ["prepare", "--manifest", str(manifest), "--out", str(out), "--image-size", "32"]
     proc = run_cli(args, check=False, preexec_fn=limit_file_size(64 * 1024))
     assert one_line(proc, tmp_path) == EXPECT["full-disk-prepare"]
@@ -244,14 +248,15 @@ def test_full_disk_during_prepare_is_one_line_and_a_rerun_resumes(tmp_path, shar
     assert (out / "meta.json").is_file() and (out / "images.npy").stat().st_size > 64 * 1024
 
 
-def test_permission_denied_is_one_line_and_a_rerun_resumes(tmp_path, shared):
+@pytest.mark.integration  # ~14 s on the loaded 2-core machine: too heavy for the fast tier
+def test_permission_denied_is_one_line_and_a_rerun_resumes(tmp_path, shared_tiny_root):
     """EACCES for real: the job runs without CAP_DAC_OVERRIDE (root otherwise ignores file modes;
     util-linux's setpriv drops it from the bounding set), so a read-only output folder refuses the
     write. One line naming the folder; once it is writable the same command succeeds."""
     locked = tmp_path / "locked"
     locked.mkdir()
     locked.chmod(0o555)
-    manifest = shared / "data" / "raw" / "tiny" / "manifest.csv"
+    manifest = shared_tiny_root / "data" / "raw" / "tiny" / "manifest.csv"
     args = ["prepare", "--manifest", str(manifest), "--out", str(locked / "prepared"),
             "--image-size", "32"]  # fmt: skip
     drop = ["setpriv", "--bounding-set", "-dac_override,-dac_read_search"]
@@ -273,8 +278,11 @@ def test_permission_denied_is_one_line_and_a_rerun_resumes(tmp_path, shared):
     assert (locked / "prepared" / "meta.json").is_file()
 
 
-def test_full_disk_at_a_checkpoint_write_is_one_line_and_a_rerun_resumes(tmp_path, shared):
-    cfg = config(tmp_path, shared, epochs=1)
+@pytest.mark.integration  # ~14 s on the loaded 2-core machine: too heavy for the fast tier
+def test_full_disk_at_a_checkpoint_write_is_one_line_and_a_rerun_resumes(
+    tmp_path, shared_tiny_root
+):
+    cfg = tiny_config_on(tmp_path, shared_tiny_root / "data", epochs=1)
     path = write_config(cfg)
     args = ["train", "--config", str(path), "--run-id", RUN, "--no-mlflow"]
     proc = run_cli(args, check=False, preexec_fn=limit_file_size(8 * 1024))
@@ -296,25 +304,25 @@ def mlflow_runs(cfg: dict, run_id: str) -> list:
     )
 
 
-@pytest.mark.slow
-def test_kill_before_the_first_checkpoint_then_rerun_keeps_one_mlflow_run(tmp_path, shared):
+@pytest.mark.integration
+def test_kill_before_the_first_checkpoint_then_rerun_keeps_one_mlflow_run(
+    tmp_path, shared_tiny_root
+):
     """SIGKILL while epoch 1 runs (the MLflow run exists, no checkpoint.pt yet), rerun: the rerun
     finds its MLflow run by the run-id tag and reuses it; one run, FINISHED. Then the run folder
     is lost and the run retrained: still that one run."""
     # resnet18 in batches of 2: epoch 1 lasts long enough (~1 s) to be killed after its first
     # progress line (a quarter of the epoch) and well before its end
     run_id = RUN.replace("smallcnn", "resnet18")
-    cfg = config(tmp_path, shared, epochs=1, batch_size=2)
+    cfg = tiny_config_on(tmp_path, shared_tiny_root / "data", epochs=1, batch_size=2)
     cfg["experiments"]["main"]["backbones"] = ["resnet18"]
     path = write_config(cfg)
     rdir = C.run_dir(cfg, C.RunSpec.from_run_id(run_id))
     args = ["train", "--config", str(path), "--run-id", run_id, "--evaluate"]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    env.pop("MLFLOW_TRACKING_URI", None)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "salience", *args],
+        salience_argv(*args),
         cwd=ROOT,
-        env=env,
+        env=workflow_env(),
         stderr=subprocess.PIPE,
         stdout=subprocess.DEVNULL,
         text=True,

@@ -10,12 +10,9 @@ a time (both CPU cores) before the parametrized test checks them one by one. Cas
 
 from __future__ import annotations
 
-import csv
-import os
 import re
 import shutil
 import subprocess
-import sys
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -24,8 +21,15 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from _shared_data import shared_tiny_root
-from _support import ROOT, tiny_config
+from _support import (
+    ROOT,
+    rows_of,
+    salience_argv,
+    snakemake_argv,
+    tiny_config,
+    workflow_env,
+    write_rows,
+)
 
 from salience import config as C
 from salience.methods import catalogue
@@ -53,8 +57,8 @@ class Workspace:
 
 
 @pytest.fixture(scope="module")
-def ws(tmp_path_factory) -> Workspace:
-    shared = shared_tiny_root(tmp_path_factory)  # generated + prepared through the CLI
+def ws(tmp_path_factory, shared_tiny_root) -> Workspace:
+    shared = shared_tiny_root  # generated + prepared through the CLI
     root = tmp_path_factory.mktemp("robust")
     cfg = tiny_config(root, epochs=1)
     cfg["data_dir"] = str(shared / "data")
@@ -97,16 +101,6 @@ def copy_raw(ws: Workspace, tmp: Path) -> Path:
     return ds
 
 
-def read_rows(manifest: Path) -> list[list[str]]:
-    with open(manifest, newline="") as fh:
-        return list(csv.reader(fh))
-
-
-def write_rows(manifest: Path, rows: list[list[str]]) -> None:
-    with open(manifest, "w", newline="") as fh:
-        csv.writer(fh, lineterminator="\n").writerows(rows)
-
-
 def prepare_argv(tmp: Path) -> list[str]:
     return [
         "prepare",
@@ -125,9 +119,9 @@ def edit_manifest(
     ws: Workspace, tmp: Path, fn: Callable[[list[list[str]], Path], list[list[str]] | None]
 ) -> list[str]:
     ds = copy_raw(ws, tmp)
-    rows = read_rows(ds / "manifest.csv")
+    rows = rows_of(ds)
     new = fn(rows, ds)
-    write_rows(ds / "manifest.csv", rows if new is None else new)
+    write_rows(ds, rows if new is None else new)
     return prepare_argv(tmp)
 
 
@@ -726,13 +720,11 @@ def run_case(c: Case, ws: Workspace, tmp: Path) -> Outcome:
     tmp.mkdir(parents=True)
     argv = c.build(ws, tmp)
     before = files_under(tmp)
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
-    env.pop("MLFLOW_TRACKING_URI", None)
     proc = subprocess.run(
-        [sys.executable, "-m", "salience", *argv],
+        salience_argv(*argv),
         capture_output=True,
         text=True,
-        env=env,
+        env=workflow_env(OMP_NUM_THREADS="1"),
         cwd=tmp,
         timeout=300,
     )
@@ -761,7 +753,7 @@ def normalise(line: str, tmp: Path) -> str:
     return re.sub(r"0x[0-9a-f]+", "0x…", line)
 
 
-@pytest.mark.slow  # ~37 CLI subprocesses: about a minute on 2 cores
+@pytest.mark.integration  # ~37 CLI subprocesses: about a minute on 2 cores
 @pytest.mark.parametrize(
     "c",
     [pytest.param(c, marks=pytest.mark.xfail(reason=c.xfail)) if c.xfail else c for c in CASES],
@@ -792,31 +784,7 @@ def test_every_case_is_documented():
 
 
 # ----------------------------------------------------------------------------------- the workflow
-def snakemake_cmd(tmp: Path, cfg: Path, *targets: str) -> list[str]:
-    return [
-        str(Path(sys.executable).parent / "snakemake"),
-        *targets,
-        "--snakefile",
-        str(ROOT / "Snakefile"),
-        "--directory",
-        str(tmp),
-        "--cores",
-        "1",
-        "--configfile",
-        str(cfg),
-    ]
-
-
-def workflow_env() -> dict[str, str]:
-    env = {
-        **os.environ,
-        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
-    }
-    env.pop("MLFLOW_TRACKING_URI", None)
-    return env
-
-
-@pytest.mark.slow
+@pytest.mark.integration
 def test_workflow_bad_config_stops_before_any_job(ws, tmp_path):
     """The same package check runs when Snakemake parses the config: one line naming the key."""
 
@@ -825,7 +793,7 @@ def test_workflow_bad_config_stops_before_any_job(ws, tmp_path):
 
     cfg = write_cfg(ws, tmp_path, edit)
     res = subprocess.run(
-        snakemake_cmd(tmp_path, cfg, "-n"),
+        snakemake_argv(tmp_path, cfg, "-n"),
         capture_output=True,
         text=True,
         env=workflow_env(),
@@ -841,14 +809,14 @@ def test_workflow_bad_config_stops_before_any_job(ws, tmp_path):
     assert not (tmp_path / "results").exists() and not (tmp_path / "logs").exists()
 
 
-@pytest.mark.slow
+@pytest.mark.integration
 def test_workflow_bad_manifest_fails_the_prepare_job_cleanly(ws, tmp_path):
     """A manifest dataset with a label outside the classes: the prepare job fails, its log ends
     with the one-line error (Snakemake prints it), and no prepared folder exists."""
     ds = copy_raw(ws, tmp_path)
-    rows = read_rows(ds / "manifest.csv")
+    rows = rows_of(ds)
     rows[2][1] = "7"
-    write_rows(ds / "manifest.csv", rows)
+    write_rows(ds, rows)
 
     def edit(cfg):
         cfg["data_dir"] = str(tmp_path / "data")
@@ -866,7 +834,7 @@ def test_workflow_bad_manifest_fails_the_prepare_job_cleanly(ws, tmp_path):
     cfg = write_cfg(ws, tmp_path, edit)
     target = str(tmp_path / "data" / "prepared" / "mine")
     res = subprocess.run(
-        snakemake_cmd(tmp_path, cfg, target),
+        snakemake_argv(tmp_path, cfg, target),
         capture_output=True,
         text=True,
         env=workflow_env(),

@@ -5,14 +5,12 @@ from __future__ import annotations
 
 import json
 import math
-import subprocess
-import sys
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
-from _support import compile_latex
+from _support import compile_latex, run_cli
 from scipy import special, stats
 from torch import nn
 
@@ -166,19 +164,15 @@ def test_pixel_order_is_a_permutation_and_curve_auc_is_the_trapezoid():
 
 
 # ------------------------------------------------------------------------------------- CLI, workflow
-def _cli(args: list[str], cwd) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "salience", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-
-
+@pytest.mark.integration  # ~15 s on the loaded 2-core machine: too heavy for the fast tier
 def test_rq1_bad_inputs_one_line_nothing_written(tmp_path):
     out = tmp_path / "rq1"
-    proc = _cli(["rq1", "--inputs", "runs/x/rq1.json", "--out-dir", str(out)], tmp_path)
+    proc = run_cli(
+        ["rq1", "--inputs", "runs/x/rq1.json", "--out-dir", str(out)],
+        check=False,
+        cwd=tmp_path,
+        timeout=120,
+    )
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert lines[-1] == (
@@ -188,7 +182,9 @@ def test_rq1_bad_inputs_one_line_nothing_written(tmp_path):
     bad = tmp_path / "bad.json"
     bad.write_text("{}")
     (tmp_path / "rq1_images.csv").write_text("row\n")
-    proc = _cli(["rq1", "--inputs", str(bad), "--out-dir", str(out)], tmp_path)
+    proc = run_cli(
+        ["rq1", "--inputs", str(bad), "--out-dir", str(out)], check=False, cwd=tmp_path, timeout=120
+    )
     assert proc.returncode == 2 and not out.exists()
     assert proc.stderr.strip().splitlines()[-1] == (
         f"error: {bad}: not an rq1.json written by rq1-score ('run_id'); score the run again"
@@ -200,7 +196,9 @@ def test_rq1_counterpart_must_be_a_method(tmp_path):
 
     cfg = tiny_config(tmp_path)
     cfg["rq1"] = {"counterpart": "cybrog"}
-    proc = _cli(["runs", "--config", str(write_config(cfg))], tmp_path)
+    proc = run_cli(
+        ["runs", "--config", str(write_config(cfg))], check=False, cwd=tmp_path, timeout=120
+    )
     assert proc.returncode == 2
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith(
@@ -208,6 +206,7 @@ def test_rq1_counterpart_must_be_a_method(tmp_path):
     ), last
 
 
+@pytest.mark.integration
 def test_rq1_table_and_figure_from_the_workflow(e2e_run):
     """The CI config's fooling run and its CYBORG counterpart, scored by the rq1_score jobs and
     summarised by the rq1 rule; the CC of t is the `cam_agreement` the training job scored."""
@@ -280,6 +279,7 @@ def test_rq1_table_means_over_seeds_and_paired_tests_of_d_against_t(tmp_path):
     compile_latex(rq1_latex(rq1_table(runs, images), CAPTION), tmp_path)
 
 
+@pytest.mark.integration  # ~14 s on the loaded 2-core machine: too heavy for the fast tier
 def test_rq1_score_refuses_a_model_without_cams(tmp_path):
     """GazeGNN needs a map at test time (no CAM head to score); one line, nothing written."""
     from _support import tiny_config, write_config
@@ -298,8 +298,11 @@ def test_rq1_score_refuses_a_model_without_cams(tmp_path):
     meta = {"run_id": spec.run_id, "backbone": "smallcnn", "method": "gazegnn", "stage": "train"}
     rdir = sc.run_dir(cfg, spec)
     ckpt.save({"state_dict": model.state_dict(), "meta": meta}, rdir / "model.pt")
-    proc = _cli(
-        ["rq1-score", "--config", str(write_config(cfg)), "--run-id", spec.run_id], tmp_path
+    proc = run_cli(
+        ["rq1-score", "--config", str(write_config(cfg)), "--run-id", spec.run_id],
+        check=False,
+        cwd=tmp_path,
+        timeout=120,
     )
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines()[-1] == (
@@ -309,6 +312,7 @@ def test_rq1_score_refuses_a_model_without_cams(tmp_path):
     assert sorted(p.name for p in rdir.iterdir()) == ["model.pt"]
 
 
+@pytest.mark.integration  # ~32 s on the loaded 2-core machine: too heavy for the fast tier
 def test_rq1_score_stops_on_a_diverged_model(tmp_path):
     """NaN CAMs are an error naming the run and the first test row, never an 'undefined' value."""
     from _support import prepare_tiny, tiny_config, write_config
@@ -331,8 +335,11 @@ def test_rq1_score_stops_on_a_diverged_model(tmp_path):
     meta = {"run_id": spec.run_id, "backbone": "smallcnn", "method": "fooling", "stage": "train"}
     rdir = sc.run_dir(cfg, spec)
     ckpt.save({"state_dict": model.state_dict(), "meta": meta}, rdir / "model.pt")
-    proc = _cli(
-        ["rq1-score", "--config", str(write_config(cfg)), "--run-id", spec.run_id], tmp_path
+    proc = run_cli(
+        ["rq1-score", "--config", str(write_config(cfg)), "--run-id", spec.run_id],
+        check=False,
+        cwd=tmp_path,
+        timeout=120,
     )
     assert proc.returncode == 2, proc.stderr
     test = ds.rows("test")

@@ -21,9 +21,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import TEST_CONFIG, copy_repo, run, tool_bin, workflow_env
+from _support import TEST_CONFIG, copy_repo, free_port, run, tool_bin, workflow_env
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.integration
 
 ETC = Path("/etc/slurm")
 DAEMONS = ("slurmctld", "slurmd", "munged", "mungekey", "sbatch", "squeue", "sinfo")
@@ -118,12 +118,6 @@ GRES_CONF = (
 )
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def slurm_cluster(tmp_path_factory):
     """A running single-node SLURM cluster; yields its scratch folder."""
@@ -170,8 +164,8 @@ def slurm_cluster(tmp_path_factory):
                     root=root,
                     munge_socket=sock,
                     hostname=socket.gethostname(),
-                    ctld_port=_free_port(),
-                    d_port=_free_port(),
+                    ctld_port=free_port(),
+                    d_port=free_port(),
                 ),
             ),
             ("gres.conf", GRES_CONF),

@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 import yaml
 from _support import run_cli
 from PIL import Image
@@ -97,6 +98,7 @@ def test_held_out_subset_absent_from_manifest_is_an_error_at_prepare(tmp_path):
     assert not (tmp_path / "data").exists()
 
 
+@pytest.mark.integration  # ~29 s on the loaded 2-core machine: too heavy for the fast tier
 def test_subset_column_prepares_and_trains_the_fold(tmp_path):
     manifest = _dataset(tmp_path / "raw")
     cfg = _config(tmp_path, manifest, ["printouts"])

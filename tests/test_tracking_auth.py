@@ -11,8 +11,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,24 +19,25 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from _support import prepare_tiny, tiny_config, write_config
-from conftest import wait_healthy
+from _support import (
+    free_port,
+    prepare_tiny,
+    salience_argv,
+    stop_group,
+    tiny_config,
+    wait_healthy,
+    write_config,
+)
 
 from salience.errors import TrackingError
 from salience.tracking import Tracker
 from salience.tracking_store import preflight
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.integration
 
 ADMIN_PASSWORD = "admin-pw-7d1f0c9e3b"  # MLflow's minimum is 12 characters
 TRAINER, TRAINER_PASSWORD = "trainer", "trainer-pw-5a8e2b4c61"
 WRONG_PASSWORD = "not-the-password-0000"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _status(url: str, user: str | None = None, password: str | None = None, body=None) -> int:
@@ -99,16 +98,6 @@ def _start_server(tmp: Path, port: int) -> subprocess.Popen:
         )
 
 
-def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
-
-
 def _job_env(uri: str, user: str, password: str) -> dict[str, str]:
     return {
         **os.environ,
@@ -121,15 +110,14 @@ def _job_env(uri: str, user: str, password: str) -> dict[str, str]:
 
 
 def _train(cfg_path: Path, run_id: str, env: dict[str, str]) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "salience", "train", "--config", str(cfg_path)]
-    cmd += ["--run-id", run_id, "--evaluate"]
+    cmd = salience_argv("train", "--config", str(cfg_path), "--run-id", run_id, "--evaluate")
     return subprocess.Popen(
         cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=cfg_path.parent
     )
 
 
 def test_two_jobs_log_to_an_authenticated_server(tmp_path, monkeypatch):
-    port = _free_port()
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
     server_dir = tmp_path / "server"
     server_dir.mkdir()
@@ -225,7 +213,7 @@ def test_two_jobs_log_to_an_authenticated_server(tmp_path, monkeypatch):
         monkeypatch.delenv("MLFLOW_TRACKING_PASSWORD")
         assert _status(f"{base}/api/2.0/mlflow/runs/get?run_id={run.info.run_id}") == 401
     finally:
-        _stop(server)
+        stop_group(server)
     assert server.returncode is not None
 
 

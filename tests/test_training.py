@@ -6,14 +6,21 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-import sys
 import time
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
-from _support import ROOT, prepare_tiny, run_cli, tiny_config, write_config
+from _support import (
+    ROOT,
+    checkpoint_epoch,
+    run_cli,
+    salience_argv,
+    tiny_config_on,
+    wait_for,
+    write_config,
+)
 
 from salience import config as C
 from salience import study
@@ -25,20 +32,6 @@ from salience.training.loop import train
 import_all()
 
 
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("data")
-    cfg = tiny_config(tmp)
-    prepare_tiny(cfg)
-    return tmp / "data"
-
-
-def cfg_for(tmp_path, data_dir, **kw):
-    cfg = tiny_config(tmp_path, **kw)
-    cfg["data_dir"] = str(data_dir)
-    return cfg
-
-
 def run_all_stages(cfg, spec, tracker=None):
     cls = METHODS.get(spec.method)
     for stage in cls.stages:
@@ -47,12 +40,12 @@ def run_all_stages(cfg, spec, tracker=None):
 
 
 @pytest.mark.parametrize("method", METHODS.names())
-def test_every_method_trains_and_evaluates(tmp_path, data_dir, method):
+def test_every_method_trains_and_evaluates(tmp_path, tiny_data_dir, method):
     torch.set_num_threads(1)
     # GazeGNN trains its own Pyramid ViG: at the demo's widths, as the CNN here is the CPU one
     sizes = {"gazegnn": {"channels": [16, 32, 64, 96], "blocks": [1, 1, 2, 1]}}
     extra = {"methods": {method: sizes[method]}} if method in sizes else None
-    cfg = cfg_for(tmp_path, data_dir, methods=[method], extra=extra)
+    cfg = tiny_config_on(tmp_path, tiny_data_dir, methods=[method], extra=extra)
     spec = C.RunSpec("tiny", "all", "smallcnn", method, "base", 0)
     metrics = run_all_stages(cfg, spec)
     rdir = C.run_dir(cfg, spec)
@@ -77,10 +70,10 @@ def test_every_method_trains_and_evaluates(tmp_path, data_dir, method):
     assert obj["meta"]["method"] == method and obj["meta"]["backbone"] == "smallcnn"
 
 
-def test_flipped_maps_variant_trains(tmp_path, data_dir):
-    cfg = cfg_for(
+def test_flipped_maps_variant_trains(tmp_path, tiny_data_dir):
+    cfg = tiny_config_on(
         tmp_path,
-        data_dir,
+        tiny_data_dir,
         methods=["cyborg"],
         extra={
             "experiments": {
@@ -106,23 +99,23 @@ def test_flipped_maps_variant_trains(tmp_path, data_dir):
     assert base["auroc"]["all"] != flipped["auroc"]["all"]  # the map changes training
 
 
-def test_same_seed_gives_identical_metrics(tmp_path, data_dir):
+def test_same_seed_gives_identical_metrics(tmp_path, tiny_data_dir):
     spec = C.RunSpec("tiny", "all", "smallcnn", "contrast", "base", 3)
     out = []
     for sub in ("a", "b"):
-        cfg = cfg_for(tmp_path / sub, data_dir, methods=["contrast"])
+        cfg = tiny_config_on(tmp_path / sub, tiny_data_dir, methods=["contrast"])
         m = run_all_stages(cfg, spec)
         out.append((m["auroc"], pd.read_csv(C.run_dir(cfg, spec) / "history.csv")))
     assert out[0][0] == out[1][0]
     pd.testing.assert_frame_equal(out[0][1], out[1][1], check_exact=True)
     other = run_all_stages(
-        cfg_for(tmp_path / "c", data_dir, methods=["contrast"]),
+        tiny_config_on(tmp_path / "c", tiny_data_dir, methods=["contrast"]),
         C.RunSpec("tiny", "all", "smallcnn", "contrast", "base", 4),
     )
     assert (
         pd.read_csv(
             C.run_dir(
-                cfg_for(tmp_path / "c", data_dir),
+                tiny_config_on(tmp_path / "c", tiny_data_dir),
                 C.RunSpec("tiny", "all", "smallcnn", "contrast", "base", 4),
             )
             / "history.csv"
@@ -132,33 +125,25 @@ def test_same_seed_gives_identical_metrics(tmp_path, data_dir):
     assert other["auroc"] is not None
 
 
-def test_kill_and_resume_gives_identical_final_metrics(tmp_path, data_dir):
+@pytest.mark.integration  # ~46 s on the loaded 2-core machine: too heavy for the fast tier
+def test_kill_and_resume_gives_identical_final_metrics(tmp_path, tiny_data_dir):
     epochs = 30
     spec = C.RunSpec("tiny", "all", "smallcnn", "cyborg", "base", 1)
     # uninterrupted reference, in process
-    ref_cfg = cfg_for(tmp_path / "ref", data_dir, methods=["cyborg"], epochs=epochs)
+    ref_cfg = tiny_config_on(tmp_path / "ref", tiny_data_dir, methods=["cyborg"], epochs=epochs)
     train(ref_cfg, spec)
     ref_hist = pd.read_csv(C.run_dir(ref_cfg, spec) / "history.csv")
     ref_state = torch.load(C.run_dir(ref_cfg, spec) / "model.pt", weights_only=True)["state_dict"]
     # killed with SIGKILL once the first checkpoint exists, then rerun with the same command
-    cfg = cfg_for(tmp_path / "killed", data_dir, methods=["cyborg"], epochs=epochs)
+    cfg = tiny_config_on(tmp_path / "killed", tiny_data_dir, methods=["cyborg"], epochs=epochs)
     cfg_path = write_config(cfg)
     rdir = C.run_dir(cfg, spec)
-    cmd = [
-        sys.executable,
-        "-m",
-        "salience",
-        "train",
-        "--config",
-        str(cfg_path),
-        "--run-id",
-        spec.run_id,
-        "--no-mlflow",
-    ]
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
-    while not (rdir / "checkpoint.pt").exists() and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.01)
+    cmd = salience_argv("train", "--config", str(cfg_path), "--run-id", spec.run_id, "--no-mlflow")
+    proc = subprocess.Popen(
+        cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )  # ~15 KB of progress lines in all: the pipe never fills
+    # the epoch recorded in the checkpoint (torch.load), polled: no fixed sleep
+    wait_for(lambda: checkpoint_epoch(rdir / "checkpoint.pt") >= 1, proc, "the first checkpoint")
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert (rdir / "checkpoint.pt").exists() and not (rdir / "model.pt").exists(), (
@@ -175,20 +160,21 @@ def test_kill_and_resume_gives_identical_final_metrics(tmp_path, data_dir):
         assert torch.equal(state[k], ref_state[k]), k
 
 
-def test_nan_loss_stops_with_epoch_and_batch(tmp_path, data_dir):
-    cfg = cfg_for(tmp_path, data_dir, methods=["cyborg"], lr=1.0e12)
+def test_nan_loss_stops_with_epoch_and_batch(tmp_path, tiny_data_dir):
+    cfg = tiny_config_on(tmp_path, tiny_data_dir, methods=["cyborg"], lr=1.0e12)
     spec = C.RunSpec("tiny", "all", "smallcnn", "cyborg", "base", 0)
     with pytest.raises(TrainingDiverged, match=r"at epoch \d+, batch \d+; lower train.lr"):
         train(cfg, spec)
     assert not (C.run_dir(cfg, spec) / "model.pt").exists()
 
 
-def test_mlflow_store_holds_run_metrics_and_artifacts(tmp_path, data_dir):
+@pytest.mark.integration  # ~17 s on the loaded 2-core machine: too heavy for the fast tier
+def test_mlflow_store_holds_run_metrics_and_artifacts(tmp_path, tiny_data_dir):
     from mlflow.tracking import MlflowClient
 
     from salience.tracking import Tracker
 
-    cfg = cfg_for(tmp_path, data_dir, methods=["difference"])
+    cfg = tiny_config_on(tmp_path, tiny_data_dir, methods=["difference"])
     uri = C.tracking_uri(cfg)
     assert uri.startswith("sqlite:///") and str(tmp_path) in uri
     spec = C.RunSpec("tiny", "all", "smallcnn", "difference", "base", 0)
@@ -218,14 +204,15 @@ def test_mlflow_store_holds_run_metrics_and_artifacts(tmp_path, data_dir):
     assert exp.artifact_location.startswith((tmp_path / "results").as_uri())
 
 
-def test_train_evaluate_scores_in_the_same_job(tmp_path, data_dir):
+@pytest.mark.integration  # ~45 s on the loaded 2-core machine: too heavy for the fast tier
+def test_train_evaluate_scores_in_the_same_job(tmp_path, tiny_data_dir):
     """`train --evaluate` (what the workflow's train rule runs) = train, then `evaluate --run-id`:
     same scores and metrics, one MLflow run closed FINISHED with the test metrics and artifacts."""
     from mlflow.tracking import MlflowClient
 
-    cfg = cfg_for(
+    cfg = tiny_config_on(
         tmp_path,
-        data_dir,
+        tiny_data_dir,
         methods=["mentor"],
         extra={"methods": {"mentor": {"pretrain_epochs": 1}}},
     )
@@ -278,8 +265,8 @@ def test_train_evaluate_scores_in_the_same_job(tmp_path, data_dir):
     }
 
 
-def test_unreachable_tracking_server_fails_at_start(tmp_path, data_dir):
-    cfg = cfg_for(tmp_path, data_dir, methods=["xent"])
+def test_unreachable_tracking_server_fails_at_start(tmp_path, tiny_data_dir):
+    cfg = tiny_config_on(tmp_path, tiny_data_dir, methods=["xent"])
     cfg["tracking_uri"] = "http://127.0.0.1:9"
     spec = C.RunSpec("tiny", "all", "smallcnn", "xent", "base", 0)
     t0 = time.time()
@@ -295,8 +282,9 @@ def test_unreachable_tracking_server_fails_at_start(tmp_path, data_dir):
     assert not (C.run_dir(cfg, spec) / "checkpoint.pt").exists() and time.time() - t0 < 60
 
 
-def test_evaluate_any_checkpoint_and_wrong_backbone(tmp_path, data_dir):
-    cfg = cfg_for(tmp_path, data_dir, methods=["xent"])
+@pytest.mark.integration  # ~20 s on the loaded 2-core machine: too heavy for the fast tier
+def test_evaluate_any_checkpoint_and_wrong_backbone(tmp_path, tiny_data_dir):
+    cfg = tiny_config_on(tmp_path, tiny_data_dir, methods=["xent"])
     spec = C.RunSpec("tiny", "all", "smallcnn", "xent", "base", 0)
     train(cfg, spec)
     model = C.run_dir(cfg, spec) / "model.pt"
@@ -307,7 +295,7 @@ def test_evaluate_any_checkpoint_and_wrong_backbone(tmp_path, data_dir):
             "--checkpoint",
             str(model),
             "--prepared",
-            str(data_dir / "prepared" / "tiny"),
+            str(tiny_data_dir / "prepared" / "tiny"),
             "--split",
             "val",
             "--out",
@@ -323,7 +311,7 @@ def test_evaluate_any_checkpoint_and_wrong_backbone(tmp_path, data_dir):
             "--checkpoint",
             str(model),
             "--prepared",
-            str(data_dir / "prepared" / "tiny"),
+            str(tiny_data_dir / "prepared" / "tiny"),
             "--out",
             str(tmp_path / "x"),
             "--backbone",
@@ -357,10 +345,10 @@ def test_truncated_and_malicious_checkpoints_are_refused(tmp_path):
     assert not marker.exists()
 
 
-def test_visualize_writes_fig1_panels(tmp_path, data_dir):
+def test_visualize_writes_fig1_panels(tmp_path, tiny_data_dir):
     from PIL import Image
 
-    cfg = cfg_for(tmp_path, data_dir, methods=["fooling"])
+    cfg = tiny_config_on(tmp_path, tiny_data_dir, methods=["fooling"])
     spec = C.RunSpec("tiny", "all", "smallcnn", "fooling", "base", 0)
     train(cfg, spec)
     out = tmp_path / "fig1.png"

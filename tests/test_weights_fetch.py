@@ -27,8 +27,7 @@ import pandas as pd
 import pytest
 import torch
 import torchvision.models as tvm
-from _shared_data import shared_tiny_root
-from _support import run_cli, tiny_config, write_config
+from _support import ROOT, empty_hub, run_cli, tiny_config, tiny_config_on, write_config
 
 from salience import cli
 from salience.doctor import report
@@ -39,7 +38,6 @@ from salience.models.fetch import fetch, hash_prefix
 from salience.reporting.aggregate import collect_runs, find_run_dirs
 from salience.study import load_config, validate
 
-ROOT = Path(__file__).resolve().parents[1]
 BASE = "https://download.pytorch.org/models/"
 DOC = (ROOT / "docs" / "robustness.md").read_text()
 
@@ -107,11 +105,7 @@ def error_lines(stderr: str) -> list[str]:
 @pytest.fixture
 def hub(tmp_path, monkeypatch):
     """An empty torch hub cache under a temporary TORCH_HOME (for this process and subprocesses)."""
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    monkeypatch.setattr(torch.hub, "_hub_dir", None)  # set_dir() would override TORCH_HOME
-    ckpt = tmp_path / "torch" / "hub" / "checkpoints"
-    ckpt.mkdir(parents=True)
-    return ckpt
+    return empty_hub(tmp_path, monkeypatch)
 
 
 # --------------------------------------------------------------------------------- the pin table
@@ -249,10 +243,8 @@ def test_imagenet_loads_the_pinned_file_and_records_its_origin(hub, tmp_path):
     )
 
 
-def test_imagenet_with_a_missing_file_stops_the_job_in_one_line(hub, tmp_path, tmp_path_factory):
-    shared = shared_tiny_root(tmp_path_factory)
-    cfg = tiny_config(tmp_path)
-    cfg["data_dir"] = str(shared / "data")  # read only: the job stops before writing
+def test_imagenet_with_a_missing_file_stops_the_job_in_one_line(hub, tmp_path, tiny_data_dir):
+    cfg = tiny_config_on(tmp_path, tiny_data_dir)  # read only: the job stops before writing
     cfg["experiments"]["main"]["backbones"] = ["resnet50"]
     cfg["model"]["weights"] = "imagenet"
     (hub / "resnet50-11ad3fa6.pth").write_bytes(b"x")  # what weights='DEFAULT' stored (V2)

@@ -11,8 +11,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from _support import run_cli
-from conftest import REPO, copy_repo, tool_bin, workflow_env
+from _support import REPO, copy_repo, run_cli, tool_bin, workflow_env
 
 from salience import study
 from salience.errors import ConfigError
@@ -185,7 +184,7 @@ def test_planning_a_study_does_not_import_torch():
 
 
 # ------------------------------------------------------------------------------ snakemake parse
-@pytest.mark.slow
+@pytest.mark.integration
 @pytest.mark.parametrize("kind", KINDS)
 def test_bad_config_rejected_by_snakemake(kind, tmp_path, clean_repo):
     cfg, pattern = _broken(kind)
@@ -205,7 +204,7 @@ def test_bad_config_rejected_by_snakemake(kind, tmp_path, clean_repo):
     assert "Traceback" not in out, out[-3000:]
 
 
-@pytest.mark.slow
+@pytest.mark.integration
 def test_cli_overrides_and_several_configfiles_rejected(clean_repo):
     """The config Snakemake sees must be the one file every `python -m salience` call reads."""
     proc = snakemake_n(".test/config.yaml", "--config", "results_dir=elsewhere", cwd=clean_repo)
@@ -229,7 +228,7 @@ def test_cli_overrides_and_several_configfiles_rejected(clean_repo):
     assert "give exactly one --configfile" in proc.stdout + proc.stderr
 
 
-@pytest.mark.slow
+@pytest.mark.integration
 def test_default_config_not_merged_into_another(clean_repo):
     """Without --configfile the demo config is used; with one, none of the demo's datasets leak in."""
     proc = snakemake_n(".test/config.yaml", "-p", cwd=clean_repo)
@@ -241,7 +240,7 @@ def test_default_config_not_merged_into_another(clean_repo):
     assert re.search(r"rule train:\n\s+input: [^\n]*stage-pretrain/model\.pt", out), out[-3000:]
 
 
-@pytest.mark.slow
+@pytest.mark.integration
 @pytest.mark.parametrize("rel", PAPER)
 def test_paper_dag_plans_without_data(rel, record_property, clean_repo):
     """`snakemake -n` plans the whole paper matrix though its manifests are placeholders; the job

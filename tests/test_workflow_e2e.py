@@ -9,13 +9,13 @@ import subprocess
 
 import pytest
 import yaml
-from conftest import REPO, TEST_CONFIG, copy_repo, tool_bin, workflow_env
+from _support import REPO, TEST_CONFIG, copy_repo, tool_bin, workflow_env
 
 import salience.config as sc
 from salience import study
 from salience.methods.base import method_class
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.integration
 
 TABLES = [
     "dd_t2",
