@@ -28,7 +28,9 @@ def _add_generate(subparsers: Any) -> None:
     )
     g.add_argument("--config", help="config YAML")
     g.add_argument("--dataset", help="dataset name in the config")
-    g.add_argument("--task", choices=["iris", "face", "chest"], help="task (without --config)")
+    g.add_argument(
+        "--task", choices=["iris", "face", "chest", "gaze3"], help="task (without --config)"
+    )
     g.add_argument("--out", help="output folder (default with --config: <data_dir>/raw/<dataset>)")
     g.add_argument("--seed", type=int, help="generator seed (docs/benchmark.md)")
     g.add_argument("--image-size", type=int, help="image side in pixels")
@@ -77,6 +79,11 @@ def _add_prepare(subparsers: Any) -> None:
         "--allow-cross-split-duplicates",
         action="store_true",
         help="keep a picture that appears in two splits (a counted warning instead of an error)",
+    )
+    p.add_argument(
+        "--classes",
+        help="K-class manifest: the class names in label order, comma-separated (e.g. "
+        "normal,chf,pneumonia); labels are these names or their indices (docs/data.md)",
     )
     p.set_defaults(func=cmd_prepare)
 
@@ -179,7 +186,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     else:
         if not args.task or not args.out:
             raise ConfigError(
-                "generate needs either --config CFG --dataset NAME, or --task iris|face|chest --out DIR"
+                "generate needs either --config CFG --dataset NAME, or --task iris|face|chest|gaze3 --out DIR"
             )
         manifest = generate(args.task, args.out, **knobs)
     print(f"generated benchmark: {manifest}")
@@ -210,6 +217,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
             args.cam_grids,
             image_bits=args.image_bits,
             allow_cross_split_duplicates=args.allow_cross_split_duplicates,
+            classes=[c.strip() for c in args.classes.split(",")] if args.classes else None,
         )
     print(f"prepared data: {out}")
     return 0
