@@ -179,3 +179,38 @@ def test_gaze3_generates_and_prepares_through_the_cli(tmp_path: Path) -> None:
     assert bad.returncode == 2 and "outside the two classes 0 and 1" in bad.stderr.splitlines()[-1]
     with pytest.raises(DataError):
         prepare_from_config(cfg, "gz")
+
+
+def test_a_sweep_over_choice_names(tmp_path: Path) -> None:
+    """config/multiclass.yaml sweeps `false_class` by name; the mechanism, on a choice setting that
+    exists on every branch (cam_class): one variant per name, each run resolved with its value."""
+    from salience.study import expand_runs, load_config, resolve_run
+
+    cfg = {
+        "data_dir": str(tmp_path / "data"),
+        "datasets": {"gz": {"task": "gaze3", "source": "generated", "classes": CLASSES}},
+        "experiments": {
+            "false_class_difference": {
+                "datasets": ["gz"],
+                "backbones": ["smallcnn"],
+                "methods": ["difference"],
+                "seeds": [0],
+                "key": "methods.difference.cam_class",
+                "label": "difference",
+                "values": ["true", "predicted"],
+            }
+        },
+    }
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    loaded = load_config(path)
+    runs = expand_runs(loaded)
+    assert [r.variant for r in runs] == ["difference-predicted", "difference-true"]
+    assert [resolve_run(loaded, r)["method_params"]["cam_class"] for r in runs] == [
+        "predicted",
+        "true",
+    ]
+    cfg["experiments"]["false_class_difference"]["values"] = ["Mean value"]
+    path.write_text(yaml.safe_dump(cfg))
+    with pytest.raises(ConfigError, match="values"):
+        load_config(path)
