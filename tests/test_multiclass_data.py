@@ -214,3 +214,23 @@ def test_a_sweep_over_choice_names(tmp_path: Path) -> None:
     path.write_text(yaml.safe_dump(cfg))
     with pytest.raises(ConfigError, match="values"):
         load_config(path)
+
+
+def test_fourcol_import_maps_three_class_names_to_indices(tmp_path: Path) -> None:
+    """`import fourcol --label-map chf=1 pneumonia=2` (normal is a known name: 0), then
+    `prepare --classes`: the same labels as the manifest written with names."""
+    from salience.data.importers import import_fourcol
+
+    write_dataset(tmp_path / "d", THREE)  # images + maps; its manifest is replaced below
+    with open(tmp_path / "d" / "manifest.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    with open(tmp_path / "d" / "four.csv", "w", newline="") as fh:
+        csv.writer(fh).writerows([r["split"], r["label"], r["image"], r["saliency"]] for r in rows)
+    label_map = {"chf": "1", "pneumonia": "2"}
+    out = import_fourcol(tmp_path / "d" / "four.csv", tmp_path / "d" / "m.csv", label_map=label_map)
+    ds = PreparedDataset(prepare(out, tmp_path / "p", SIZE, classes=CLASSES))
+    assert ds.labels[ds.rows("train")].tolist() == [1, 0, 2, 0, 1, 2]
+    with pytest.raises(DataError, match="--label-map chf=x: the target must be a class index"):
+        import_fourcol(
+            tmp_path / "d" / "four.csv", tmp_path / "d" / "m2.csv", label_map={"chf": "x"}
+        )

@@ -129,7 +129,10 @@ def _add_cyborg(sub: Any) -> None:
         help="OLD=NEW, e.g. test=val for CYBORG's original.csv",
     )
     c.add_argument(
-        "--label-map", nargs="*", default=[], help="NAME=0|1 for class names not recognised"
+        "--label-map",
+        nargs="*",
+        default=[],
+        help="NAME=0|1 for class names not recognised (NAME=INDEX 0..K-1 for K classes)",
     )
     c.set_defaults(func=cmd_import)
 
@@ -148,7 +151,9 @@ def _add_fourcol(sub: Any) -> None:
         "--root", help="folder relative paths are resolved against (default: the CSV's folder)"
     )
     f.add_argument("--split-map", nargs="*", default=[], help="OLD=NEW")
-    f.add_argument("--label-map", nargs="*", default=[], help="NAME=0|1")
+    f.add_argument(
+        "--label-map", nargs="*", default=[], help="NAME=0|1 (NAME=INDEX 0..K-1 for K classes)"
+    )
     f.set_defaults(func=cmd_import)
 
 
