@@ -132,7 +132,7 @@ def test_bad_knobs_are_config_errors() -> None:
         knobs_for("chest", shortcut_strength=1.5)
     with pytest.raises(ConfigError, match="unknown task"):
         knobs_for("mnist")
-    assert set(TASKS) == {"iris", "face", "chest"}
+    assert set(TASKS) == {"iris", "face", "chest", "gaze3"}
 
 
 def test_cli_generate_from_config_and_from_task(

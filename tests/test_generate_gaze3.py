@@ -1,6 +1,6 @@
-"""The generated 3-class chest task (issue 12 §7; data/generate/gaze3.py), called directly (it is
-not in TASKS yet): determinism, class balance, maps centred on each finding's region, and the
-planted shortcut measured on the written pixels."""
+"""The generated 3-class chest task (issue 12 §7; data/generate/gaze3.py, task `gaze3`), called
+directly: determinism, class balance, maps centred on each finding's region, and the planted
+shortcut measured on the written pixels."""
 
 from __future__ import annotations
 
@@ -68,7 +68,7 @@ def test_class_names_balance_files_and_not_registered(tmp_path: Path) -> None:
     info = json.loads((manifest.parent / "generator.json").read_text())
     assert info["task"] == "gaze3" and info["classes"] == ["normal", "chf", "pneumonia"]
     assert info["knobs"]["image_size"] == 24
-    assert "gaze3" not in TASKS  # the manifest reader does not take K-class labels yet
+    assert TASKS["gaze3"] is gaze3  # registered: `generate --task gaze3`
     with pytest.raises(ConfigError, match="n_val 3 < 4"):
         gaze3.knobs(n_val=3)
     with pytest.raises(ConfigError, match="unknown setting 'classes'"):

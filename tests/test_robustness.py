@@ -406,6 +406,34 @@ def _(ws, tmp):
     return edit_manifest(ws, tmp, fn)
 
 
+@case(
+    "class-missing-from-split",
+    "3 classes (prepare --classes normal,chf,pneumonia), no pneumonia rows in test",
+    expect="error: <tmp>/ds/manifest.csv: split 'test' has no rows of class 'pneumonia' (label 2); every split needs every class (one-vs-rest AUROC is undefined otherwise): add 'pneumonia' rows to 'test'",
+    absent=["prepared"],
+)
+def _(ws, tmp):
+    def fn(rows, ds):
+        for i, r in enumerate(rows[1:]):  # label 1 → chf or pneumonia by turns, test: chf only
+            if r[1] == "1":
+                r[1] = "chf" if r[0] == "test" or i % 2 else "pneumonia"
+
+    return [*edit_manifest(ws, tmp, fn), "--classes", "normal,chf,pneumonia"]
+
+
+@case(
+    "label-not-a-declared-class",
+    "label 'copd' with classes normal,chf,pneumonia declared",
+    expect="error: <tmp>/ds/manifest.csv line 3: images/train/train_00001.png: label 'copd' is none of the 3 classes normal, chf, pneumonia (or their indices 0..2); fix the row, or the class list (datasets.<name>.classes)",
+    absent=["prepared"],
+)
+def _(ws, tmp):
+    def fn(rows, ds):
+        rows[2][1] = "copd"
+
+    return [*edit_manifest(ws, tmp, fn), "--classes", "normal,chf,pneumonia"]
+
+
 # --- configuration (`train --config`) ---
 @case(
     "unknown-method",

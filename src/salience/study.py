@@ -132,7 +132,11 @@ def _check_report_baseline(cfg: dict, source: str) -> None:
 
 
 # ------------------------------------------------------------------------------------- run grid
-def _fmt(v: float) -> str:
+def _fmt(v: float | str) -> str:
+    """A sweep value in a variant name: a choice as named (e.g. false_class `mean`, issue 12),
+    a whole number without its `.0`."""
+    if isinstance(v, str):
+        return v
     return str(int(v)) if float(v).is_integer() else str(v)
 
 

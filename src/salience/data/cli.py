@@ -28,7 +28,9 @@ def _add_generate(subparsers: Any) -> None:
     )
     g.add_argument("--config", help="config YAML")
     g.add_argument("--dataset", help="dataset name in the config")
-    g.add_argument("--task", choices=["iris", "face", "chest"], help="task (without --config)")
+    g.add_argument(
+        "--task", choices=["iris", "face", "chest", "gaze3"], help="task (without --config)"
+    )
     g.add_argument("--out", help="output folder (default with --config: <data_dir>/raw/<dataset>)")
     g.add_argument("--seed", type=int, help="generator seed (docs/benchmark.md)")
     g.add_argument("--image-size", type=int, help="image side in pixels")
@@ -78,6 +80,11 @@ def _add_prepare(subparsers: Any) -> None:
         action="store_true",
         help="keep a picture that appears in two splits (a counted warning instead of an error)",
     )
+    p.add_argument(
+        "--classes",
+        help="K-class manifest: the class names in label order, comma-separated (e.g. "
+        "normal,chf,pneumonia); labels are these names or their indices (docs/data.md)",
+    )
     p.set_defaults(func=cmd_prepare)
 
 
@@ -122,7 +129,10 @@ def _add_cyborg(sub: Any) -> None:
         help="OLD=NEW, e.g. test=val for CYBORG's original.csv",
     )
     c.add_argument(
-        "--label-map", nargs="*", default=[], help="NAME=0|1 for class names not recognised"
+        "--label-map",
+        nargs="*",
+        default=[],
+        help="NAME=0|1 for class names not recognised (NAME=INDEX 0..K-1 for K classes)",
     )
     c.set_defaults(func=cmd_import)
 
@@ -141,7 +151,9 @@ def _add_fourcol(sub: Any) -> None:
         "--root", help="folder relative paths are resolved against (default: the CSV's folder)"
     )
     f.add_argument("--split-map", nargs="*", default=[], help="OLD=NEW")
-    f.add_argument("--label-map", nargs="*", default=[], help="NAME=0|1")
+    f.add_argument(
+        "--label-map", nargs="*", default=[], help="NAME=0|1 (NAME=INDEX 0..K-1 for K classes)"
+    )
     f.set_defaults(func=cmd_import)
 
 
@@ -179,7 +191,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     else:
         if not args.task or not args.out:
             raise ConfigError(
-                "generate needs either --config CFG --dataset NAME, or --task iris|face|chest --out DIR"
+                "generate needs either --config CFG --dataset NAME, or --task iris|face|chest|gaze3 --out DIR"
             )
         manifest = generate(args.task, args.out, **knobs)
     print(f"generated benchmark: {manifest}")
@@ -210,6 +222,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
             args.cam_grids,
             image_bits=args.image_bits,
             allow_cross_split_duplicates=args.allow_cross_split_duplicates,
+            classes=[c.strip() for c in args.classes.split(",")] if args.classes else None,
         )
     print(f"prepared data: {out}")
     return 0

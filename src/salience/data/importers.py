@@ -60,11 +60,19 @@ def parse_pairs(items: Iterable[str] | None, what: str) -> dict[str, str]:
 
 
 def label_of(value: str, label_map: dict[str, str], here: str) -> int:
+    """The class index of a label cell: `label_map` (--label-map NAME=INDEX) first, then the binary
+    names of LABEL_NAMES. Targets are 0 or 1 for a binary dataset (1 = attack / synthetic /
+    abnormal), or a class index 0..K-1 of a K-class one (issue 12), whose class names `prepare`
+    then needs (datasets.<name>.classes or prepare --classes); DataError for any other target."""
     key = value.strip().lower()
     if key in label_map:
         mapped = label_map[key]
-        if mapped not in ("0", "1"):
-            raise DataError(f"--label-map {value}={mapped}: the target must be 0 or 1")
+        if not (mapped.isascii() and mapped.isdigit() and mapped == str(int(mapped))):
+            raise DataError(
+                f"--label-map {value}={mapped}: the target must be a class index: 0 or 1 (1 = "
+                f"attack/synthetic/abnormal), or 0..K-1 for K classes (then give prepare the class "
+                f"names: datasets.<name>.classes)"
+            )
         return int(mapped)
     if key in LABEL_NAMES:
         return LABEL_NAMES[key]

@@ -1,12 +1,15 @@
 """The manifest: one CSV per dataset, header `split,label,image,saliency,subset`.
 
-- split: train | val | test;  label: 0 or 1 (1 = attack / synthetic / abnormal)
+- split: train | val | test;  label: 0 or 1 (1 = attack / synthetic / abnormal), or, for a K-class
+  dataset whose class names are declared (`classes`, config `datasets.<name>.classes`), a class
+  name or its index 0..K-1 (docs/data.md "K classes")
 - image, saliency: paths relative to the manifest's folder (saliency may be empty)
 - subset: attack type or generator (may be empty)
 
 `read_manifest` performs every check that needs no image decoding (docs/data.md, "Bad input"):
 columns, split names, labels, paths that escape the dataset folder (`..`, absolute elsewhere,
-symlinks pointing outside), missing files, duplicate images, empty splits and single-class splits.
+symlinks pointing outside), missing files, duplicate images, empty splits and splits that lack a
+class.
 All problems are logged; the raised DataError carries the first one in one line.
 """
 
@@ -21,7 +24,7 @@ from pathlib import Path
 
 from salience.config import name_problem, reserved_name
 from salience.data import SPLITS
-from salience.errors import DataError
+from salience.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
 
@@ -124,16 +127,23 @@ def read_csv_dicts(path: Path) -> csv.DictReader:
     return csv.DictReader(io.StringIO(read_csv_text(path), newline=""))
 
 
-def read_manifest(manifest: str | os.PathLike) -> list[ManifestRow]:
-    """Read and check a manifest (no image decoding); raise DataError on the first problem found."""
+def read_manifest(
+    manifest: str | os.PathLike, classes: list[str] | tuple[str, ...] | None = None
+) -> list[ManifestRow]:
+    """Read and check a manifest (no image decoding); raise DataError on the first problem found.
+
+    classes: the declared class names in label-index order (`check_classes`), or None for a binary
+    manifest with labels 0 and 1. Each row's label is its class index (int64 in [0, K)).
+    """
     manifest = Path(manifest)
+    classes = check_classes(classes)
     if not manifest.is_file():
         raise DataError(
             f"{manifest}: manifest not found; generate one (`python -m salience generate ...`) or convert "
             f"your CSV (`python -m salience import cyborg|fourcol ...`), see docs/data.md"
         )
     lines = read_csv_lines(manifest)
-    check = _RowCheck(manifest, *_columns(manifest, lines))
+    check = _RowCheck(manifest, *_columns(manifest, lines), classes=classes)
     problems = Problems()
     rows: list[ManifestRow] = []
     for lineno, cells in enumerate(lines[1:], start=2):
@@ -147,8 +157,27 @@ def read_manifest(manifest: str | os.PathLike) -> list[ManifestRow]:
         else:
             rows.append(row)
     problems.raise_if_any()
-    check_splits(manifest, rows)
+    check_splits(manifest, rows, classes)
     return rows
+
+
+def check_classes(classes: list[str] | tuple[str, ...] | None) -> tuple[str, ...] | None:
+    """The declared class names as a tuple (None: binary 0/1). ConfigError unless they are at least
+    two distinct names of the name charset (a class name becomes a metric key and a table
+    column). Two names are a binary dataset whose second class is label 1 (attack / synthetic /
+    abnormal)."""
+    if classes is None:
+        return None
+    names = tuple(str(c) for c in classes)
+    where = "classes (datasets.<name>.classes or prepare --classes)"
+    if len(names) < 2 or len(set(names)) != len(names):
+        raise ConfigError(
+            f"{where} {list(names)}: list at least two distinct class names, in label order"
+        )
+    for name in names:
+        if problem := name_problem(name):
+            raise ConfigError(f"{where}: class {problem}; rename the class")
+    return names
 
 
 def _columns(manifest: Path, lines: list[list[str]]) -> tuple[dict[str, int], int]:
@@ -186,6 +215,7 @@ class _RowCheck:
     col: dict[str, int]
     width: int
     seen: dict[str, int] = field(default_factory=dict)
+    classes: tuple[str, ...] | None = None
 
     def row(self, lineno: int, cells: list[str]) -> ManifestRow | str:
         """The checked row of line `lineno`, or its problem (one line naming the line and fix)."""
@@ -198,9 +228,10 @@ class _RowCheck:
         split, label_s, image, sal, subset = (
             cells[self.col[name]].strip() if name in self.col else "" for name in COLUMNS
         )
-        problem = _cell_problem(here, split, label_s, image, subset)
-        if problem:
-            return problem
+        problem = _cell_problem(here, split, label_s, image, subset, self.classes)
+        label = label_index(label_s, self.classes)
+        if problem or label is None:  # a label that is no class is one of _cell_problem's
+            return problem or f"{here}: label {label_s!r} is no class; fix the row"
         found = self._image(here, lineno, image)
         if isinstance(found, str):
             return found
@@ -208,7 +239,7 @@ class _RowCheck:
         if isinstance(saliency, str):
             return saliency
         rel, path = found
-        return ManifestRow(lineno, split, int(label_s), rel, saliency[0], subset, path, saliency[1])
+        return ManifestRow(lineno, split, label, rel, saliency[0], subset, path, saliency[1])
 
     def _image(self, here: str, lineno: int, image: str) -> tuple[str, Path] | str:
         """(path relative to the manifest folder, absolute path) of an image cell, or its problem:
@@ -247,13 +278,39 @@ class _RowCheck:
         return res
 
 
-def _cell_problem(here: str, split: str, label_s: str, image: str, subset: str) -> str | None:
+def label_index(cell: str, classes: tuple[str, ...] | None) -> int | None:
+    """The class index of a label cell, or None when it is no class: binary (classes None) "0" or
+    "1"; K classes: a declared class name, else an index "0".."K-1" (a name wins, so a class
+    named "1" is the class of that name)."""
+    if classes is None:
+        return int(cell) if cell in ("0", "1") else None
+    if cell in classes:
+        return classes.index(cell)
+    if cell.isascii() and cell.isdigit() and int(cell) < len(classes) and cell == str(int(cell)):
+        return int(cell)
+    return None
+
+
+def _cell_problem(
+    here: str,
+    split: str,
+    label_s: str,
+    image: str,
+    subset: str,
+    classes: tuple[str, ...] | None = None,
+) -> str | None:
     """The first problem of a row's split, subset, label and image cells (no file access)."""
     if split not in SPLITS:
         return f"{here}: split {split!r} is not one of {', '.join(SPLITS)}; fix the row"
     if subset and (bad := name_problem(subset)):
         return f"{here}: subset {bad}; rename the subset in the manifest"
-    if label_s not in ("0", "1"):
+    if classes is not None and label_index(label_s, classes) is None:
+        return (
+            f"{here}: {image or '(no image)'}: label {label_s!r} is none of the {len(classes)} "
+            f"classes {', '.join(classes)} (or their indices 0..{len(classes) - 1}); fix the row, "
+            f"or the class list (datasets.<name>.classes)"
+        )
+    if classes is None and label_s not in ("0", "1"):
         return (
             f"{here}: {image or '(no image)'}: label {label_s!r} is outside the two classes 0 and 1 "
             f"(1 = attack/synthetic/abnormal); fix the row, or convert class names with "
@@ -267,8 +324,11 @@ def _cell_problem(here: str, split: str, label_s: str, image: str, subset: str) 
     return None
 
 
-def check_splits(manifest: Path, rows: list[ManifestRow]) -> None:
-    """Every split non-empty; each split holds both classes (AUROC is undefined otherwise)."""
+def check_splits(
+    manifest: Path, rows: list[ManifestRow], classes: tuple[str, ...] | None = None
+) -> None:
+    """Every split non-empty; each split holds every class (AUROC, and for K > 2 one-vs-rest AUROC
+    per class, is undefined otherwise). DataError naming the split and the missing class."""
     for split in SPLITS:
         labels = {r.label for r in rows if r.split == split}
         if not labels:
@@ -276,6 +336,15 @@ def check_splits(manifest: Path, rows: list[ManifestRow]) -> None:
                 f"{manifest}: split {split!r} is empty; every dataset needs train, val and test rows "
                 f"(assign some rows to {split!r})"
             )
+        if classes is not None and len(classes) > 2:
+            missing = [c for i, c in enumerate(classes) if i not in labels]
+            if missing:
+                raise DataError(
+                    f"{manifest}: split {split!r} has no rows of class {missing[0]!r} (label "
+                    f"{classes.index(missing[0])}); every split needs every class (one-vs-rest "
+                    f"AUROC is undefined otherwise): add {missing[0]!r} rows to {split!r}"
+                )
+            continue
         if len(labels) == 1:
             (only,) = labels
             raise DataError(

@@ -18,7 +18,9 @@ def _common(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--maps", help="folder for the PNG maps (default: <manifest folder>/maps)")
     p.add_argument("--split-map", nargs="*", default=[], help="OLD=NEW")
-    p.add_argument("--label-map", nargs="*", default=[], help="NAME=0|1")
+    p.add_argument(
+        "--label-map", nargs="*", default=[], help="NAME=0|1 (NAME=INDEX 0..K-1 for K classes)"
+    )
 
 
 def add_map_importers(sub: Any) -> None:

@@ -119,8 +119,13 @@ def prepare(
     name: str | None = None,
     image_bits: str | int = IMAGE_BITS_AUTO,
     allow_cross_split_duplicates: bool = False,
+    classes: list[str] | tuple[str, ...] | None = None,
 ) -> Path:
     """Prepare the dataset of `manifest` into `out` (replaced atomically); returns `out`.
+
+    `classes`: the class names in label order for a manifest labelled with names or with indices
+    0..K-1 (salience.data.manifest.read_manifest); None: binary labels 0/1. meta.json records them
+    as `classes` for K > 2 only, so a binary dataset's files are those of before (issue 12).
 
     `image_bits`: bit depth that >8-bit integer images are scaled by, or 'auto' (per image: the
     smallest of 8, 10, 12, 14, 16 bits holding its maximum); docs/data.md §3 "Decoding".
@@ -129,7 +134,7 @@ def prepare(
     """
     manifest, out = Path(manifest), Path(out)
     image_bits, grids = _check_options(image_size, cam_grids, image_bits)
-    rows = read_manifest(manifest)
+    rows = read_manifest(manifest, classes)
     check_out_outside_sources(out, manifest, rows)
     check_replaceable(out, "meta.json", "a prepared dataset", prepared_files)
     p = _Pass(RowDecoder(manifest, image_size, image_bits), allow_cross_split_duplicates)
@@ -142,7 +147,10 @@ def prepare(
         p.problems.raise_if_any()  # inside atomic_dir: the temporary folder is removed
         p.report(arrays)
         write_index(tmp / "index.csv", rows, p.has_map)
-        write_json(tmp / "meta.json", _meta(tmp, name or out.name, p, rows, grids))
+        meta = _meta(tmp, name or out.name, p, rows, grids)
+        if classes is not None and len(classes) > 2:
+            meta["classes"] = [str(c) for c in classes]
+        write_json(tmp / "meta.json", meta)
     log.info(
         "prepared %d rows (%d with maps) of %s into %s", len(rows), sum(p.has_map), manifest, out
     )
@@ -248,4 +256,5 @@ def prepare_from_config(cfg: dict, dataset: str) -> Path:
         name=dataset,
         image_bits=ds.get("image_bits", "auto"),
         allow_cross_split_duplicates=bool(ds.get("allow_cross_split_duplicates", False)),
+        classes=ds.get("classes"),
     )

@@ -172,6 +172,7 @@ class PreparedDataset:
                 f"{self.root}: prepared with cam_grids {sorted(self.cam_grids)}, but datasets."
                 f"{dataset}.cam_grids is {grids}; {fix} or set cam_grids to {sorted(self.cam_grids)}"
             )
+        self._check_classes(dataset, ds_cfg, fix)
         recorded = self.meta.get("source", {}).get("manifest_sha256")
         if manifest is not None and recorded and Path(manifest).is_file():
             from salience.data.arrays import sha256_file
@@ -182,6 +183,17 @@ class PreparedDataset:
                     f"{self.root}: prepared from another version of {manifest} (sha256 "
                     f"{recorded[:12]}…, now {now[:12]}…); {fix}"
                 )
+
+    def _check_classes(self, dataset: str, ds_cfg: dict, fix: str) -> None:
+        """DataError when datasets.<dataset>.classes (K > 2) differs from the prepared classes."""
+        want = [str(c) for c in ds_cfg.get("classes") or []]
+        if len(want) <= 2:
+            want = ["0", "1"]  # binary: names only map the labels to 0/1 at prepare time
+        if want != self.classes:
+            raise DataError(
+                f"{self.root}: prepared with classes {self.classes}, but datasets.{dataset}.classes "
+                f"is {want if len(want) > 2 else 'binary (0/1)'}; {fix}"
+            )
 
     def _check_sizes(self) -> None:
         """Compare every array's byte size with meta.json (a cut copy or a full disk shows here,
@@ -206,6 +218,17 @@ class PreparedDataset:
 
     def __len__(self) -> int:
         return len(self.index)
+
+    @property
+    def classes(self) -> list[str]:
+        """Class names in label-index order: meta.json `classes` (K > 2 datasets), else ["0", "1"]
+        (binary: 1 = attack / synthetic / abnormal)."""
+        return [str(c) for c in self.meta.get("classes") or ["0", "1"]]
+
+    @property
+    def num_classes(self) -> int:
+        """K, the number of classes (labels are int64 in [0, K))."""
+        return len(self.classes)
 
     @property
     def labels(self) -> np.ndarray:

@@ -1,4 +1,6 @@
-"""The embedded benchmark: three generated tasks mirroring the papers' (docs/benchmark.md).
+"""The embedded benchmark: generated tasks mirroring the papers' (docs/benchmark.md): the binary
+iris, face and chest tasks, and gaze3, a 3-class chest task (normal / chf / pneumonia, issue 12)
+whose manifest labels are class names (its dataset declares `classes: [normal, chf, pneumonia]`).
 
 `generate(task, out, **knobs)` writes, atomically (salience.io.atomic_dir):
   out/manifest.csv        split,label,image,saliency,subset (paths relative to out/)
@@ -16,14 +18,14 @@ from pathlib import Path
 from typing import Any
 
 from salience.data import check_replaceable
-from salience.data.generate import chest, face, iris
+from salience.data.generate import chest, face, gaze3, iris
 from salience.data.generate.common import KNOB_NAMES, Knobs, Task, make_knobs, write_dataset
 from salience.errors import ConfigError
 from salience.io import atomic_dir
 
 log = logging.getLogger(__name__)
 
-TASKS: dict[str, Task] = {"iris": iris, "face": face, "chest": chest}  # type: ignore[dict-item]
+TASKS: dict[str, Task] = {"iris": iris, "face": face, "chest": chest, "gaze3": gaze3}  # type: ignore[dict-item]
 
 __all__ = ["TASKS", "KNOB_NAMES", "Knobs", "knobs_for", "generate", "generate_from_config"]
 
@@ -43,7 +45,10 @@ def generate(task: str, out: str | os.PathLike, **overrides: Any) -> Path:
     out = Path(out)
     check_replaceable(out, "generator.json", "a generated dataset", generated_files)
     with atomic_dir(out) as tmp:
-        rows = write_dataset(TASKS[task], k, tmp)
+        # gaze3 plans three classes and writes class names (its own writer); the rest are binary
+        rows = (
+            gaze3.write_dataset(k, tmp) if task == "gaze3" else write_dataset(TASKS[task], k, tmp)
+        )
     log.info(
         "generated %s: %d images (seed %d, %d px) in %s", task, len(rows), k.seed, k.image_size, out
     )

@@ -20,9 +20,9 @@ val the cue's class is the label with P = `shortcut_strength`, else one of the t
 (uniform); at test it is uniform over the three (`independent`), follows `reversed` (P(agree) =
 1 − strength) or `same`. As in `chest`, the cue never touches the torso.
 
-Not registered in `salience.data.generate.TASKS` yet: the manifest reader takes binary labels
-only until issue 12's data step lands. Use `generate(out, **knobs)` here. Files and determinism
-are those of the other tasks (common.py): manifest.csv (label = class name), images/, maps/,
+Registered as task `gaze3` in `salience.data.generate.TASKS` (its datasets declare
+`classes: [normal, chf, pneumonia]`, CLASSES' order, so that label index i is CLASSES[i]); files
+and determinism are those of the other tasks (common.py): manifest.csv (label = class name), images/, maps/,
 cues.csv (image, the class the cue points to), generator.json (task, knobs, classes).
 """
 
