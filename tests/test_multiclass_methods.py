@@ -88,7 +88,7 @@ def test_evaluation_cams_for_three_classes_are_the_true_class_and_its_strongest_
     with torch.no_grad():
         logits, (t, f) = method.forward_eval(model, b)
         every = model.cams(model.forward_all(b["image"]))
-        _, all_k = method.class_cams(model, b)
+        _, all_k = method.forward_eval_all(model, b)
     torch.testing.assert_close(all_k, every)
     for i in range(6):
         y = int(b["label"][i])

@@ -193,19 +193,20 @@ class Method:
         None for the CAMs when this method's model has no CAM head (`cam_head`). K = 2: f =
         cam_{1−y}; K > 2: f = the CAM of the highest-scoring wrong class, the class the decision
         must beat (docs/decisions.md, "Multi-class Difference, Per-class and Contrast Salience")."""
-        found = self.class_cams(model, batch)
-        if found is None:
-            return self.logits(model, batch), None
-        logits, cams = found
+        logits, cams = self.forward_eval_all(model, batch)
+        if cams is None:
+            return logits, None
         return logits, true_and_strongest(cams, logits, batch["label"])
 
-    def class_cams(
+    def forward_eval_all(
         self, model: nn.Module, batch: dict[str, Tensor]
-    ) -> tuple[Tensor, Tensor] | None:
-        """One evaluation pass: B×K logits and the CAMs of all K classes (B×K×g×g, unnormalised,
-        from the same forward pass), or None when this method's model has no CAM head."""
+    ) -> tuple[Tensor, Tensor | None]:
+        """The pass of `forward_eval` before its true/false split: B×K logits and the CAMs of all
+        K classes (B×K×g×g on the model's CAM grid, unnormalised, from the same forward pass), or
+        None for the CAMs without a CAM head. Figures of K > 2 models need every class's CAM
+        (issue 12: true class vs its strongest competitor, class pairs); "label" is not read."""
         if not self.cam_head:
-            return None
+            return self.logits(model, batch), None
         out = model.forward_all(batch["image"])
         return out.logits, model.cams(out)
 
