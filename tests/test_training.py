@@ -68,6 +68,8 @@ def test_every_method_trains_and_evaluates(tmp_path, tiny_data_dir, method):
     assert len(hist) == 2 and np.isfinite(hist.select_dtypes("number").to_numpy()).all()
     obj = torch.load(rdir / "model.pt", weights_only=True)
     assert obj["meta"]["method"] == method and obj["meta"]["backbone"] == "smallcnn"
+    # binary data: a two-output head, recorded as such; class names only for K > 2 (issue 12)
+    assert obj["meta"]["num_classes"] == 2 and "classes" not in obj["meta"]
 
 
 def test_flipped_maps_variant_trains(tmp_path, tiny_data_dir):

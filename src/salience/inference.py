@@ -15,7 +15,7 @@ from salience.methods.base import Method
 def predict(
     method: Method, model: torch.nn.Module, stream: BatchStream
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(labels N, logits N×2 float32) over a stream, in eval mode; restores the previous mode."""
+    """(labels N, logits N×K float32) over a stream, in eval mode; restores the previous mode."""
     was = model.training
     model.eval()
     labels, logits = [], []

@@ -57,13 +57,16 @@ def load_trained(
         )
     method = build_method(method_name, meta.get("method_params"))
     if method.own_network:
-        model = method.build_own_model("none", meta.get("stage", "train"))
+        model = method.build_own_model(
+            "none", meta.get("stage", "train"), meta.get("num_classes", 2)
+        )
     else:
         method.check_backbone(backbone)
         model = method.build_model(
             build_backbone(backbone, weights="none"),
             cam_layer=meta.get("cam_layer", "pooled"),
             stage=meta.get("stage", "train"),
+            num_classes=meta.get("num_classes", 2),
         )
     ckpt.load_model_state(model, obj, path, {"backbone": backbone, "method": method_name})
     return model, method, meta

@@ -15,7 +15,8 @@ it up (tests/test_method_one_file.py); rerun `python -m salience methods --write
 
 A batch is a dict (see `salience.data.loader`):
   image   float32 B×3×S×S, ImageNet-normalised
-  label   int64 B (1 = attack / synthetic / abnormal)
+  label   int64 B: the class index in [0, K) (binary: 1 = attack / synthetic / abnormal; K > 2:
+          the order of the prepared meta.json "classes")
   map     float32 B×S×S human map at input resolution in [0, 1] (zeros where has_map is False;
           already 1 − h when the run uses flipped maps)
   map_cam float32 B×g×g the same map on the CAM grid (area mean pooling, then min-max)
@@ -39,6 +40,7 @@ from torch import Tensor, nn
 
 from salience.cam import true_false_cams
 from salience.errors import ConfigError, DataError
+from salience.losses import multiclass
 from salience.methods.settings import Setting, check_overrides
 from salience.models.base import Backbone, Classifier
 from salience.registry import Registry
@@ -137,13 +139,21 @@ class Method:
             )
 
     def build_model(
-        self, backbone: Backbone, *, cam_layer: str = "pooled", stage: str = "train"
+        self,
+        backbone: Backbone,
+        *,
+        cam_layer: str = "pooled",
+        stage: str = "train",
+        num_classes: int = 2,
     ) -> nn.Module:
-        """The model this method trains in `stage` (default: backbone + GAP + linear)."""
-        return Classifier(backbone, num_classes=2, cam_layer=cam_layer)
+        """The model this method trains in `stage` (default: backbone + GAP + linear), with
+        `num_classes` outputs (K, the prepared dataset's classes)."""
+        return Classifier(backbone, num_classes=num_classes, cam_layer=cam_layer)
 
-    def build_own_model(self, weights: str = "auto", stage: str = "train") -> nn.Module:
-        """The model of a method with `own_network` (`weights` as model.weights)."""
+    def build_own_model(
+        self, weights: str = "auto", stage: str = "train", num_classes: int = 2
+    ) -> nn.Module:
+        """The model of a method with `own_network` (`weights` as model.weights), K outputs."""
         raise NotImplementedError
 
     def prepare_eval(self, has_map: np.ndarray, where: str) -> None:
@@ -171,20 +181,34 @@ class Method:
         raise NotImplementedError
 
     def logits(self, model: nn.Module, batch: dict[str, Tensor]) -> Tensor:
-        """Evaluation scores: B×2 logits (no grad is handled by the caller)."""
+        """Evaluation scores: B×K logits (no grad is handled by the caller)."""
         return model(batch["image"])
 
     # ------------------------------------------------------- what evaluation and figures need
     def forward_eval(
         self, model: nn.Module, batch: dict[str, Tensor]
     ) -> tuple[Tensor, tuple[Tensor, Tensor] | None]:
-        """One evaluation pass over `batch` (needs "image" and "label"): B×2 logits and the
+        """One evaluation pass over `batch` (needs "image" and "label"): B×K logits and the
         true- and false-class CAMs (each B×g×g on the model's CAM grid, unnormalised; DD §3), or
-        None for the CAMs when this method's model has no CAM head (`cam_head`)."""
+        None for the CAMs when this method's model has no CAM head (`cam_head`). K = 2: f =
+        cam_{1−y}; K > 2: f = the CAM of the highest-scoring wrong class, the class the decision
+        must beat (docs/decisions.md, "Multi-class Difference, Per-class and Contrast Salience")."""
+        logits, cams = self.forward_eval_all(model, batch)
+        if cams is None:
+            return logits, None
+        return logits, true_and_strongest(cams, logits, batch["label"])
+
+    def forward_eval_all(
+        self, model: nn.Module, batch: dict[str, Tensor]
+    ) -> tuple[Tensor, Tensor | None]:
+        """The pass of `forward_eval` before its true/false split: B×K logits and the CAMs of all
+        K classes (B×K×g×g on the model's CAM grid, unnormalised, from the same forward pass), or
+        None for the CAMs without a CAM head. Figures of K > 2 models need every class's CAM
+        (issue 12: true class vs its strongest competitor, class pairs); "label" is not read."""
         if not self.cam_head:
             return self.logits(model, batch), None
         out = model.forward_all(batch["image"])
-        return out.logits, true_false_cams(model.cams(out), batch["label"])
+        return out.logits, model.cams(out)
 
     def cams(self, model: nn.Module, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor] | None:
         """True- and false-class CAMs (B×g×g each) of `batch`, or None without a CAM head."""
@@ -193,6 +217,16 @@ class Method:
     def eval_notes(self) -> dict[str, Any]:
         """Notes for the evaluation record (merged into metrics.json); default none."""
         return {}
+
+
+def true_and_strongest(cams: Tensor, logits: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
+    """(t, f), each B×g×g, from B×K×g×g CAMs: K = 2 is `salience.cam.true_false_cams` (f =
+    cam_{1−y}); K > 2 takes f = the CAM of the highest-scoring wrong class
+    (`salience.losses.multiclass`, `strongest`)."""
+    if cams.shape[1] == 2:
+        return true_false_cams(cams, labels)
+    f = multiclass.false_class_cams(cams, logits, labels, "strongest").squeeze(1)
+    return multiclass.true_cam(cams, labels), f
 
 
 def cross_entropy(logits: Tensor, labels: Tensor) -> Tensor:
@@ -243,6 +277,7 @@ __all__ = [
     "method_class",
     "import_all",
     "cross_entropy",
+    "true_and_strongest",
     "masked",
     "zero",
 ]

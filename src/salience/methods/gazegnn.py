@@ -7,7 +7,7 @@ map added once, through a one-channel BatchNorm broadcast over the channels:
 where g is the map on the stride-4 node grid: per node the sum of the map over a 14×14-pixel window
 centred on the node (GazeGNN's getPatchGaze: 56×56 from 224 px), then per-image min-max (a constant
 map is left as it is). The head is ViG's: global average pool → 1×1 conv to 1024 → BN → GELU →
-dropout → 1×1 conv to 2 classes. GazeGNN reads the map at test time too.
+dropout → 1×1 conv to K classes (2 for SAGE's binary tasks; GazeGNN's own data has 3). GazeGNN reads the map at test time too.
 
 It brings its own network: the grid's backbone only places the run (`own_network`, docs/decisions.md
 "gazegnn"). `model.weights: auto` loads the published ImageNet Pyramid ViG file from torch's hub
@@ -56,7 +56,7 @@ def node_gaze(maps: Tensor, grid: int) -> Tensor:
 
 
 class GazeGNNNet(nn.Module):
-    """Pyramid ViG + GazeGNN's gaze fusion + ViG's classifier head. `forward(x, gaze)` → B×2 logits,
+    """Pyramid ViG + GazeGNN's gaze fusion + ViG's classifier head. `forward(x, gaze)` → B×K logits,
     `gaze` B×g×g on the node grid (`node_gaze`), or None = the constant map (running mean)."""
 
     def __init__(
@@ -154,8 +154,11 @@ class GazeGNN(Method):
         shape = (tuple(self.params["channels"]), tuple(self.params["blocks"]))
         return next((n for n, s in PVIG_SIZES.items() if s == shape), None)
 
-    def build_own_model(self, weights: str = "auto", stage: str = "train") -> nn.Module:
-        """The whole GazeGNN network; `weights` as model.weights (auto / none / a state-dict path)."""
+    def build_own_model(
+        self, weights: str = "auto", stage: str = "train", num_classes: int = 2
+    ) -> nn.Module:
+        """The whole GazeGNN network with K = `num_classes` outputs; `weights` as model.weights
+        (auto / none / a state-dict path)."""
         from salience.models.weights import load_weights
 
         p = self.params
@@ -170,16 +173,21 @@ class GazeGNN(Method):
 
         name = f"pvig_{size}" if size else "pvig (custom sizes)"
         load_weights(net, name, weights, PVIG_FILES.get(size or ""), remap=remap)
-        return GazeGNNNet(net, dropout=float(p["dropout"]), head=head)
+        return GazeGNNNet(net, num_classes, dropout=float(p["dropout"]), head=head)
 
     def build_model(
-        self, backbone: Backbone, *, cam_layer: str = "pooled", stage: str = "train"
+        self,
+        backbone: Backbone,
+        *,
+        cam_layer: str = "pooled",
+        stage: str = "train",
+        num_classes: int = 2,
     ) -> nn.Module:
         """GazeGNN on `backbone` when it is a Pyramid ViG; any other backbone is ignored and the
         configured Pyramid ViG is built (random init): GazeGNN brings its own network."""
         if not isinstance(backbone, PyramidViG):
-            return self.build_own_model("none", stage)
-        return GazeGNNNet(backbone, dropout=float(self.params["dropout"]))
+            return self.build_own_model("none", stage, num_classes)
+        return GazeGNNNet(backbone, num_classes, dropout=float(self.params["dropout"]))
 
     # ------------------------------------------------------------------------- maps
     @staticmethod

@@ -93,7 +93,12 @@ class GGCam(Method):
         return float(self.params["gaze_weight"]) > 0
 
     def build_model(
-        self, backbone: Backbone, *, cam_layer: str = "pooled", stage: str = "train"
+        self,
+        backbone: Backbone,
+        *,
+        cam_layer: str = "pooled",
+        stage: str = "train",
+        num_classes: int = 2,
     ) -> nn.Module:
         # The CAM is always on the pooled tensor: GG-CAM's head defines logits from it.
         sigmas = {}
@@ -101,7 +106,7 @@ class GGCam(Method):
             sigmas["ce"] = self.params["init_log_sigma_ce"]
             if self._uses_gaze():
                 sigmas["gaze"] = self.params["init_log_sigma_gaze"]
-        return GGCamClassifier(backbone, num_classes=2, log_sigma=sigmas)
+        return GGCamClassifier(backbone, num_classes=num_classes, log_sigma=sigmas)
 
     def loss(self, model: nn.Module, batch: dict[str, Tensor], stage: str = "train") -> LossOutput:
         out = model.forward_all(batch["image"])

@@ -69,6 +69,8 @@ class Mentor(Method):
         None  # all: same decoder as unet_gaze; encoder keys are ours on both sides
     )
     stages = ("pretrain", "train")
+    #: K of the last model built (stage 1's constant scores have one column per class)
+    num_classes: int = 2
     # Stage 1's published schedule (MENTOR's training notebook: Adam, lr 1e-4, 11 epochs, the
     # checkpoint with the best validation map loss); stage 2 uses the config's `train` block.
     # docs/decisions.md, "SAGE's baselines".
@@ -96,11 +98,17 @@ class Mentor(Method):
         return stage
 
     def build_model(
-        self, backbone: Backbone, *, cam_layer: str = "pooled", stage: str = "train"
+        self,
+        backbone: Backbone,
+        *,
+        cam_layer: str = "pooled",
+        stage: str = "train",
+        num_classes: int = 2,
     ) -> nn.Module:
+        self.num_classes = num_classes
         if self._stage(stage) == "pretrain":
             return MapPredictor(backbone)
-        return Classifier(backbone, num_classes=2, cam_layer=cam_layer)
+        return Classifier(backbone, num_classes=num_classes, cam_layer=cam_layer)
 
     def init_stage(self, model: nn.Module, stage: str, previous: dict[str, Tensor] | None) -> None:
         if self._stage(stage) == "pretrain":
@@ -149,5 +157,5 @@ class Mentor(Method):
         if isinstance(model, MapPredictor):
             # Stage 1 has no classifier: constant scores (AUROC 0.5); selection there is val_loss.
             x = batch["image"]
-            return x.new_zeros(x.shape[0], 2)
+            return x.new_zeros(x.shape[0], self.num_classes)
         return model(batch["image"])

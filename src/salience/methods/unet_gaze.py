@@ -5,7 +5,8 @@ Experiments/main_Unet.py), a SAGE baseline (SAGE §4.2, "UNET+Gaze [19]").
 A U-Net decoder on the backbone predicts the human map at input resolution; a classification head
 (GAP → dropout → linear) sits on the deepest encoder level. Loss (main_Unet.py `train_unet`):
     total = γ·CE(logits, y) + (1 − γ)·BCEWithLogits(map logits, h)      (soft target h ∈ [0, 1])
-Adapted to SAGE's binary tasks: 2-class CE instead of the 3-column multi-label BCE, our backbones
+Adapted to single-label tasks: K-class softmax CE (K = 2 on SAGE's binary tasks; Karargyris'
+data has K = 3) instead of the 3-column multi-label BCE, our backbones
 instead of smp's timm-efficientnet-b0 (docs/reference-implementations.md §8). The map loss uses annotated
 samples only. γ = 0.41731 and dropout 0.5 are Karargyris' best static-heatmap run (their
 Experiments/README.md); the code's own `--gamma` default is 1.0, which is CE only. γ = 1 gives plain CE.
@@ -35,10 +36,17 @@ class UnetGaze(Method):
     }
 
     def build_model(
-        self, backbone: Backbone, *, cam_layer: str = "pooled", stage: str = "train"
+        self,
+        backbone: Backbone,
+        *,
+        cam_layer: str = "pooled",
+        stage: str = "train",
+        num_classes: int = 2,
     ) -> nn.Module:
         # cam_layer is irrelevant: this method reads no CAM.
-        return SegClassifier(backbone, num_classes=2, dropout=float(self.params["dropout"]))
+        return SegClassifier(
+            backbone, num_classes=num_classes, dropout=float(self.params["dropout"])
+        )
 
     def loss(self, model: nn.Module, batch: dict[str, Tensor], stage: str = "train") -> LossOutput:
         gamma = float(self.params["gamma"])

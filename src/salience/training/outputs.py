@@ -10,7 +10,7 @@ import pandas as pd
 
 from salience import checkpoint as ckpt
 from salience.io import atomic_path, write_json
-from salience.training.setup import RunContext
+from salience.training.setup import RunContext, dataset_classes
 from salience.training.state import TrainState
 
 
@@ -31,9 +31,11 @@ def write_outputs(ctx: RunContext, state: TrainState, tracker=None) -> Path:
 
 
 def model_meta(ctx: RunContext, state: TrainState) -> dict[str, Any]:
-    """model.pt's `meta`: what evaluation needs to rebuild the model and check the data it scores."""
+    """model.pt's `meta`: what evaluation needs to rebuild the model and check the data it scores.
+    `num_classes` (K) is always recorded, `classes` (their names) only for K > 2, as meta.json."""
     spec, resolved = ctx.spec, ctx.resolved
-    return {
+    classes = dataset_classes(ctx.ds)
+    meta = {
         "run_id": spec.run_id,
         "backbone": spec.backbone,
         "method": spec.method,
@@ -47,7 +49,9 @@ def model_meta(ctx: RunContext, state: TrainState) -> dict[str, Any]:
         "method_params": resolved["method_params"],
         # the selected epoch scored every validation image the same (evaluation warns about it)
         "val_constant_scores": bool(state.selected_row().get("val_constant_scores", 0)),
+        "num_classes": len(classes),
     }
+    return meta | ({"classes": classes} if len(classes) > 2 else {})
 
 
 def run_record(ctx: RunContext, state: TrainState) -> dict[str, Any]:

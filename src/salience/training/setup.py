@@ -169,7 +169,8 @@ def _build_model(ctx: RunContext, cfg: dict) -> torch.nn.Module:
     """The method's model on the run's device, its CAM grid (`ctx.grid`), and the weights of the
     method's earlier stage (two-stage methods)."""
     spec, method, stage = ctx.spec, ctx.method, ctx.stage
-    model = build_model_for(spec, ctx.resolved, method, stage).to(ctx.device)
+    k = len(dataset_classes(ctx.ds))
+    model = build_model_for(spec, ctx.resolved, method, stage, num_classes=k).to(ctx.device)
     check_batchnorm_batches(ctx, model)
     ctx.grid = grid = feature_grid(find_backbone(model), ctx.ds.image_size)
     if grid < 2 and method.uses_maps:
@@ -213,13 +214,26 @@ def check_batchnorm_batches(ctx: RunContext, model: torch.nn.Module) -> None:
         )
 
 
-def build_model_for(spec: C.RunSpec, resolved: dict, method: Method, stage: str) -> torch.nn.Module:
-    """The method's model on a fresh backbone (or its own network, GazeGNN)."""
+def dataset_classes(ds: PreparedDataset) -> list[str]:
+    """The class names of a prepared dataset in label-index order: meta.json's "classes" (written
+    for K > 2 datasets only), else the binary ["0", "1"] (docs/data.md)."""
+    # the same rule as PreparedDataset.classes (issue 12, DESIGN); read here from meta so that
+    # training does not wait for it
+    return [str(c) for c in ds.meta.get("classes", ["0", "1"])]
+
+
+def build_model_for(
+    spec: C.RunSpec, resolved: dict, method: Method, stage: str, num_classes: int = 2
+) -> torch.nn.Module:
+    """The method's model with `num_classes` outputs on a fresh backbone (or its own network,
+    GazeGNN)."""
     if method.own_network:  # GazeGNN: the grid backbone only places the run
-        return method.build_own_model(resolved["model"]["weights"], stage)
+        return method.build_own_model(resolved["model"]["weights"], stage, num_classes)
     method.check_backbone(spec.backbone)
     backbone = build_backbone(spec.backbone, weights=resolved["model"]["weights"])
-    return method.build_model(backbone, cam_layer=resolved["model"]["cam_layer"], stage=stage)
+    return method.build_model(
+        backbone, cam_layer=resolved["model"]["cam_layer"], stage=stage, num_classes=num_classes
+    )
 
 
 def build_optimizer(model: torch.nn.Module, o: dict[str, Any]) -> tuple[Any, Any]:
