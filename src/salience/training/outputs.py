@@ -10,7 +10,7 @@ import pandas as pd
 
 from salience import checkpoint as ckpt
 from salience.io import atomic_path, write_json
-from salience.training.setup import RunContext, dataset_classes
+from salience.training.setup import RunContext
 from salience.training.state import TrainState
 
 
@@ -34,7 +34,7 @@ def model_meta(ctx: RunContext, state: TrainState) -> dict[str, Any]:
     """model.pt's `meta`: what evaluation needs to rebuild the model and check the data it scores.
     `num_classes` (K) is always recorded, `classes` (their names) only for K > 2, as meta.json."""
     spec, resolved = ctx.spec, ctx.resolved
-    classes = dataset_classes(ctx.ds)
+    classes = ctx.ds.classes
     meta = {
         "run_id": spec.run_id,
         "backbone": spec.backbone,

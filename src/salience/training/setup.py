@@ -169,7 +169,7 @@ def _build_model(ctx: RunContext, cfg: dict) -> torch.nn.Module:
     """The method's model on the run's device, its CAM grid (`ctx.grid`), and the weights of the
     method's earlier stage (two-stage methods)."""
     spec, method, stage = ctx.spec, ctx.method, ctx.stage
-    k = len(dataset_classes(ctx.ds))
+    k = ctx.ds.num_classes
     model = build_model_for(spec, ctx.resolved, method, stage, num_classes=k).to(ctx.device)
     check_batchnorm_batches(ctx, model)
     ctx.grid = grid = feature_grid(find_backbone(model), ctx.ds.image_size)
@@ -212,14 +212,6 @@ def check_batchnorm_batches(ctx: RunContext, model: torch.nn.Module) -> None:
         raise DataError(
             f"{ctx.ds.root}: the train split of fold {spec.fold!r} holds {len(ctx.rows_train)} row: {what}; add training rows"
         )
-
-
-def dataset_classes(ds: PreparedDataset) -> list[str]:
-    """The class names of a prepared dataset in label-index order: meta.json's "classes" (written
-    for K > 2 datasets only), else the binary ["0", "1"] (docs/data.md)."""
-    # the same rule as PreparedDataset.classes (issue 12, DESIGN); read here from meta so that
-    # training does not wait for it
-    return [str(c) for c in ds.meta.get("classes", ["0", "1"])]
 
 
 def build_model_for(
