@@ -17,7 +17,13 @@ from salience import study
 from salience.errors import ConfigError
 from salience.methods import catalogue
 
-SHIPPED = ["config/config.yaml", "config/paper.yaml", "config/paper-dd.yaml", ".test/config.yaml"]
+SHIPPED = [
+    "config/config.yaml",
+    "config/paper.yaml",
+    "config/paper-dd.yaml",
+    "config/multiclass.yaml",
+    ".test/config.yaml",
+]
 PAPER = ["config/paper.yaml", "config/paper-dd.yaml"]
 
 
@@ -365,3 +371,16 @@ def test_every_rule_runs_the_interpreter_that_runs_snakemake_with_quoted_argumen
         if field.split(":")[0] in ("params.mixed", "params.baseline", "params.settings"):
             continue  # a flag (its value quoted where it is built) or a rerun trigger
         assert field.endswith(":q"), f"unquoted shell field {{{field}}}"
+
+
+def test_listing_runs_into_a_closed_pipe_is_quiet():
+    """`salience runs ... | head -1`: the reader leaving early is not an error (no message, exit 0)."""
+    cmd = (
+        f"set -o pipefail; {sys.executable} -m salience runs --config config/config.yaml | head -1"
+    )
+    proc = subprocess.run(
+        ["bash", "-c", cmd], cwd=REPO, capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == ""
+    assert proc.stdout.count("\n") == 1 and "/seed" in proc.stdout

@@ -378,6 +378,11 @@ def main(argv: list[str] | None = None) -> int:
     except SalienceError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        # the reader went away (`salience runs ... | head`): nothing is wrong with the input; send
+        # what is left to /dev/null so the interpreter's final flush does not fail again
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except OSError as exc:
         log.debug("operating-system error", exc_info=True)
         print(f"error: {os_error_line(exc)}", file=sys.stderr)
