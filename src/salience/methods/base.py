@@ -137,10 +137,16 @@ class Method:
             )
 
     def build_model(
-        self, backbone: Backbone, *, cam_layer: str = "pooled", stage: str = "train"
+        self,
+        backbone: Backbone,
+        *,
+        cam_layer: str = "pooled",
+        stage: str = "train",
+        num_classes: int = 2,
     ) -> nn.Module:
-        """The model this method trains in `stage` (default: backbone + GAP + linear)."""
-        return Classifier(backbone, num_classes=2, cam_layer=cam_layer)
+        """The model this method trains in `stage` (default: backbone + GAP + linear to
+        `num_classes` logits)."""
+        return Classifier(backbone, num_classes=num_classes, cam_layer=cam_layer)
 
     def build_own_model(self, weights: str = "auto", stage: str = "train") -> nn.Module:
         """The model of a method with `own_network` (`weights` as model.weights)."""
