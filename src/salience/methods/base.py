@@ -39,6 +39,7 @@ from torch import Tensor, nn
 
 from salience.cam import true_false_cams
 from salience.errors import ConfigError, DataError
+from salience.losses.multiclass import strongest_false_class, true_cam
 from salience.methods.settings import Setting, check_overrides
 from salience.models.base import Backbone, Classifier
 from salience.registry import Registry
@@ -190,7 +191,12 @@ class Method:
         if not self.cam_head:
             return self.logits(model, batch), None
         out = model.forward_all(batch["image"])
-        return out.logits, true_false_cams(model.cams(out), batch["label"])
+        cams = model.cams(out)
+        if cams.shape[1] == 2:
+            return out.logits, true_false_cams(cams, batch["label"])
+        # K > 2 (issue 12): f = the CAM of the strongest competitor (docs/decisions.md)
+        rival = strongest_false_class(out.logits, batch["label"])
+        return out.logits, (true_cam(cams, batch["label"]), true_cam(cams, rival))
 
     def cams(self, model: nn.Module, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor] | None:
         """True- and false-class CAMs (B×g×g each) of `batch`, or None without a CAM head."""
