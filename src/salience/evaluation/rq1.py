@@ -200,8 +200,6 @@ def score_run(cfg: dict, spec: C.RunSpec) -> dict:
     from salience.models.base import feature_grid, find_backbone
 
     rdir = C.run_dir(cfg, spec)
-    ds = PreparedDataset(C.prepared_dir(cfg, spec.dataset))
-    refuse_multiclass(ds, spec)
     model, method, _ = load_trained(rdir / "model.pt", run=spec)
     model.to(pick_device(cfg["train"]["device"]))
     if not method.cam_head:
@@ -210,6 +208,8 @@ def score_run(cfg: dict, spec: C.RunSpec) -> dict:
             f"(e.g. fooling, cyborg)"
         )
     settings = rq1_settings(cfg)
+    ds = PreparedDataset(C.prepared_dir(cfg, spec.dataset))
+    refuse_multiclass(ds, spec)
     test = ds.rows("test")
     if len(test) == 0:
         raise ConfigError(f"{ds.root}: split 'test' is empty")
