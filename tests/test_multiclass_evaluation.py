@@ -164,8 +164,23 @@ def test_binary_layout_unchanged_and_rq1_refuses_k3(tmp_path, three_class) -> No
     assert list(A.collect_runs([tmp_path / "out"]).columns) == A.RUN_COLUMNS
     assert len(A.collect_roc([tmp_path / "out"])) > 0
     spec = C.RunSpec("gaze3", "all", "smallcnn", "fooling", "base", 0)
-    with pytest.raises(ConfigError, match=r"RQ1 .* dataset gaze3 has 3 classes; set rq1_fooled"):
+    with pytest.raises(
+        ConfigError, match=r"RQ1 .* dataset gaze3 has 3 classes; set rq1_fooled"
+    ) as e:
         refuse_multiclass(PreparedDataset(three_class[0] / "prepared"), spec)
+    k3 = three_class[0] / "prepared"
+    args = ["evaluate", "--checkpoint", str(tmp_path / "b.pt"), "--prepared", str(k3)]
+    proc = run_cli([*args, "--out", str(tmp_path / "wrong")], check=False)
+    line = (
+        f"error: {tmp_path / 'b.pt'}: the model has 2 outputs, but {k3}/meta.json lists 3 classes"
+    )
+    assert proc.returncode == 2 and proc.stderr.strip().splitlines()[-1].startswith(line)
+    assert not (tmp_path / "wrong" / "metrics.json").exists()
+    with pytest.raises(DataError) as v:
+        val_auroc(np.array([0, 1, 0, 1]), np.eye(4, 3), "val")
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "robustness.md").read_text()
+    for message in (str(e.value), str(v.value)):
+        assert f"`` {message} ``" in doc
 
 
 def test_faithfulness_margin_is_over_the_strongest_competitor() -> None:

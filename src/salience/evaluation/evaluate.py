@@ -181,13 +181,14 @@ def evaluate_checkpoint(
     model.to(dev)
     ds = PreparedDataset(prepared)
     rows = _rows_to_score(ds, split, meta, model_path)
+    k = int(meta.get("num_classes", 2))  # the head load_trained rebuilt
+    named = k > 2 or bool(ds.meta.get("classes"))  # a binary head on K-class data: an error
+    classes = class_names(ds, meta, k, Path(model_path)) if named else None
     grid = feature_grid(find_backbone(model), ds.image_size)
     meth.prepare_eval(ds.index["has_map"].to_numpy()[rows], f"{prepared}: {split} split")
     to_score = EvalSplit(ds, rows, grid, batch_size, dev, flip_maps)
     scores, agreement = score_split(model, meth, to_score)
     what = what or f"{model_path} on {prepared}:{split}"
-    k = sum(1 for c in scores.columns if c.startswith("logit"))
-    classes = None if k == 2 else class_names(ds, meta, k, Path(model_path))
     metrics = _test_metrics(scores, what, meta, classes)
     metrics.update(
         {
