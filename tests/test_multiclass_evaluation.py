@@ -25,6 +25,8 @@ from salience.evaluation.multiclass import subset_groups
 from salience.evaluation.rq1 import refuse_multiclass
 from salience.models.base import Classifier, build_backbone
 from salience.reporting import aggregate as A
+from salience.reporting.figures import figure_reasons
+from salience.reporting.tables import build_all
 from salience.scores import auroc, logit_margin, val_auroc
 
 CLASSES = ["normal", "chf", "pneumonia"]
@@ -151,6 +153,11 @@ def test_reporting_macro_auroc_with_caption_and_no_binary_curve(three_class) -> 
     assert "macro one-vs-rest AUROC" in (out / "overview.tex").read_text()
     cell = table[(table["kind"] == "run")]["value"].astype(float).tolist()
     assert cell == [pytest.approx(m["auroc"]["all"])]
+    csv_runs = A.read_runs_csv(tmp / "runs.csv")
+    reasons = figure_reasons(csv_runs)
+    assert "multi-class tasks have one ROC per class" in reasons["ROC curves of gaze3"]
+    sage_t1 = build_all(csv_runs, papers=["sage"])[0]  # the papers' tables: binary tasks only
+    assert sage_t1.id == "sage_t1" and (sage_t1.data["kind"] != "run").all()
 
 
 def test_binary_layout_unchanged_and_rq1_refuses_k3(tmp_path, three_class) -> None:
