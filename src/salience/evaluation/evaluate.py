@@ -24,10 +24,11 @@ from salience.data.prepared import PreparedDataset
 from salience.device import pick_device
 from salience.errors import CheckpointError, DataError
 from salience.evaluation.metrics import pearson_agreement, subset_metrics
+from salience.evaluation.multiclass import kclass_test_metrics
 from salience.io import atomic_paths, read_json
 from salience.methods.base import Method, build_method
 from salience.models.base import build_backbone, feature_grid, find_backbone
-from salience.scores import softmax_p1
+from salience.scores import softmax, softmax_p1
 
 log = logging.getLogger(__name__)
 
@@ -56,17 +57,17 @@ def load_trained(
             f"{path}: checkpoint has no backbone/method metadata; pass --backbone and --method"
         )
     method = build_method(method_name, meta.get("method_params"))
+    # K-class heads (issue 12): model.pt records num_classes; older checkpoints are binary
+    k = int(meta.get("num_classes", 2))
     if method.own_network:
-        model = method.build_own_model(
-            "none", meta.get("stage", "train"), meta.get("num_classes", 2)
-        )
+        model = method.build_own_model("none", meta.get("stage", "train"), k)
     else:
         method.check_backbone(backbone)
         model = method.build_model(
             build_backbone(backbone, weights="none"),
             cam_layer=meta.get("cam_layer", "pooled"),
             stage=meta.get("stage", "train"),
-            num_classes=meta.get("num_classes", 2),
+            num_classes=k,
         )
     ckpt.load_model_state(model, obj, path, {"backbone": backbone, "method": method_name})
     return model, method, meta
@@ -116,15 +117,43 @@ def score_split(
             "split": idx["split"].to_numpy(),
             "subset": idx["subset"].fillna("").to_numpy(),
             "label": idx["label"].to_numpy(),
-            "logit0": logits[:, 0],
-            "logit1": logits[:, 1],
-            "p1": softmax_p1(logits),
-            "p_sigmoid1": 1.0 / (1.0 + np.exp(-logits[:, 1])),
+            **_score_columns(logits),
         }
     )
     r = np.concatenate(agree) if agree else np.zeros(0)
     r = r[np.isfinite(r)]
     return scores, (float(r.mean()) if len(r) else None)
+
+
+def _score_columns(logits: np.ndarray) -> dict[str, np.ndarray]:
+    """scores.csv's score columns. N×2: logit0, logit1, p1 = softmax₁ and p_sigmoid1 = σ(l₁) (the
+    binary layout). N×K, K > 2: logit0…logit{K−1} and the softmax probabilities p0…p{K−1}."""
+    k = logits.shape[1]
+    if k == 2:
+        return {
+            "logit0": logits[:, 0],
+            "logit1": logits[:, 1],
+            "p1": softmax_p1(logits),
+            "p_sigmoid1": 1.0 / (1.0 + np.exp(-logits[:, 1])),
+        }
+    probs = softmax(logits).astype(logits.dtype)
+    return {
+        **{f"logit{c}": logits[:, c] for c in range(k)},
+        **{f"p{c}": probs[:, c] for c in range(k)},
+    }
+
+
+def class_names(ds: PreparedDataset, meta: dict, k: int, model_path: Path) -> list[str]:
+    """Names of the model's K output classes: the prepared data's meta.json `classes` (label index
+    order, K > 2 datasets only), else model.pt's, else "0"…"K−1". A count that differs from the
+    model's head is a one-line DataError."""
+    classes = ds.meta.get("classes") or meta.get("classes") or [str(c) for c in range(k)]
+    if len(classes) != k:
+        raise DataError(
+            f"{model_path}: the model has {k} outputs, but {ds.root}/meta.json lists "
+            f"{len(classes)} classes {list(classes)}; evaluate on the data the model was trained on"
+        )
+    return [str(c) for c in classes]
 
 
 def evaluate_checkpoint(
@@ -152,12 +181,15 @@ def evaluate_checkpoint(
     model.to(dev)
     ds = PreparedDataset(prepared)
     rows = _rows_to_score(ds, split, meta, model_path)
+    k = int(meta.get("num_classes", 2))  # the head load_trained rebuilt
+    named = k > 2 or bool(ds.meta.get("classes"))  # a binary head on K-class data: an error
+    classes = class_names(ds, meta, k, Path(model_path)) if named else None
     grid = feature_grid(find_backbone(model), ds.image_size)
     meth.prepare_eval(ds.index["has_map"].to_numpy()[rows], f"{prepared}: {split} split")
     to_score = EvalSplit(ds, rows, grid, batch_size, dev, flip_maps)
     scores, agreement = score_split(model, meth, to_score)
     what = what or f"{model_path} on {prepared}:{split}"
-    metrics = _test_metrics(scores, what, meta)
+    metrics = _test_metrics(scores, what, meta, classes)
     metrics.update(
         {
             "cam_agreement": agreement,
@@ -187,10 +219,17 @@ def _rows_to_score(ds: PreparedDataset, split: str, meta: dict, model_path: Path
     return rows
 
 
-def _test_metrics(scores: pd.DataFrame, what: str, meta: dict) -> dict:
-    """AUROCs overall and per subset, with the warning of a model whose selected epoch scored
-    every validation image the same (model.pt's `val_constant_scores`); warnings are logged."""
-    metrics = subset_metrics(scores, what)
+def _test_metrics(
+    scores: pd.DataFrame, what: str, meta: dict, classes: list[str] | None = None
+) -> dict:
+    """AUROCs overall and per subset (`classes` given, K > 2: the macro one-vs-rest block of
+    `kclass_test_metrics`), with the warning of a model whose selected epoch scored every
+    validation image the same (model.pt's `val_constant_scores`); warnings are logged."""
+    metrics = (
+        subset_metrics(scores, what)
+        if classes is None
+        else kclass_test_metrics(scores, classes, what)
+    )
     if meta.get("val_constant_scores"):
         metrics["constant_scores"] = True
         metrics.setdefault("warnings", []).append(
@@ -246,6 +285,8 @@ def evaluate_run(cfg: dict, spec: C.RunSpec, tracker=None) -> dict:
         tracker.attach(run)
         flat = {f"test_auroc_{k}": v for k, v in metrics["auroc"].items()}
         flat.update({f"test_auroc_sigmoid_{k}": v for k, v in metrics["auroc_sigmoid"].items()})
+        if "accuracy" in metrics:  # K > 2 classes
+            flat["test_accuracy"] = metrics["accuracy"]
         if metrics.get("cam_agreement") is not None:
             flat["test_cam_agreement"] = metrics["cam_agreement"]
         tracker.log_metrics(flat)

@@ -2,8 +2,9 @@
 Sampling for Explanation of Black-box Models", BMVC 2018, §4.1 "Deletion/Insertion").
 
 The pixels of an image are ranked by a map (most salient first). Deletion replaces the first
-n pixels with the blurred image and records the model's true-class logit margin l_y − l_{1−y} as
-n grows from 0 to all pixels in `steps` equal steps; insertion starts from the blurred image and
+n pixels with the blurred image and records the model's true-class logit margin l_y − l_{1−y}
+(K > 2 classes: l_y − max_{j≠y} l_j, over the strongest competitor) as n grows from 0 to all
+pixels in `steps` equal steps; insertion starts from the blurred image and
 puts the first n original pixels back. A map that ranks the model's evidence first makes the
 deletion curve fall fast (low area) and the insertion curve rise fast (high area). The area under
 each curve (trapezoid over the removed/inserted fraction 0…1) is reported per image, with a
@@ -56,8 +57,11 @@ def random_order(batch: int, size: tuple[int, int], generator: torch.Generator) 
 
 
 def _margin(logits: Tensor, labels: Tensor) -> Tensor:
+    """l_y − max_{j≠y} l_j (B×K → B): the margin over the strongest other class, which for K = 2
+    is exactly l_y − l_{1−y}."""
     lab = labels.long().view(-1, 1)
-    return (logits.gather(1, lab) - logits.gather(1, 1 - lab)).squeeze(1)
+    others = logits.scatter(1, lab, float("-inf"))
+    return (logits.gather(1, lab) - others.max(dim=1, keepdim=True).values).squeeze(1)
 
 
 @torch.no_grad()

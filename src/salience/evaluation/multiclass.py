@@ -11,7 +11,8 @@ float32) and such rows would tie. The log-odds are monotone in p_k, so the AUROC
 wherever p_k keeps its ranking (tests/test_multiclass_eval.py). With K = 2 the AUROC of class 1
 is today's p1 AUROC, and class 0's is the same number.
 
-Pure numpy/scipy/sklearn: no torch import.
+`softmax` and `ovr_log_odds` live in `salience.scores` (layer 0), where training's model selection
+(`val_auroc`) uses them too. Pure numpy/sklearn: no torch import.
 """
 
 from __future__ import annotations
@@ -19,26 +20,21 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from scipy.special import logsumexp
+import pandas as pd
 
 from salience.errors import DataError
+from salience.scores import auroc, ovr_log_odds, softmax
 
-__all__ = ["softmax", "ovr_log_odds", "ovr_auroc", "accuracy", "confusion", "multiclass_metrics"]
-
-
-def softmax(logits: np.ndarray) -> np.ndarray:
-    """Softmax probabilities in float64: N×K logits → N×K rows summing to 1."""
-    z = np.asarray(logits, dtype=np.float64)
-    return np.exp(z - logsumexp(z, axis=1, keepdims=True))
-
-
-def ovr_log_odds(logits: np.ndarray) -> np.ndarray:
-    """Per class k the log-odds of p_k = softmax(l)_k against the rest, l_k − logsumexp_{j≠k} l_j,
-    in float64 (N×K → N×K). For K = 2: column 1 is the margin l₁ − l₀ that ranks p1 today."""
-    z = np.asarray(logits, dtype=np.float64)
-    k = z.shape[1]
-    others = np.where(np.eye(k, dtype=bool)[None], -np.inf, z[:, None, :])  # N×K×K, j ≠ k
-    return z - logsumexp(others, axis=2)
+__all__ = [
+    "softmax",
+    "ovr_log_odds",
+    "ovr_auroc",
+    "accuracy",
+    "confusion",
+    "multiclass_metrics",
+    "subset_groups",
+    "kclass_test_metrics",
+]
 
 
 def _checked(
@@ -118,3 +114,60 @@ def multiclass_metrics(
         "confusion": confusion(y, z, len(classes)).tolist(),
         "n": {c: int(np.sum(y == i)) for i, c in enumerate(classes)},
     }
+
+
+def subset_groups(labels: np.ndarray, subsets: np.ndarray) -> dict[str, np.ndarray]:
+    """Row masks of the AUROC groups: "all", and per subset s (an attack type, a finding) the rows
+    of s with every row of the classes that hold no row of s. For K = 2 this is the binary rule of
+    `metrics.subset_metrics` (all label-0 rows against the label-1 rows of s, DD Tables 3–4)."""
+    groups = {"all": np.ones(len(labels), dtype=bool)}
+    named = sorted({s for s in subsets if isinstance(s, str) and s})
+    for s in named:
+        in_s = subsets == s
+        groups[s] = in_s | ~np.isin(labels, np.unique(labels[in_s]))
+    return groups
+
+
+def _macro(labels: np.ndarray, scores: np.ndarray, k: int, what: str) -> float:
+    """Macro one-vs-rest AUROC of N×K ranking scores (column k ranks class k)."""
+    return float(
+        np.mean([auroc((labels == c).astype(np.int64), scores[:, c], what) for c in range(k)])
+    )
+
+
+def kclass_test_metrics(scores: pd.DataFrame, classes: Sequence[str], what: str) -> dict:
+    """The metrics.json core of a K-class run (K > 2) from scores.csv's frame (label, subset,
+    logit0…logit{K−1}): `auroc` {"all": macro one-vs-rest AUROC ranked by the log-odds of p_k, and
+    per subset (`subset_groups`) whose group holds every class}, `auroc_sigmoid` (the same, ranked
+    by σ(l_k), CVRL's per-output sigmoid), `n` {group: {"neg": rows of class 0, "pos": the other
+    rows, "classes": rows per class}}, `auroc_per_class`, `accuracy`, `confusion` (rows = true),
+    `classes` and `constant_scores`. Errors: one-line DataError (a class without test rows, NaN)."""
+    k = len(classes)
+    z = scores[[f"logit{c}" for c in range(k)]].to_numpy(dtype=np.float64)
+    y, z = _checked(scores["label"].to_numpy(), z, classes, what)
+    whole = multiclass_metrics(y, z, classes, what)
+    odds = ovr_log_odds(z)
+    out: dict = {"auroc": {}, "auroc_sigmoid": {}, "n": {}}
+    subsets = scores["subset"].to_numpy(dtype=object)
+    for name, mask in subset_groups(y, subsets).items():
+        lab = y[mask]
+        if len(np.unique(lab)) < k:
+            continue  # a class without rows in the group: its one-vs-rest AUROC is undefined
+        out["auroc"][name] = _macro(lab, odds[mask], k, f"{what} [{name}]")
+        out["auroc_sigmoid"][name] = _macro(lab, z[mask], k, f"{what} [{name}]")
+        counts = {c: int(np.sum(lab == i)) for i, c in enumerate(classes)}
+        out["n"][name] = {"neg": counts[classes[0]], "pos": int(len(lab)) - counts[classes[0]]}
+        out["n"][name]["classes"] = counts
+    out.update(
+        classes=whole["classes"],
+        auroc_per_class=whole["auroc_ovr"],
+        accuracy=whole["accuracy"],
+        confusion=whole["confusion"],
+        constant_scores=len(odds) > 1 and bool(np.all(odds == odds[0])),
+    )
+    if out["constant_scores"]:
+        out["warnings"] = [
+            f"{what}: every image has the same scores; the model ranks nothing and its macro "
+            "AUROC of 0.5 comes from ties (tables mark the cell)"
+        ]
+    return out

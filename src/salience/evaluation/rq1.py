@@ -180,6 +180,19 @@ def summarize_run(per_image: pd.DataFrame, curves: dict, rows: np.ndarray, setti
     }
 
 
+def refuse_multiclass(ds: PreparedDataset, spec: C.RunSpec) -> None:
+    """One-line ConfigError for a K > 2 dataset: RQ1 is DD's binary question (the true-class CAM
+    t against *the* false-class CAM f, DD §3.1, §6.1); with several false classes f is a
+    modelling choice (issue 12's `false_class`), so RQ1 is not scored there (docs/decisions.md)."""
+    classes = ds.meta.get("classes") or []
+    if len(classes) > 2:
+        raise ConfigError(
+            f"{spec.run_id}: RQ1 (DD §6.1) compares the true- and the false-class CAM of a binary "
+            f"model, but dataset {spec.dataset} has {len(classes)} classes; set rq1_fooled: false "
+            "on the experiments that train it"
+        )
+
+
 def score_run(cfg: dict, spec: C.RunSpec) -> dict:
     """Score one trained run (its selected model.pt) for RQ1; write rq1.json and rq1_images.csv."""
     from salience.device import pick_device
@@ -196,6 +209,7 @@ def score_run(cfg: dict, spec: C.RunSpec) -> dict:
         )
     settings = rq1_settings(cfg)
     ds = PreparedDataset(C.prepared_dir(cfg, spec.dataset))
+    refuse_multiclass(ds, spec)
     test = ds.rows("test")
     if len(test) == 0:
         raise ConfigError(f"{ds.root}: split 'test' is empty")

@@ -4,6 +4,11 @@ Input contract (written by evaluation): `results/runs/<run_id>/{run.json, metric
 Per-subset AUROC = label-0 test rows (shared real / bona fide images) vs the label-1 rows of that
 subset; subset "all" = every test row. Any missing key, unreadable file or non-finite AUROC raises a
 one-line `SalienceError` naming the file: a table must never average over a silently dropped run.
+
+Multi-class runs (K > 2, issue 12): metrics.json's `auroc` is the macro one-vs-rest AUROC, taken as
+is; runs.csv then gains a last column `num_classes` (absent while every run is binary, so binary
+studies keep their runs.csv byte for byte), and roc.csv holds no curve of theirs: the binary margin
+l₁ − l₀ does not rank a K-class model (`figure_reasons` says so in the report).
 """
 
 from __future__ import annotations
@@ -137,11 +142,48 @@ def _run_rows(run_dir: Path) -> list[dict]:
     return rows
 
 
+def _num_classes(m: dict, path: Path) -> int:
+    """K of a run's metrics.json: len(`classes`) for a multi-class run, else 2."""
+    classes = m.get("classes", ["0", "1"])
+    if not isinstance(classes, list) or len(classes) < 2:
+        raise SalienceError(f"{path}: classes must be a list of at least two class names")
+    return len(classes)
+
+
 def collect_runs(run_dirs: Iterable[str | os.PathLike]) -> pd.DataFrame:
-    """Tidy frame, one row per (run, subset); subset "all" is the whole test set."""
-    rows = [r for d in run_dirs for r in _run_rows(Path(d))]
-    df = pd.DataFrame(rows, columns=RUN_COLUMNS)
+    """Tidy frame, one row per (run, subset); subset "all" is the whole test set. With any
+    multi-class run, a last column `num_classes` (K per run; absent when every run is binary)."""
+    rows = []
+    for d in run_dirs:
+        k = _num_classes(_load_json(Path(d) / "metrics.json"), Path(d) / "metrics.json")
+        rows += [r | {"num_classes": k} for r in _run_rows(Path(d))]
+    wide = any(r["num_classes"] > 2 for r in rows)
+    df = pd.DataFrame(rows, columns=[*RUN_COLUMNS, "num_classes"] if wide else RUN_COLUMNS)
     return df.astype({c: str for c in STR_COLUMNS}).astype({"seed": int})
+
+
+def num_classes(runs: pd.DataFrame) -> pd.Series:
+    """K per row of a runs frame (2 where runs.csv has no `num_classes` column)."""
+    if "num_classes" not in runs.columns:
+        return pd.Series(2, index=runs.index)
+    return runs["num_classes"].astype(int)
+
+
+def multiclass_datasets(runs: pd.DataFrame) -> list[str]:
+    """Datasets whose runs have K > 2 classes (their AUROC cells are macro one-vs-rest)."""
+    return sorted(set(runs.loc[num_classes(runs) > 2, "dataset"]))
+
+
+def scores_classes(run_dir: str | os.PathLike) -> int:
+    """K of a run's scores.csv: its number of logit columns (header only)."""
+    path = Path(run_dir) / "scores.csv"
+    try:
+        header = pd.read_csv(path, nrows=0).columns
+    except FileNotFoundError:
+        raise SalienceError(f"{path}: missing (the run has not been evaluated)") from None
+    except (OSError, ValueError, pd.errors.ParserError) as exc:
+        raise SalienceError(f"{path}: unreadable CSV ({type(exc).__name__})") from None
+    return sum(1 for c in header if c.startswith("logit") and c[5:].isdigit())
 
 
 def _downsample(fpr: np.ndarray, tpr: np.ndarray, max_points: int) -> tuple[np.ndarray, np.ndarray]:
@@ -164,6 +206,11 @@ def read_scores(run_dir: str | os.PathLike) -> pd.DataFrame:
     missing = [c for c in SCORE_COLUMNS if c not in df.columns]
     if missing:
         raise SalienceError(f"{path}: missing column(s) {', '.join(missing)}")
+    if "logit2" in df.columns:  # a K-class run: l₁ − l₀ ranks nothing there
+        raise SalienceError(
+            f"{path}: scores of a multi-class model (logit0…logit2…); the logit margin l1 - l0 "
+            "is defined for binary runs only"
+        )
     df = df[df["split"] == "test"]
     logits = df[["logit0", "logit1"]].apply(pd.to_numeric, errors="coerce").to_numpy(float)
     if df.empty or not np.isfinite(logits).all():
@@ -173,9 +220,12 @@ def read_scores(run_dir: str | os.PathLike) -> pd.DataFrame:
 
 def collect_roc(run_dirs: Iterable[str | os.PathLike], max_points: int = 200) -> pd.DataFrame:
     """ROC points per (run, subset), from scores.csv with sklearn's roc_curve on the logit margin
-    (p1's ranking, without float32 saturation), downsampled."""
+    (p1's ranking, without float32 saturation), downsampled. Multi-class runs have no binary
+    curve and are left out (`figures.figure_reasons` names them)."""
     frames = []
     for d in run_dirs:
+        if scores_classes(d) > 2:
+            continue
         meta = read_run_meta(d)
         scores = read_scores(d)
         neg = scores[scores["label"] == 0]
@@ -237,6 +287,10 @@ def _read_csv(path: str | os.PathLike, columns: list[str]) -> pd.DataFrame:
 def read_runs_csv(path: str | os.PathLike) -> pd.DataFrame:
     """runs.csv written by `aggregate`, with numeric columns restored (empty cam_agreement → NaN)."""
     df = _read_csv(path, RUN_COLUMNS)
+    if "num_classes" in df.columns:
+        df["num_classes"] = pd.to_numeric(df["num_classes"], errors="coerce")
+        if not df["num_classes"].ge(2).all():
+            raise SalienceError(f"{path}: num_classes must be an integer ≥ 2 on every row")
     for c in ("auroc", "auroc_sigmoid", "cam_agreement"):
         df[c] = pd.to_numeric(df[c].replace("", np.nan), errors="coerce")
     if not np.isfinite(df[["auroc", "auroc_sigmoid"]].to_numpy(dtype=float)).all():

@@ -20,6 +20,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from salience.reporting import style as S
+from salience.reporting.aggregate import multiclass_datasets
 from salience.reporting.selection import overall
 from salience.reporting.tables import NO_TEST_MAPS
 
@@ -208,6 +209,12 @@ def figure_reasons(runs: pd.DataFrame) -> dict[str, str]:
     for prefix, sym in ABLATION_OF.items():
         if not (runs["variant"].str.startswith(prefix + "-") & (runs["method"] == "sage")).any():
             out[FIGURE_FILES[prefix]] = f"no {sym} ablation in this config"
+    multi = multiclass_datasets(base)
+    if multi:  # roc.csv holds no curve of theirs (aggregate.collect_roc)
+        out[f"ROC curves of {', '.join(multi)}"] = (
+            "multi-class tasks have one ROC per class, not one binary curve; the overview "
+            "reports their macro one-vs-rest AUROC"
+        )
     if base["cam_agreement"].isna().all():
         out[FIGURE_FILES["agreement"]] = NO_TEST_MAPS
     if not (runs["method"] == "fooling").any():  # workflow/rules/rq1.smk keeps it out too

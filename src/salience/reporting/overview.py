@@ -13,6 +13,7 @@ import pandas as pd
 
 from salience.errors import SalienceError
 from salience.reporting import style as S
+from salience.reporting.aggregate import multiclass_datasets
 from salience.reporting.cells import overall_note
 from salience.reporting.grid import Comparison, Layout, Table, build, empty_table
 from salience.reporting.selection import keyed, overall, select, task_cols
@@ -40,6 +41,18 @@ def check_baseline(
 
 
 DEFAULT_BASELINE = "xent"
+
+
+def macro_note(runs: pd.DataFrame) -> str:
+    """Caption sentence for the multi-class tasks among `runs` (K > 2, issue 12): their cells are
+    the macro one-vs-rest AUROC (metrics.json `auroc.all`); empty when every task is binary."""
+    names = multiclass_datasets(runs)
+    if not names:
+        return ""
+    return (
+        f" Multi-class tasks ({S.tex(', '.join(names))}): macro one-vs-rest AUROC, the unweighted "
+        "mean over classes of each class's AUROC against the rest."
+    )
 
 
 def overview(runs: pd.DataFrame, metric: str = "auroc", baseline: str | None = None) -> Table:
@@ -73,6 +86,7 @@ def overview(runs: pd.DataFrame, metric: str = "auroc", baseline: str | None = N
     cap += f"p-values: paired t-test over seeds against {S.tex(S.method_name(baseline))}{note} "
     cap += "(tidy CSV: n, 95\\% CI, p)."
     cap += overall_note(u) if not u.empty else ""
+    cap += macro_note(runs[runs["variant"] == "base"])
     cols = task_cols(u, S.SAGE_TASK_ORDER)
     group = "backbone" if multi else ""
     layout = Layout(OVERVIEW_ID, cap, metric, stub, rows, cols)

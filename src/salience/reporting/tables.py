@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from salience.reporting import style as S
+from salience.reporting.aggregate import num_classes
 from salience.reporting.cells import overall_note
 from salience.reporting.grid import Comparison, Layout, Table, build, empty_table
 from salience.reporting.selection import (
@@ -245,13 +246,14 @@ def build_all(
     papers: list[str] | None = None,
 ) -> list[Table]:
     """The tables of `papers` (default: `papers_of(runs)`) in TABLE_IDS order, empty ones
-    included, then the agreement table; baselines of the paired tests per paper."""
+    included, then the agreement table; baselines of the paired tests per paper. The paper
+    tables hold binary tasks only (the papers' tasks); multi-class runs are in the overview."""
     papers = papers_of(runs) if papers is None else papers
-    out = []
+    out, binary = [], runs[num_classes(runs) == 2]
     if "dd" in papers:
-        out += [f(runs, metric, dd_base) for f in (dd_t2, dd_t3, dd_t4)]
+        out += [f(binary, metric, dd_base) for f in (dd_t2, dd_t3, dd_t4)]
     if "sage" in papers:
-        out += [sage_t1(runs, metric, sage_base), sage_t2(runs, metric, sage_base)]
-        out += [sage_t2_extended(runs, metric, sage_base)]
-        out += [sage_t3(runs, metric), sage_t4(runs, metric), sage_t5(runs, metric)]
+        out += [sage_t1(binary, metric, sage_base), sage_t2(binary, metric, sage_base)]
+        out += [sage_t2_extended(binary, metric, sage_base)]
+        out += [sage_t3(binary, metric), sage_t4(binary, metric), sage_t5(binary, metric)]
     return [*out, agreement(runs, sage_base)]
