@@ -153,9 +153,9 @@ def cmd_visualize(args: argparse.Namespace) -> None:
             args.samples or 4,
         )
     out = visualize_checkpoint(
-        model_path, prepared, Path(args.out), samples=samples, split=args.split
+        model_path, prepared, Path(args.out), samples=samples, split=args.split, pairs=args.pairs
     )
-    print(f"wrote {out}")
+    print(f"wrote {out.path}")
 
 
 def cmd_runs(args: argparse.Namespace) -> None:
@@ -271,6 +271,12 @@ def _add_visualize(sub: argparse._SubParsersAction) -> None:
     v.add_argument("--split", default="test", help="train, val or test (default: test)")
     v.add_argument("--samples", type=int, default=None, help="samples per class")
     v.add_argument("--out", required=True, help="PNG path")
+    v.add_argument(
+        "--pairs",
+        action="store_true",
+        help="instead of DD Fig. 1, one panel per ordered class pair (i, j): norm(cam_i − cam_j) "
+        "on samples of class i, K·(K−1) panels",
+    )
     v.set_defaults(func=cmd_visualize)
 
 
