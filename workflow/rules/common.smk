@@ -215,12 +215,31 @@ def get_fooling_panels():
     return [f"{RESULTS}/figures/difference_salience/{r.run_id}.png" for r in FOOLING_RUNS]
 
 
+def multiclass(dataset):
+    """A K > 2 dataset as planning sees it (docs/data.md): `datasets.<name>.classes` names more
+    than two classes, or the generated 3-class task gaze3. An own dataset whose manifest holds
+    integer labels 0…K−1 without `classes` is not seen here (no class-pair panels for it)."""
+    ds = CFG["datasets"][dataset]
+    return len(ds.get("classes") or []) > 2 or ds.get("task") == "gaze3"
+
+
+def get_pair_panels():
+    """Issue 12 §6: Difference Salience per class pair for every run of a K > 2 dataset whose
+    method has a CAM head (`visualize --pairs`); binary configs get none."""
+    return [
+        f"{RESULTS}/figures/difference_salience_pairs/{r.run_id}.png"
+        for r in RUNS
+        if multiclass(r.dataset) and catalogue.get(r.method).cam_head
+    ]
+
+
 def get_final_outputs():
     return [
         f"{RESULTS}/tables",
         f"{RESULTS}/figures/summary",
         f"{RESULTS}/aggregate/summary.json",
         *get_fooling_panels(),
+        *get_pair_panels(),
         *[f"{LOGS}/done/{r}.txt" for r in RUN_IDS],  # rule announce: one console line per run
     ]
 

@@ -92,7 +92,8 @@ rule figures:
         " > {log:q} 2>&1"
 
 
-# DD Fig. 1: true-class, false-class and Difference-Salience CAMs of one passively fooled model.
+# DD Fig. 1: true-class, false-class and Difference-Salience CAMs of one passively fooled model
+# (K > 2 classes: the true class against its strongest competitor, with the human map).
 rule visualize:
     input:
         unpack(get_model_inputs),
@@ -114,6 +115,31 @@ rule visualize:
     shell:
         "{PYTHON} -m salience visualize --config {CONFIG_ARG} --run-id {params.run_id:q}"
         " --out {output:q} --samples {params.samples:q} > {log:q} 2>&1"
+
+
+# Issue 12 §6: Difference Salience per ordered class pair (i, j), norm(cam_i − cam_j) on samples of
+# class i, for the runs of K > 2 datasets (get_pair_panels).
+rule visualize_pairs:
+    input:
+        unpack(get_model_inputs),
+    output:
+        report(
+            f"{RESULTS}/figures/difference_salience_pairs/{RUN}.png",
+            caption="../report/difference_salience_pairs.rst",
+            category="Difference Salience per class pair",
+            labels={"run": "{dataset}/{fold}/{backbone}/{method}/{variant}/seed{seed}"},
+        ),
+    params:
+        run_id=get_run_id,
+        samples=CFG["report"]["visualize_samples"],
+    log:
+        f"{LOGS}/visualize_pairs/{RUN}.log",
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    shell:
+        "{PYTHON} -m salience visualize --config {CONFIG_ARG} --run-id {params.run_id:q}"
+        " --out {output:q} --samples {params.samples:q} --pairs > {log:q} 2>&1"
 
 
 # A few headline numbers as JSON (`dvc metrics show` reads it; see dvc.yaml).

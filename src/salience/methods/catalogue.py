@@ -38,6 +38,8 @@ class MethodInfo:
     uses_maps: bool = True
     maps_at_test: bool = False
     own_network: str | None = None
+    #: False when the method's model has no CAM head (no CAM figures; `Method.cam_head`)
+    cam_head: bool = True
     supported_backbones: tuple[str, ...] | None = None
     unsupported_reason: str = ""
 
@@ -60,6 +62,7 @@ class MethodInfo:
             uses_maps=method.uses_maps,
             maps_at_test=method.maps_at_test,
             own_network=method.own_network,
+            cam_head=method.cam_head,
             supported_backbones=None if backbones is None else tuple(backbones),
             unsupported_reason=method.unsupported_reason,
         )
@@ -72,6 +75,7 @@ class MethodInfo:
             "uses_maps": self.uses_maps,
             "maps_at_test": self.maps_at_test,
             "own_network": self.own_network,
+            "cam_head": self.cam_head,
             "supported_backbones": (
                 None if self.supported_backbones is None else list(self.supported_backbones)
             ),
@@ -89,6 +93,7 @@ class MethodInfo:
             uses_maps=data["uses_maps"],
             maps_at_test=data["maps_at_test"],
             own_network=data["own_network"],
+            cam_head=data["cam_head"],
             supported_backbones=None if backbones is None else tuple(backbones),
             unsupported_reason=data["unsupported_reason"],
         )
