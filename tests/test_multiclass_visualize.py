@@ -10,17 +10,23 @@ from __future__ import annotations
 import json
 
 import numpy as np
-import pytest
 import torch
-from _support import run_cli
+from _support import ROOT, run_cli
 from PIL import Image
 
 from salience import checkpoint as ckpt
 from salience.cam import minmax
+from salience.data.loader import to_tensor_images
 from salience.data.prepared import PreparedDataset
 from salience.methods.base import build_method
 from salience.models.base import Classifier, build_backbone
-from salience.visualize import draw, panels, pick_samples, visualize_checkpoint
+from salience.visualize import (
+    competitor_panels,
+    draw,
+    panels,
+    pick_samples,
+    visualize_checkpoint,
+)
 
 CLASSES = ["normal", "chf", "pneumonia"]
 SIZE = 32
@@ -79,14 +85,10 @@ def test_three_classes_show_the_strongest_competitor(tmp_path):
         assert im.format == "PNG" and im.size[0] > 1000  # five columns
 
     # the drawn Difference Salience is norm(cam_y − cam_s), computed here from the model's CAMs
-    from salience.visualize import competitor_panels
-
     ds = PreparedDataset(prepared)
     images = np.asarray(ds.images[res.rows])
     p = competitor_panels(model, build_method("fooling"), images, ds.maps[res.rows], res.labels)
     with torch.no_grad():
-        from salience.data.loader import to_tensor_images
-
         cams = model.cams(model.eval().forward_all(to_tensor_images(images)))
     y, s = torch.as_tensor(res.labels), torch.as_tensor(res.competitor)
     d = minmax(cams[torch.arange(6), y] - cams[torch.arange(6), s])
@@ -101,8 +103,6 @@ def test_competitor_is_the_argmax_of_the_wrong_classes_without_names(tmp_path):
     model = _model_pt(tmp_path / "model.pt", 4)
     res = visualize_checkpoint(tmp_path / "model.pt", prepared, tmp_path / "fig.png", samples=1)
     ds = PreparedDataset(prepared)
-    from salience.data.loader import to_tensor_images
-
     with torch.no_grad():
         logits = model.eval()(to_tensor_images(np.asarray(ds.images[res.rows]))).numpy()
     logits[np.arange(4), res.labels] = -np.inf
@@ -144,10 +144,20 @@ def test_binary_figure_is_the_four_column_fig1(tmp_path):
 
 
 def test_labels_beyond_the_model_classes_are_refused(tmp_path):
-    from salience.errors import ConfigError
-
+    """One line, exit 2, no PNG; docs/robustness.md ("Multi-class figures") quotes the message."""
     prepared = _prepared(tmp_path / "gaze", 3, names=CLASSES)
     _model_pt(tmp_path / "model.pt", 2)
-    with pytest.raises(ConfigError, match="holds label 2, but .* has 2 classes"):
-        visualize_checkpoint(tmp_path / "model.pt", prepared, tmp_path / "fig.png")
-    assert not (tmp_path / "fig.png").exists()
+    out = tmp_path / "fig.png"
+    proc = run_cli(
+        ["visualize", "--checkpoint", str(tmp_path / "model.pt"), "--prepared", str(prepared)]
+        + ["--out", str(out)],
+        check=False,
+    )
+    assert proc.returncode == 2, proc.stderr
+    line = proc.stderr.strip().splitlines()[-1].replace(str(tmp_path), "<tmp>")
+    assert line == (
+        "error: <tmp>/gaze: holds label 2, but <tmp>/model.pt has 2 classes; visualise the model "
+        "with the prepared data it was trained on"
+    )
+    assert f"`` {line} ``" in (ROOT / "docs" / "robustness.md").read_text()
+    assert not out.exists() and not list(tmp_path.glob("*.png*"))

@@ -307,7 +307,7 @@ def visualize_checkpoint(
     if len(ds) and int(ds.labels.max()) >= k:
         raise ConfigError(
             f"{prepared}: holds label {int(ds.labels.max())}, but {model_path} has {k} classes; "
-            f"visualise it with the data it was trained on"
+            "visualise the model with the prepared data it was trained on"
         )
     rows = pick_samples(ds, split, samples, num_classes=k)
     labels = ds.index["label"].to_numpy()[rows]
