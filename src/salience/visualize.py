@@ -14,6 +14,7 @@ Binary models keep the four-column figure above, unchanged.
 
 from __future__ import annotations
 
+import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -209,7 +210,7 @@ def _cell(ax, image: np.ndarray, overlay: np.ndarray | None, title: str) -> None
         ax.imshow(overlay, cmap="jet", alpha=0.5, vmin=0, vmax=1)
     ax.set_xticks([])
     ax.set_yticks([])
-    ax.set_title(title, fontsize=7)
+    ax.set_title(textwrap.fill(title, 28), fontsize=7)  # long class names wrap, not overlap
 
 
 def _save(fig, path: Path) -> Path:
