@@ -8,10 +8,14 @@ index.csv, meta.json with `classes`), a real model.pt (safe-loaded), real PNGs r
 from __future__ import annotations
 
 import json
+import re
+import subprocess
 
 import numpy as np
+import pytest
 import torch
-from _support import ROOT, run_cli
+import yaml
+from _support import ROOT, run_cli, tool_bin, workflow_env
 from PIL import Image
 
 from salience import checkpoint as ckpt
@@ -161,3 +165,33 @@ def test_labels_beyond_the_model_classes_are_refused(tmp_path):
     )
     assert f"`` {line} ``" in (ROOT / "docs" / "robustness.md").read_text()
     assert not out.exists() and not list(tmp_path.glob("*.png*"))
+
+
+def _planned(configfile) -> dict[str, int]:
+    """{rule: jobs} of `snakemake -n` (plans only)."""
+    proc = subprocess.run(
+        [str(tool_bin() / "snakemake"), "-n", "--quiet", "rules", "--configfile", str(configfile)],
+        cwd=ROOT,
+        env=workflow_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    block = (proc.stdout + proc.stderr).split("Job stats:")[-1]
+    return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", block, re.M)}
+
+
+@pytest.mark.integration
+def test_workflow_plans_pair_panels_for_multiclass_runs_only(tmp_path):
+    """config/multiclass.yaml's gaze3 (K = 3): one `visualize_pairs` job per CAM-head method at
+    the lowest seed (gazegnn has no CAMs; seed 1 is not drawn again); the binary CI config: none."""
+    cfg = yaml.safe_load((ROOT / "config" / "multiclass.yaml").read_text())
+    main = cfg["experiments"]["main"]
+    main.update(methods=["xent", "cyborg", "difference", "gazegnn"], seeds=[0, 1])
+    cfg.update(experiments={"main": main}, data_dir=str(tmp_path / "d"))
+    cfg["results_dir"] = str(tmp_path / "r")
+    (tmp_path / "mc.yaml").write_text(yaml.safe_dump(cfg))
+    counts = _planned(tmp_path / "mc.yaml")
+    assert counts["train"] == 8 and counts["visualize_pairs"] == 3, counts
+    assert "visualize_pairs" not in _planned(ROOT / ".test" / "config.yaml")

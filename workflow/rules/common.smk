@@ -224,13 +224,16 @@ def multiclass(dataset):
 
 
 def get_pair_panels():
-    """Issue 12 §6: Difference Salience per class pair for every run of a K > 2 dataset whose
-    method has a CAM head (`visualize --pairs`); binary configs get none."""
-    return [
-        f"{RESULTS}/figures/difference_salience_pairs/{r.run_id}.png"
-        for r in RUNS
-        if multiclass(r.dataset) and catalogue.get(r.method).cam_head
-    ]
+    """Issue 12 §6: Difference Salience per class pair (`visualize --pairs`) for the runs of K > 2
+    datasets whose method has a CAM head, one seed (the lowest) per dataset/fold/backbone/method/
+    variant: the figure is qualitative, the seeds' spread is in the tables. Binary configs: none."""
+    first = {}
+    for r in RUNS:
+        if multiclass(r.dataset) and catalogue.get(r.method).cam_head:
+            key = r.run_id.rsplit("/", 1)[0]
+            if key not in first or r.seed < first[key].seed:
+                first[key] = r
+    return [f"{RESULTS}/figures/difference_salience_pairs/{r.run_id}.png" for r in first.values()]
 
 
 def get_final_outputs():
