@@ -101,9 +101,9 @@ def test_three_classes_show_the_strongest_competitor(tmp_path):
     np.testing.assert_allclose(p["probs"].sum(1), 1.0, atol=1e-6)
 
 
-def test_competitor_is_the_argmax_of_the_wrong_classes_without_names(tmp_path):
-    """No bias: the competitor follows each image's own logits; classes named "0" … "3"."""
-    prepared = _prepared(tmp_path / "four", 4)
+def test_competitor_is_the_argmax_of_the_wrong_classes(tmp_path):
+    """No bias: the competitor follows each image's own logits (K = 4)."""
+    prepared = _prepared(tmp_path / "four", 4, names=["a", "b", "c", "d"])
     model = _model_pt(tmp_path / "model.pt", 4)
     res = visualize_checkpoint(tmp_path / "model.pt", prepared, tmp_path / "fig.png", samples=1)
     ds = PreparedDataset(prepared)
@@ -111,7 +111,7 @@ def test_competitor_is_the_argmax_of_the_wrong_classes_without_names(tmp_path):
         logits = model.eval()(to_tensor_images(np.asarray(ds.images[res.rows]))).numpy()
     logits[np.arange(4), res.labels] = -np.inf
     assert res.competitor.tolist() == logits.argmax(1).tolist()
-    assert res.names == ["0", "1", "2", "3"]
+    assert res.names == ["a", "b", "c", "d"]
 
 
 def test_pairs_draw_one_panel_per_ordered_class_pair(tmp_path):

@@ -107,12 +107,10 @@ def draw(p: dict[str, np.ndarray], labels: np.ndarray, title: str, path: Path) -
 
 
 def class_names(ds: PreparedDataset, num_classes: int) -> list[str]:
-    """The class names of label indices 0 … K − 1: the prepared meta.json `classes` (K > 2
-    datasets, docs/data.md), else "0" … "K−1"."""
-    names = ds.meta.get("classes")
-    if isinstance(names, list) and len(names) == num_classes:
-        return [str(n) for n in names]
-    return [str(i) for i in range(num_classes)]
+    """The class names of label indices 0 … K − 1: `PreparedDataset.classes` (meta.json `classes`
+    of K > 2 datasets, docs/data.md), else "0" … "K−1" when that list has another length."""
+    names = ds.classes
+    return names if len(names) == num_classes else [str(i) for i in range(num_classes)]
 
 
 def _up(m: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
