@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from _support import ROOT, run_cli, tool_bin, workflow_env
+from _support import ROOT, run, run_cli, snakemake_argv, tool_bin, workflow_env
 from PIL import Image
 
 from salience import checkpoint as ckpt
@@ -195,3 +195,24 @@ def test_workflow_plans_pair_panels_for_multiclass_runs_only(tmp_path):
     counts = _planned(tmp_path / "mc.yaml")
     assert counts["train"] == 8 and counts["visualize_pairs"] == 3, counts
     assert "visualize_pairs" not in _planned(ROOT / ".test" / "config.yaml")
+
+
+@pytest.mark.integration
+def test_snakemake_draws_the_pair_panels_of_a_gaze3_run(tmp_path):
+    """generate → prepare → train (K = 3) → visualize_pairs through Snakemake, with its log."""
+    cfg = yaml.safe_load((ROOT / "config" / "multiclass.yaml").read_text())
+    ds = cfg["datasets"]["gaze3"]
+    ds.update(image_size=32, cam_grids=[4])
+    ds["generator"].update(image_size=32, n_train=36, n_val=15, n_test=15)
+    cfg["train"].update(epochs=1, batch_size=12)
+    main = dict(cfg["experiments"]["main"], methods=["difference"], seeds=[0])
+    cfg.update(experiments={"main": main}, data_dir=str(tmp_path / "d"), results_dir="results")
+    cfg["model"]["weights"] = "none"
+    (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(cfg))
+    rel = "figures/difference_salience_pairs/gaze3/all/smallcnn/difference/base/seed0.png"
+    argv = snakemake_argv(tmp_path, tmp_path / "cfg.yaml", f"results/{rel}", cores=2)
+    run(argv, tmp_path, 600, env=workflow_env(ROOT))  # this checkout's package
+    with Image.open(tmp_path / "results" / rel) as im:
+        assert im.format == "PNG" and im.size[1] > im.size[0]  # six pair rows
+    log = tmp_path / "logs" / "visualize_pairs" / "gaze3/all/smallcnn/difference/base/seed0.log"
+    assert "wrote" in log.read_text()
