@@ -6,7 +6,7 @@ subset; subset "all" = every test row. Any missing key, unreadable file or non-f
 one-line `SalienceError` naming the file: a table must never average over a silently dropped run.
 
 Multi-class runs (K > 2, issue 12): metrics.json's `auroc` is the macro one-vs-rest AUROC, taken as
-is; runs.csv then gains a last column `num_classes` (absent while every run is binary, so binary
+is; runs.csv then gains two last columns, `num_classes` and `false_class` (absent while every run is binary, so binary
 studies keep their runs.csv byte for byte), and roc.csv holds no curve of theirs: the binary margin
 l₁ − l₀ does not rank a K-class model (`figure_reasons` says so in the report).
 """
@@ -56,6 +56,8 @@ ROC_COLUMNS = [
 ]
 STR_COLUMNS = ["run_id", "dataset", "task", "fold", "backbone", "method", "variant", "subset"]
 STR_COLUMNS += ["cam_class", "cam_layer", "test_maps"]
+#: appended to runs.csv only when a run is multi-class (binary studies keep their runs.csv)
+MULTICLASS_COLUMNS = ["num_classes", "false_class"]
 SCORE_COLUMNS = ("split", "subset", "label", "logit0", "logit1")
 
 
@@ -152,14 +154,19 @@ def _num_classes(m: dict, path: Path) -> int:
 
 def collect_runs(run_dirs: Iterable[str | os.PathLike]) -> pd.DataFrame:
     """Tidy frame, one row per (run, subset); subset "all" is the whole test set. With any
-    multi-class run, a last column `num_classes` (K per run; absent when every run is binary)."""
+    multi-class run, two last columns: `num_classes` (K per run) and `false_class` (the DD
+    methods' K-class switch from run.json, "" for other methods); both are absent when every run
+    is binary."""
     rows = []
     for d in run_dirs:
         k = _num_classes(_load_json(Path(d) / "metrics.json"), Path(d) / "metrics.json")
-        rows += [r | {"num_classes": k} for r in _run_rows(Path(d))]
+        params = read_run_meta(d).get("method_params") or {}
+        extra = {"num_classes": k, "false_class": str(params.get("false_class", ""))}
+        rows += [r | extra for r in _run_rows(Path(d))]
     wide = any(r["num_classes"] > 2 for r in rows)
-    df = pd.DataFrame(rows, columns=[*RUN_COLUMNS, "num_classes"] if wide else RUN_COLUMNS)
-    return df.astype({c: str for c in STR_COLUMNS}).astype({"seed": int})
+    df = pd.DataFrame(rows, columns=[*RUN_COLUMNS, *MULTICLASS_COLUMNS] if wide else RUN_COLUMNS)
+    strings = [*STR_COLUMNS, "false_class"] if wide else STR_COLUMNS
+    return df.astype({c: str for c in strings}).astype({"seed": int})
 
 
 def num_classes(runs: pd.DataFrame) -> pd.Series:
@@ -287,6 +294,8 @@ def _read_csv(path: str | os.PathLike, columns: list[str]) -> pd.DataFrame:
 def read_runs_csv(path: str | os.PathLike) -> pd.DataFrame:
     """runs.csv written by `aggregate`, with numeric columns restored (empty cam_agreement → NaN)."""
     df = _read_csv(path, RUN_COLUMNS)
+    if "false_class" in df.columns:
+        df["false_class"] = df["false_class"].fillna("").astype(str)
     if "num_classes" in df.columns:
         df["num_classes"] = pd.to_numeric(df["num_classes"], errors="coerce")
         if not df["num_classes"].ge(2).all():

@@ -22,6 +22,7 @@ from salience.reporting.aggregate import (
 from salience.reporting.figures import build_all_figures, figure_reasons
 from salience.reporting.grid import write_table
 from salience.reporting.html import table_reasons, write_report_dir
+from salience.reporting.multiclass import false_class_tables
 from salience.reporting.origin import check_single_origin
 from salience.reporting.overview import check_baseline, overview
 from salience.reporting.selection import overall
@@ -57,6 +58,7 @@ def cmd_tables(args: argparse.Namespace) -> int:
     dd_base, sage_base = args.dd_baseline or "cyborg", args.sage_baseline or "xent"
     built = [overview(runs, args.metric, args.baseline)]
     built += build_all(runs, args.metric, dd_base, sage_base, papers)
+    built += false_class_tables(runs, args.metric)  # multi-class studies only (issue 12)
     for table in built:  # every table checked before any is written
         runs_of = table.data[table.data["kind"] == "run"]
         check_single_origin(table.id, runs_of, args.allow_mixed_weights)
