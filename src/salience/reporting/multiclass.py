@@ -31,7 +31,7 @@ def false_class_runs(runs: pd.DataFrame) -> pd.DataFrame:
         return runs.iloc[0:0]
     d = runs[(num_classes(runs) > 2) & runs["false_class"].isin(CHOICES)]
     keep = [v == "base" or v.endswith(f"-{fc}") for v, fc in zip(d["variant"], d["false_class"])]
-    return d[keep]
+    return d[pd.Series(keep, index=d.index, dtype=bool)]
 
 
 def false_class_tables(runs: pd.DataFrame, metric: str = "auroc") -> list[Table]:
