@@ -11,7 +11,9 @@ import torch
 
 import salience  # noqa: F401
 from salience.cam import class_activation_maps, difference_salience, minmax, true_false_cams
+from salience.errors import ConfigError
 from salience.losses import cam_terms
+from salience.models.base import Backbone, Classifier
 
 torch.set_num_threads(1)
 
@@ -110,6 +112,31 @@ def test_difference_salience_by_loop():
     emb = feat.mean(dim=(2, 3))
     ldiff = [float(emb[b] @ (weight[y] - weight[1 - y])) for b, y in enumerate(labels.tolist())]
     torch.testing.assert_close(diff.mean(dim=(1, 2)), torch.tensor(ldiff, dtype=diff.dtype))
+
+
+def test_binary_cam_helpers_refuse_k_classes():
+    """3-class CAMs: labels with a 2 used to raise a raw IndexError, labels only 0/1 silently
+    compared classes 0 and 1; both now refuse in one line naming the K-class functions."""
+    cams = _rand(2, 3, 2, 2)
+    feat, weight = _rand(2, 4, 2, 2), _rand(3, 4, seed=1)
+    for labels in (torch.tensor([0, 2]), torch.tensor([0, 1])):
+        with pytest.raises(ValueError, match=r"got 3 classes.*salience\.losses\.multiclass") as e:
+            true_false_cams(cams, labels)
+        assert "\n" not in str(e.value) and "true_cam" in str(e.value)
+        with pytest.raises(ValueError, match=r"difference_salience .*got 3 classes") as e:
+            difference_salience(feat, weight, labels)
+        assert "\n" not in str(e.value) and "false_class_cams" in str(e.value)
+
+
+@pytest.mark.parametrize("k", [1, 0])
+def test_classifier_needs_two_classes(k):
+    class Tiny(Backbone):
+        num_features = 3
+
+    with pytest.raises(ConfigError, match=rf"num_classes {k}: a classifier needs at least 2") as e:
+        Classifier(Tiny(), num_classes=k)
+    assert "\n" not in str(e.value)
+    assert Classifier(Tiny(), num_classes=3).fc.out_features == 3
 
 
 # ---------------------------------------------------------------------------------- cam_terms

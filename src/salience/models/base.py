@@ -89,6 +89,11 @@ class Classifier(nn.Module):
             raise ConfigError(
                 f"model.cam_layer {cam_layer!r}: choose one of {', '.join(CAM_LAYERS)}"
             )
+        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
+            raise ConfigError(
+                f"num_classes {num_classes!r}: a classifier needs at least 2 classes "
+                f"(binary tasks use 2)"
+            )
         self.backbone = backbone
         self.fc = nn.Linear(backbone.num_features, num_classes)
         self.cam_layer = cam_layer
