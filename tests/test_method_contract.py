@@ -8,6 +8,7 @@ import inspect
 
 import pytest
 import torch
+from _support import copy_repo, run_cli
 
 from salience.errors import ConfigError
 from salience.methods.base import METHODS, build_method, import_all, method_class
@@ -91,3 +92,49 @@ def test_a_method_without_a_cam_head_gives_none_and_its_notes():
         logits, cams = method.forward_eval(model, batch)
     assert cams is None and logits.shape == (4, 2)
     assert method.eval_notes() == {"test_maps": "per batch"}
+
+
+USER_METHOD = '''"""A user's method file."""
+from salience.methods.base import METHODS, Method
+
+
+@METHODS.register({name!r})
+class Mine(Method):
+{body}
+'''
+
+
+@pytest.mark.parametrize(
+    "name, body, line",
+    [
+        (
+            "xent",
+            '    label = "Mine"',
+            "error: method 'xent' is registered twice: by salience.methods.mine.Mine and by "
+            "salience.methods.xent.Xent; give one of them another name",
+        ),
+        (
+            "mine",
+            "    pass",
+            "error: method 'mine' (salience.methods.mine.Mine) has no label; "
+            'set label = "..." in the class',
+        ),
+    ],
+    ids=["name-registered-twice", "no-label"],
+)
+def test_a_bad_method_file_is_one_line(tmp_path, name, body, line):
+    """A user's method file reusing a shipped name (was a 33-line ValueError traceback, exit 1) or
+    lacking a `label`: one line naming the name and both classes' modules, exit 2, nothing written."""
+    root = copy_repo(tmp_path / "repo")
+    (root / "src/salience/methods/mine.py").write_text(USER_METHOD.format(name=name, body=body))
+    catalogue = root / "src/salience/methods/catalogue.json"
+    before = catalogue.read_bytes()
+    proc = run_cli(
+        ["methods", "--write-catalogue"],
+        check=False,
+        cwd=root,
+        env={"PYTHONPATH": str(root / "src")},
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip().splitlines() == [line]
+    assert catalogue.read_bytes() == before

@@ -51,3 +51,10 @@ def test_settings_round_trip_and_one_line_errors():
     assert (
         Setting(0.5, "number", 0, 1).problem(float("nan")) == "must be a number in [0, 1], got nan"
     )
+
+
+def test_methods_help_has_a_description():
+    """`methods --help` printed only usage and options; it now says what the command does."""
+    out = run_cli(["methods", "--help"]).stdout
+    assert "List the registered training methods" in out
+    assert "--write-catalogue rewrites" in " ".join(out.split())

@@ -14,8 +14,11 @@ T = TypeVar("T")
 class Registry(Generic[T]):
     """Maps names to objects; `register` is a decorator, `get` fails with a one-line suggestion."""
 
-    def __init__(self, kind: str) -> None:
+    def __init__(self, kind: str, required: tuple[str, ...] = ()) -> None:
+        """`required`: class attributes a registered class must set to a non-empty value (methods
+        need a display `label`); a class without one is refused at registration."""
         self.kind = kind
+        self.required = required
         self._items: dict[str, T] = {}
 
     def register(self, name: str) -> Callable[[T], T]:
@@ -23,8 +26,21 @@ class Registry(Generic[T]):
         attribute (the registry is the one place a method's name is written)."""
 
         def deco(obj: T) -> T:
+            # One line (ConfigError; the CLI exits 2) instead of a traceback through the import
+            # machinery: the usual cause is a user's method file reusing a shipped name.
             if name in self._items:
-                raise ValueError(f"{self.kind} {name!r} registered twice")
+                raise ConfigError(
+                    f"{self.kind} {name!r} is registered twice: by {_where(self._items[name])} "
+                    f"and by {_where(obj)}; give one of them another name"
+                )
+            missing = [
+                a for a in self.required if isinstance(obj, type) and not getattr(obj, a, "")
+            ]
+            if missing:
+                raise ConfigError(
+                    f"{self.kind} {name!r} ({_where(obj)}) has no {missing[0]}; set "
+                    f'{missing[0]} = "..." in the class'
+                )
             if isinstance(obj, type):
                 obj.name = name
             self._items[name] = obj
@@ -46,6 +62,11 @@ class Registry(Generic[T]):
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.names())
+
+
+def _where(obj: object) -> str:
+    """module.QualName of a registered object (which file to look at)."""
+    return f"{getattr(obj, '__module__', '?')}.{getattr(obj, '__qualname__', repr(obj))}"
 
 
 def unknown(kind: str, name: str, known) -> ConfigError:

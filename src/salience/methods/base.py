@@ -46,7 +46,7 @@ from salience.models.base import Backbone, Classifier
 from salience.registry import Registry
 
 log = logging.getLogger(__name__)
-METHODS: Registry = Registry("method")
+METHODS: Registry = Registry("method", required=("label",))
 
 
 @dataclass
