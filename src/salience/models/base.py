@@ -17,6 +17,7 @@ from __future__ import annotations
 import importlib
 import logging
 from dataclasses import dataclass
+from numbers import Integral
 
 import torch
 from torch import Tensor, nn
@@ -89,7 +90,11 @@ class Classifier(nn.Module):
             raise ConfigError(
                 f"model.cam_layer {cam_layer!r}: choose one of {', '.join(CAM_LAYERS)}"
             )
-        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
+        if (
+            isinstance(num_classes, bool)
+            or not isinstance(num_classes, Integral)
+            or num_classes < 2
+        ):
             raise ConfigError(
                 f"num_classes {num_classes!r}: a classifier needs at least 2 classes "
                 f"(binary tasks use 2)"
