@@ -6,6 +6,8 @@ The references below are plain Python loops over (b, i, j) with the textbook def
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -14,6 +16,8 @@ from salience.cam import class_activation_maps, difference_salience, minmax, tru
 from salience.errors import ConfigError
 from salience.losses import cam_terms
 from salience.models.base import Backbone, Classifier
+
+ROBUSTNESS = Path(__file__).resolve().parents[1] / "docs" / "robustness.md"
 
 torch.set_num_threads(1)
 
@@ -126,6 +130,7 @@ def test_binary_cam_helpers_refuse_k_classes():
         with pytest.raises(ValueError, match=r"difference_salience .*got 3 classes") as e:
             difference_salience(feat, weight, labels)
         assert "\n" not in str(e.value) and "false_class_cams" in str(e.value)
+        assert f"`` {e.value} ``" in ROBUSTNESS.read_text()  # quoted verbatim
 
 
 @pytest.mark.parametrize("k", [1, 0])
@@ -136,6 +141,8 @@ def test_classifier_needs_two_classes(k):
     with pytest.raises(ConfigError, match=rf"num_classes {k}: a classifier needs at least 2") as e:
         Classifier(Tiny(), num_classes=k)
     assert "\n" not in str(e.value)
+    if k == 1:
+        assert f"`` {e.value} ``" in ROBUSTNESS.read_text()
     assert Classifier(Tiny(), num_classes=3).fc.out_features == 3
 
 

@@ -137,4 +137,5 @@ def test_a_bad_method_file_is_one_line(tmp_path, name, body, line):
     )
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.strip().splitlines() == [line]
+    assert f"`` {line} ``" in (root / "docs/robustness.md").read_text()  # quoted verbatim
     assert catalogue.read_bytes() == before
