@@ -183,6 +183,15 @@ def test_binary_layout_unchanged_and_rq1_refuses_k3(tmp_path, three_class) -> No
     )
     assert proc.returncode == 2 and proc.stderr.strip().splitlines()[-1].startswith(line)
     assert not (tmp_path / "wrong" / "metrics.json").exists()
+    k3_model = three_class[0] / "m.pt"  # the reverse: a 3-class model on binary data
+    args = ["evaluate", "--checkpoint", str(k3_model), "--prepared", str(prepared)]
+    proc = run_cli([*args, "--out", str(tmp_path / "wrong3")], check=False)
+    line = (
+        f"error: {k3_model}: the model has 3 outputs, but {prepared}/meta.json lists no classes "
+        f"(a binary dataset: 2 classes, 0 and 1); evaluate on the data the model was trained on"
+    )
+    assert proc.returncode == 2 and proc.stderr.strip().splitlines()[-1] == line
+    assert not (tmp_path / "wrong3").exists()
     with pytest.raises(DataError) as v:
         val_auroc(np.array([0, 1, 0, 1]), np.eye(4, 3), "val")
     doc = (Path(__file__).resolve().parents[1] / "docs" / "robustness.md").read_text()

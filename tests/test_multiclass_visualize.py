@@ -167,6 +167,25 @@ def test_labels_beyond_the_model_classes_are_refused(tmp_path):
     assert not out.exists() and not list(tmp_path.glob("*.png*"))
 
 
+def test_a_multiclass_model_on_binary_data_is_refused(tmp_path):
+    """The reverse mismatch (3 outputs, binary data): one line naming it, exit 2, no PNG."""
+    prepared = _prepared(tmp_path / "bin", 2)
+    _model_pt(tmp_path / "model.pt", 3)
+    out = tmp_path / "fig.png"
+    proc = run_cli(
+        ["visualize", "--checkpoint", str(tmp_path / "model.pt"), "--prepared", str(prepared)]
+        + ["--out", str(out)],
+        check=False,
+    )
+    assert proc.returncode == 2, proc.stderr
+    line = proc.stderr.strip().splitlines()[-1].replace(str(tmp_path), "<tmp>")
+    assert line == (
+        "error: <tmp>/model.pt: the model has 3 outputs, but <tmp>/bin/meta.json lists no classes "
+        "(a binary dataset: 2 classes, 0 and 1); visualise it on the data the model was trained on"
+    )
+    assert not out.exists() and not list(tmp_path.glob("*.png*"))
+
+
 def _planned(configfile) -> dict[str, int]:
     """{rule: jobs} of `snakemake -n` (plans only)."""
     proc = subprocess.run(

@@ -298,7 +298,7 @@ def visualize_checkpoint(
     (binary: unchanged four columns; K > 2: true class vs its strongest competitor), or with
     `pairs` one panel per ordered class pair (K·(K − 1) rows). K is model.pt's meta `num_classes`
     (2 when absent). ConfigError when the data hold a label ≥ K or the model has no CAM head."""
-    from salience.evaluation.evaluate import load_trained
+    from salience.evaluation.evaluate import check_model_classes, load_trained
 
     model, method, meta = load_trained(model_path)
     k = int(meta.get("num_classes", 2))
@@ -308,6 +308,9 @@ def visualize_checkpoint(
             f"{prepared}: holds label {int(ds.labels.max())}, but {model_path} has {k} classes; "
             "visualise the model with the prepared data it was trained on"
         )
+    check_model_classes(
+        ds, k, Path(model_path), "visualise it"
+    )  # e.g. a 3-class model on binary data
     rows = pick_samples(ds, split, samples, num_classes=k)
     labels = ds.index["label"].to_numpy()[rows]
     names, title = class_names(ds, k), title or str(meta.get("run_id", model_path))
