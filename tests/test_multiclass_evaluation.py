@@ -199,6 +199,29 @@ def test_binary_layout_unchanged_and_rq1_refuses_k3(tmp_path, three_class) -> No
         assert f"`` {message} ``" in doc
 
 
+def test_console_lines_name_the_macro_auroc_for_k3(tmp_path, three_class) -> None:
+    """K > 2: the evaluate/train console line and the job's `done` line say the AUROC is the macro
+    one-vs-rest AUROC; binary lines keep their text."""
+    from salience.run_cli import _done_line
+
+    tmp, metrics, _ = three_class
+    args = ["evaluate", "--checkpoint", str(tmp / "m.pt"), "--prepared", str(tmp / "prepared")]
+    out = run_cli([*args, "--out", str(tmp_path / "again")]).stdout.strip().splitlines()[-1]
+    all_ = metrics["auroc"]["all"]
+    assert out.startswith(
+        f"macro one-vs-rest AUROC over 3 classes ({tmp_path / 'again'}): all={all_:.3f}"
+    )
+    (tmp_path / "run.json").write_text(json.dumps({"best_epoch": 1}))
+    pd.DataFrame({"epoch": [1], "val_auroc": [0.5]}).to_csv(tmp_path / "history.csv", index=False)
+    assert _done_line("r", tmp_path, 0.75, 3) == (
+        "done r: best epoch 1, val AUROC 0.500, test AUROC 0.750 "
+        "(macro one-vs-rest AUROC, 3 classes)"
+    )
+    assert (
+        _done_line("r", tmp_path, 0.75) == "done r: best epoch 1, val AUROC 0.500, test AUROC 0.750"
+    )
+
+
 def test_faithfulness_margin_is_over_the_strongest_competitor() -> None:
     logits = torch.tensor([[0.0, 2.0, 5.0], [1.0, -1.0, 0.5]])
     assert FA._margin(logits, torch.tensor([1, 0])).tolist() == [-3.0, 0.5]
