@@ -228,3 +228,20 @@ def test_faithfulness_margin_is_over_the_strongest_competitor() -> None:
     two, lab = torch.randn(16, 2), torch.randint(0, 2, (16,))
     old = (two.gather(1, lab.view(-1, 1)) - two.gather(1, 1 - lab.view(-1, 1))).squeeze(1)
     assert torch.equal(FA._margin(two, lab), old)  # K = 2: the binary definition, bit for bit
+
+
+def test_docs_name_the_multiclass_columns_and_table() -> None:
+    """docs/decisions.md's runs.csv note names every appended K-class column and README's
+    results/tables/ row names the false_class table (reporting/multiclass.py)."""
+    from salience.reporting.multiclass import TABLE_ID
+
+    root = Path(__file__).resolve().parents[1]
+    decisions = (root / "docs" / "decisions.md").read_text()
+    note = next(
+        ln for ln in decisions.splitlines() if ln.startswith("| K-class runs in the report")
+    )
+    assert f"runs.csv gains {len(A.MULTICLASS_COLUMNS)} last columns" in note.replace("two", "2")
+    assert all(f"`{c}`" in note for c in A.MULTICLASS_COLUMNS)
+    readme = (root / "README.md").read_text()
+    row = next(ln for ln in readme.splitlines() if ln.startswith("| `results/tables/` |"))
+    assert f"multi-class studies only `{TABLE_ID}`" in row
