@@ -43,11 +43,7 @@ def cmd_methods(args: argparse.Namespace) -> None:
 def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     """Register `methods`."""
     p = subparsers.add_parser(
-        "methods",
-        help="list the registered methods with their stages and settings",
-        description="List the registered training methods (name, label, stages, declared settings "
-        "with defaults), read from the torch-free catalogue; --write-catalogue rewrites it after "
-        "a method file changes (docs/methods.md, 'Adding a method').",
+        "methods", help="list the registered methods with their stages and settings"
     )
     what = p.add_mutually_exclusive_group()
     what.add_argument(
