@@ -92,8 +92,12 @@ def test_label_not_a_declared_class_and_missing_class_are_one_line(tmp_path: Pat
     assert "split 'test' has no rows of class 'pneumonia' (label 2)" in msg
     assert "add 'pneumonia' rows to 'test'" in msg
     assert not (tmp_path / "pc").exists()
-    with pytest.raises(DataError, match="outside the two classes 0 and 1"):  # undeclared names
+    with pytest.raises(DataError) as exc:  # undeclared names: the message names `classes`
         prepare(write_dataset(tmp_path / "d", THREE), tmp_path / "pd", SIZE)
+    assert "outside the two classes 0 and 1" in str(exc.value)
+    assert "declare them (`datasets.<name>.classes` in the config, `prepare --classes a,b,c`)" in (
+        str(exc.value)
+    )
     for classes in (["normal"], ["a", "a", "b"], ["ok", "has space"]):
         with pytest.raises(ConfigError, match="classes"):
             prepare(tmp_path / "n" / "manifest.csv", tmp_path / "pe", SIZE, classes=classes)

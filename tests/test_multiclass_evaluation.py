@@ -183,11 +183,43 @@ def test_binary_layout_unchanged_and_rq1_refuses_k3(tmp_path, three_class) -> No
     )
     assert proc.returncode == 2 and proc.stderr.strip().splitlines()[-1].startswith(line)
     assert not (tmp_path / "wrong" / "metrics.json").exists()
+    k3_model = three_class[0] / "m.pt"  # the reverse: a 3-class model on binary data
+    args = ["evaluate", "--checkpoint", str(k3_model), "--prepared", str(prepared)]
+    proc = run_cli([*args, "--out", str(tmp_path / "wrong3")], check=False)
+    line = (
+        f"error: {k3_model}: the model has 3 outputs, but {prepared}/meta.json lists no classes "
+        f"(a binary dataset: 2 classes, 0 and 1); evaluate on the data the model was trained on"
+    )
+    assert proc.returncode == 2 and proc.stderr.strip().splitlines()[-1] == line
+    assert not (tmp_path / "wrong3").exists()
     with pytest.raises(DataError) as v:
         val_auroc(np.array([0, 1, 0, 1]), np.eye(4, 3), "val")
     doc = (Path(__file__).resolve().parents[1] / "docs" / "robustness.md").read_text()
     for message in (str(e.value), str(v.value)):
         assert f"`` {message} ``" in doc
+
+
+def test_console_lines_name_the_macro_auroc_for_k3(tmp_path, three_class) -> None:
+    """K > 2: the evaluate/train console line and the job's `done` line say the AUROC is the macro
+    one-vs-rest AUROC; binary lines keep their text."""
+    from salience.run_cli import _done_line
+
+    tmp, metrics, _ = three_class
+    args = ["evaluate", "--checkpoint", str(tmp / "m.pt"), "--prepared", str(tmp / "prepared")]
+    out = run_cli([*args, "--out", str(tmp_path / "again")]).stdout.strip().splitlines()[-1]
+    all_ = metrics["auroc"]["all"]
+    assert out.startswith(
+        f"macro one-vs-rest AUROC over 3 classes ({tmp_path / 'again'}): all={all_:.3f}"
+    )
+    (tmp_path / "run.json").write_text(json.dumps({"best_epoch": 1}))
+    pd.DataFrame({"epoch": [1], "val_auroc": [0.5]}).to_csv(tmp_path / "history.csv", index=False)
+    assert _done_line("r", tmp_path, 0.75, 3) == (
+        "done r: best epoch 1, val AUROC 0.500, test AUROC 0.750 "
+        "(macro one-vs-rest AUROC, 3 classes)"
+    )
+    assert (
+        _done_line("r", tmp_path, 0.75) == "done r: best epoch 1, val AUROC 0.500, test AUROC 0.750"
+    )
 
 
 def test_faithfulness_margin_is_over_the_strongest_competitor() -> None:
@@ -196,3 +228,20 @@ def test_faithfulness_margin_is_over_the_strongest_competitor() -> None:
     two, lab = torch.randn(16, 2), torch.randint(0, 2, (16,))
     old = (two.gather(1, lab.view(-1, 1)) - two.gather(1, 1 - lab.view(-1, 1))).squeeze(1)
     assert torch.equal(FA._margin(two, lab), old)  # K = 2: the binary definition, bit for bit
+
+
+def test_docs_name_the_multiclass_columns_and_table() -> None:
+    """docs/decisions.md's runs.csv note names every appended K-class column and README's
+    results/tables/ row names the false_class table (reporting/multiclass.py)."""
+    from salience.reporting.multiclass import TABLE_ID
+
+    root = Path(__file__).resolve().parents[1]
+    decisions = (root / "docs" / "decisions.md").read_text()
+    note = next(
+        ln for ln in decisions.splitlines() if ln.startswith("| K-class runs in the report")
+    )
+    assert f"runs.csv gains {len(A.MULTICLASS_COLUMNS)} last columns" in note.replace("two", "2")
+    assert all(f"`{c}`" in note for c in A.MULTICLASS_COLUMNS)
+    readme = (root / "README.md").read_text()
+    row = next(ln for ln in readme.splitlines() if ln.startswith("| `results/tables/` |"))
+    assert f"multi-class studies only `{TABLE_ID}`" in row

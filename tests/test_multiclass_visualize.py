@@ -133,6 +133,28 @@ def test_pairs_draw_one_panel_per_ordered_class_pair(tmp_path):
     assert (tmp_path / "p.png").read_bytes() == out.read_bytes()
 
 
+def _text_bands_above_panels(png) -> int:
+    """Separate bands of ink (rows with a dark pixel, white rows between) above the first row of
+    panels (the first pixel row that is mostly not white) of a PNG read back with PIL."""
+    with Image.open(png) as im:
+        g = np.asarray(im.convert("L"))
+    top = int(np.argmax((g < 250).mean(1) > 0.5))
+    ink = (g[:top] < 160).any(1)
+    return int(np.sum(ink[1:] & ~ink[:-1]) + ink[0])
+
+
+def test_figure_title_clears_the_panel_titles(tmp_path):
+    """K = 3 with the default 4 samples per class (12 rows): the figure title and the first row's
+    panel titles are two bands of text with white between (they overlapped before), also with
+    --pairs."""
+    prepared = _prepared(tmp_path / "gaze", 3, per_class=4, names=CLASSES)
+    _model_pt(tmp_path / "model.pt", 3)
+    res = visualize_checkpoint(tmp_path / "model.pt", prepared, tmp_path / "fig.png")
+    assert len(res.rows) == 12 and _text_bands_above_panels(res.path) == 2
+    visualize_checkpoint(tmp_path / "model.pt", prepared, tmp_path / "p.png", pairs=True)
+    assert _text_bands_above_panels(tmp_path / "p.png") == 2
+
+
 def test_binary_figure_is_the_four_column_fig1(tmp_path):
     """K = 2 keeps DD Fig. 1 as drawn before issue 12: the bytes of `draw(panels(...))`."""
     prepared = _prepared(tmp_path / "bin", 2)
@@ -164,6 +186,25 @@ def test_labels_beyond_the_model_classes_are_refused(tmp_path):
         "with the prepared data it was trained on"
     )
     assert f"`` {line} ``" in (ROOT / "docs" / "robustness.md").read_text()
+    assert not out.exists() and not list(tmp_path.glob("*.png*"))
+
+
+def test_a_multiclass_model_on_binary_data_is_refused(tmp_path):
+    """The reverse mismatch (3 outputs, binary data): one line naming it, exit 2, no PNG."""
+    prepared = _prepared(tmp_path / "bin", 2)
+    _model_pt(tmp_path / "model.pt", 3)
+    out = tmp_path / "fig.png"
+    proc = run_cli(
+        ["visualize", "--checkpoint", str(tmp_path / "model.pt"), "--prepared", str(prepared)]
+        + ["--out", str(out)],
+        check=False,
+    )
+    assert proc.returncode == 2, proc.stderr
+    line = proc.stderr.strip().splitlines()[-1].replace(str(tmp_path), "<tmp>")
+    assert line == (
+        "error: <tmp>/model.pt: the model has 3 outputs, but <tmp>/bin/meta.json lists no classes "
+        "(a binary dataset: 2 classes, 0 and 1); visualise it on the data the model was trained on"
+    )
     assert not out.exists() and not list(tmp_path.glob("*.png*"))
 
 

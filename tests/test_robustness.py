@@ -259,7 +259,7 @@ def _(ws, tmp):
 @case(
     "label-outside-classes",
     "label 2 (only 0 and 1 exist)",
-    expect="error: <tmp>/ds/manifest.csv line 3: images/train/train_00001.png: label '2' is outside the two classes 0 and 1 (1 = attack/synthetic/abnormal); fix the row, or convert class names with `python -m salience import ... --label-map NAME=0|1`",
+    expect="error: <tmp>/ds/manifest.csv line 3: images/train/train_00001.png: label '2' is outside the two classes 0 and 1 (1 = attack/synthetic/abnormal); fix the row, or convert class names with `python -m salience import ... --label-map NAME=0|1`, or, for a dataset with more than two classes, declare them (`datasets.<name>.classes` in the config, `prepare --classes a,b,c`)",
     absent=["prepared"],
 )
 def _(ws, tmp):
@@ -873,7 +873,9 @@ def test_workflow_bad_manifest_fails_the_prepare_job_cleanly(ws, tmp_path):
     message = (
         f"error: {ds}/manifest.csv line 3: images/train/train_00001.png: label '7' is outside the two classes 0 and 1 "
         f"(1 = attack/synthetic/abnormal); fix the row, or convert class names with "
-        f"`python -m salience import ... --label-map NAME=0|1`"
+        f"`python -m salience import ... --label-map NAME=0|1`, or, for a dataset with more "
+        f"than two classes, declare them (`datasets.<name>.classes` in the config, "
+        f"`prepare --classes a,b,c`)"
     )
     log = (tmp_path / "logs" / "prepare" / "mine.log").read_text().strip().splitlines()
     assert log[-1] == message and "Traceback" not in "\n".join(log)

@@ -155,6 +155,34 @@ def test_experiment_named_for_a_behaviour_must_declare_it(tmp_path, exp, field):
     assert f"add `{field}: true` to keep that meaning, or `{field}: false`" in lines[0]
 
 
+def test_false_class_sweep_on_binary_datasets_is_refused(tmp_path):
+    """false_class only chooses among K − 1 > 1 false classes: a sweep of it on datasets that are
+    all binary would plan identical trainings, so `runs` stops with one line (exit 2)."""
+    cfg = _load(".test/config.yaml")
+    names = list(cfg["datasets"])
+    cfg["experiments"]["false_class_difference"] = {
+        "datasets": names,
+        "backbones": ["smallcnn"],
+        "methods": ["difference"],
+        "seeds": [0],
+        "key": "methods.difference.false_class",
+        "label": "difference",
+        "values": ["strongest", "mean"],
+    }
+    path = tmp_path / "fc.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    proc = run_cli(["runs", "--config", str(path)], check=False)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and proc.stdout == ""
+    assert lines[0] == (
+        f"error: {path}: experiments.false_class_difference.key: methods.difference.false_class sweeps false_class, "
+        f"but every dataset of the experiment ({', '.join(names)}) is binary, and false_class has "
+        f"no effect for K = 2 (identical trainings); add a dataset with more than two `classes`, "
+        f"or remove the experiment"
+    )
+
+
 def test_declared_experiment_fields_not_names_drive_the_grid():
     """`flipped_maps` gives any experiment its flipped variant and `rq1_fooled` marks RQ1's fooled
     runs, whatever the experiment is called; false turns them off under the old names."""

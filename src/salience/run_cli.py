@@ -55,18 +55,25 @@ def cmd_train(args: argparse.Namespace) -> None:
         from salience.evaluation.evaluate import evaluate_run
 
         m = evaluate_run(cfg, spec, tracker=tracker)
-        print(
-            f"AUROC (results for {spec.run_id}): "
-            + ", ".join(f"{k}={v:.3f}" for k, v in m["auroc"].items())
-        )
+        print(_auroc_line(f"results for {spec.run_id}", m))
     # the job's one line on Snakemake's console (train rule: `grep '^done '` of the log)
-    print(
-        _done_line(spec.run_id, out, m["auroc"].get("all") if args.evaluate else None), flush=True
-    )
+    k = len(cfg["datasets"][spec.dataset].get("classes") or ()) or 2
+    test = m["auroc"].get("all") if args.evaluate else None
+    print(_done_line(spec.run_id, out, test, k), flush=True)
 
 
-def _done_line(run_id: str, out, test_auroc: float | None) -> str:
-    """`done <run id>: best epoch E, val AUROC V[, test AUROC T]` from run.json / history.csv."""
+def _auroc_line(where: str, metrics: dict) -> str:
+    """`AUROC (where): all=…, <subset>=…`; a K > 2 model's metrics.json (it lists `classes`) holds
+    the macro one-vs-rest AUROC (docs/decisions.md "Multi-class ..."), and the line says so."""
+    aur = ", ".join(f"{k}={v:.3f}" for k, v in metrics["auroc"].items())
+    k = len(metrics.get("classes") or ())
+    name = f"macro one-vs-rest AUROC over {k} classes" if k > 2 else "AUROC"
+    return f"{name} ({where}): {aur}"
+
+
+def _done_line(run_id: str, out, test_auroc: float | None, k: int = 2) -> str:
+    """`done <run id>: best epoch E, val AUROC V[, test AUROC T]` from run.json / history.csv; for
+    K > 2 classes the line ends with `(macro one-vs-rest AUROC, K classes)`."""
     import json
 
     import pandas as pd
@@ -77,7 +84,8 @@ def _done_line(run_id: str, out, test_auroc: float | None) -> str:
     if best >= 1 and "val_auroc" in hist and len(hist) >= best:
         val = f"{float(hist['val_auroc'].iloc[best - 1]):.3f}"
     test = "" if test_auroc is None else f", test AUROC {test_auroc:.3f}"
-    return f"done {run_id}: best epoch {best}, val AUROC {val}{test}"
+    macro = f" (macro one-vs-rest AUROC, {k} classes)" if k > 2 else ""
+    return f"done {run_id}: best epoch {best}, val AUROC {val}{test}{macro}"
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
@@ -107,8 +115,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
             method=args.method,
         )
         where = str(args.out)
-    aur = ", ".join(f"{k}={v:.3f}" for k, v in m["auroc"].items())
-    print(f"AUROC ({where}): {aur}")
+    print(_auroc_line(where, m))
 
 
 def cmd_visualize(args: argparse.Namespace) -> None:

@@ -110,11 +110,26 @@ def _check_experiment(cfg: dict, exp: str, grid: dict, source: str) -> None:
                 f"{where}.key: method {mname!r} has no setting {param!r} "
                 f"(settings: {', '.join(sorted(info.settings))})"
             )
+        _check_false_class_sweep(cfg, grid, param, where)
     if exp in NAMED_FIELDS and NAMED_FIELDS[exp][0] not in grid:
         field, meaning = NAMED_FIELDS[exp]
         raise ConfigError(
             f"{where}: the experiment's name no longer implies {field} ({meaning}); add "
             f"`{field}: true` to keep that meaning, or `{field}: false` (docs/decisions.md)"
+        )
+
+
+def _check_false_class_sweep(cfg: dict, grid: dict, param: str, where: str) -> None:
+    """A false_class sweep needs a dataset with K > 2 classes: with K = 2 every choice is DD
+    Eqs. 3-5 (docs/decisions.md "Multi-class ..."), so the sweep would plan identical trainings."""
+    if param != "false_class":
+        return
+    names = grid["datasets"]
+    if not any(len(cfg["datasets"][d].get("classes") or ()) > 2 for d in names):
+        raise ConfigError(
+            f"{where}.key: {grid['key']} sweeps false_class, but every dataset of the experiment "
+            f"({', '.join(names)}) is binary, and false_class has no effect for K = 2 (identical "
+            f"trainings); add a dataset with more than two `classes`, or remove the experiment"
         )
 
 

@@ -211,9 +211,15 @@ def _cell(ax, image: np.ndarray, overlay: np.ndarray | None, title: str) -> None
     ax.set_title(textwrap.fill(title, 28), fontsize=7)  # long class names wrap, not overlap
 
 
-def _save(fig, path: Path) -> Path:
+def _save(fig, title: str, path: Path) -> Path:
+    """Title the K-class figure and write it. The title sits a fixed 0.12 in below the top edge
+    and tight_layout keeps the panels (and their titles) under a 0.45 in band: a fraction of the
+    height, as before, left 12 rows' panel titles running into it (the binary `draw` is kept byte
+    for byte, docs/decisions.md "Difference Salience figures for K > 2")."""
     plt = _pyplot()
-    fig.tight_layout()
+    height = fig.get_figheight()
+    fig.suptitle(title, fontsize=10, y=1 - 0.12 / height, va="top")
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.45 / height))
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=110)
     plt.close(fig)
@@ -246,8 +252,7 @@ def draw_competitor(
             f"y={y}  p={prob[int(labels[r])]:.2f}\np({s})={prob[int(p['competitor_class'][r])]:.2f}",
             fontsize=7,
         )
-    fig.suptitle(f"{title}: true class vs strongest competitor", fontsize=10)
-    return _save(fig, path)
+    return _save(fig, f"{title}: true class vs strongest competitor", path)
 
 
 def draw_pairs(
@@ -267,8 +272,7 @@ def draw_pairs(
                 continue
             _cell(ax, images[pp.rows[c]], pp.maps[c], f"{names[pp.i]} − {names[pp.j]}")
         axes[r, 0].set_ylabel(f"y={names[pp.i]}\nnorm(cam_{pp.i} − cam_{pp.j})", fontsize=7)
-    fig.suptitle(f"{title}: Difference Salience per class pair", fontsize=10)
-    return _save(fig, path)
+    return _save(fig, f"{title}: Difference Salience per class pair", path)
 
 
 @dataclass
@@ -298,7 +302,7 @@ def visualize_checkpoint(
     (binary: unchanged four columns; K > 2: true class vs its strongest competitor), or with
     `pairs` one panel per ordered class pair (K·(K − 1) rows). K is model.pt's meta `num_classes`
     (2 when absent). ConfigError when the data hold a label ≥ K or the model has no CAM head."""
-    from salience.evaluation.evaluate import load_trained
+    from salience.evaluation.evaluate import check_model_classes, load_trained
 
     model, method, meta = load_trained(model_path)
     k = int(meta.get("num_classes", 2))
@@ -308,6 +312,9 @@ def visualize_checkpoint(
             f"{prepared}: holds label {int(ds.labels.max())}, but {model_path} has {k} classes; "
             "visualise the model with the prepared data it was trained on"
         )
+    check_model_classes(
+        ds, k, Path(model_path), "visualise it"
+    )  # e.g. a 3-class model on binary data
     rows = pick_samples(ds, split, samples, num_classes=k)
     labels = ds.index["label"].to_numpy()[rows]
     names, title = class_names(ds, k), title or str(meta.get("run_id", model_path))

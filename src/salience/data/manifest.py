@@ -314,7 +314,9 @@ def _cell_problem(
         return (
             f"{here}: {image or '(no image)'}: label {label_s!r} is outside the two classes 0 and 1 "
             f"(1 = attack/synthetic/abnormal); fix the row, or convert class names with "
-            f"`python -m salience import ... --label-map NAME=0|1`"
+            f"`python -m salience import ... --label-map NAME=0|1`, or, for a dataset with more "
+            f"than two classes, declare them (`datasets.<name>.classes` in the config, "
+            f"`prepare --classes a,b,c`)"
         )
     if not image:
         return f"{here}: empty image path; fill it in or remove the row"

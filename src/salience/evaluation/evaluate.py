@@ -146,14 +146,32 @@ def _score_columns(logits: np.ndarray) -> dict[str, np.ndarray]:
 def class_names(ds: PreparedDataset, meta: dict, k: int, model_path: Path) -> list[str]:
     """Names of the model's K output classes: the prepared data's meta.json `classes` (label index
     order, K > 2 datasets only), else model.pt's, else "0"…"K−1". A count that differs from the
-    model's head is a one-line DataError."""
+    model's head is a one-line DataError (check_model_classes)."""
+    check_model_classes(ds, k, model_path)
     classes = ds.meta.get("classes") or meta.get("classes") or [str(c) for c in range(k)]
-    if len(classes) != k:
-        raise DataError(
-            f"{model_path}: the model has {k} outputs, but {ds.root}/meta.json lists "
-            f"{len(classes)} classes {list(classes)}; evaluate on the data the model was trained on"
-        )
     return [str(c) for c in classes]
+
+
+def check_model_classes(
+    ds: PreparedDataset, k: int, model_path: Path, verb: str = "evaluate"
+) -> None:
+    """DataError (one line) unless the model's K outputs match the prepared data's classes, in
+    either direction: a binary model on K-class data, or a K-class model on binary data (meta.json
+    without `classes`, i.e. 2 classes; docs/data.md "K classes"). Called before anything is
+    written or scored."""
+    listed = ds.meta.get("classes")
+    n = len(listed) if listed else 2
+    if n == k:
+        return
+    what = (
+        f"lists {n} classes {list(listed)}"
+        if listed
+        else "lists no classes (a binary dataset: 2 classes, 0 and 1)"
+    )
+    raise DataError(
+        f"{model_path}: the model has {k} outputs, but {ds.root}/meta.json {what}; "
+        f"{verb} on the data the model was trained on"
+    )
 
 
 def evaluate_checkpoint(
@@ -182,7 +200,8 @@ def evaluate_checkpoint(
     ds = PreparedDataset(prepared)
     rows = _rows_to_score(ds, split, meta, model_path)
     k = int(meta.get("num_classes", 2))  # the head load_trained rebuilt
-    named = k > 2 or bool(ds.meta.get("classes"))  # a binary head on K-class data: an error
+    check_model_classes(ds, k, Path(model_path))  # either direction, before any scoring
+    named = k > 2 or bool(ds.meta.get("classes"))
     classes = class_names(ds, meta, k, Path(model_path)) if named else None
     grid = feature_grid(find_backbone(model), ds.image_size)
     meth.prepare_eval(ds.index["has_map"].to_numpy()[rows], f"{prepared}: {split} split")
