@@ -44,8 +44,8 @@ test: $(STAMP) sysdeps
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/python -m pytest -q
 
 # The inner loop: the fast tier only (no Snakemake, SLURM, MLflow server or `dvc repro`), ≤ 3 min on
-# 2 cores (BENCHMARKS.md "Tests"). No system packages needed beyond pdflatex for the table test.
-test-fast: $(STAMP)
+# 2 cores (BENCHMARKS.md "Tests"). sysdeps: pdflatex for the table-compile test (idempotent).
+test-fast: $(STAMP) sysdeps
 	PATH=$(abspath $(BIN)):$$PATH OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -m "not integration"
 
 lint: $(STAMP)
