@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from salience.data.generate import TASKS, gaze3
+from salience.data.generate import TASKS, gaze3, generate
 from salience.errors import ConfigError, DataError
 
 TINY = {"image_size": 24, "n_train": 15, "n_val": 7, "n_test": 12}
@@ -32,9 +32,9 @@ def all_bytes(folder: Path) -> dict[str, bytes]:
 
 
 def test_same_seed_same_bytes_other_seed_other_bytes(tmp_path: Path) -> None:
-    gaze3.generate(tmp_path / "a", seed=5, **TINY)
-    gaze3.generate(tmp_path / "b", seed=5, **TINY)
-    gaze3.generate(tmp_path / "c", seed=6, **TINY)
+    generate("gaze3", tmp_path / "a", seed=5, **TINY)
+    generate("gaze3", tmp_path / "b", seed=5, **TINY)
+    generate("gaze3", tmp_path / "c", seed=6, **TINY)
     a, b, c = (all_bytes(tmp_path / x) for x in "abc")
     assert a == b
     assert a.keys() == c.keys()
@@ -42,16 +42,16 @@ def test_same_seed_same_bytes_other_seed_other_bytes(tmp_path: Path) -> None:
     assert len(differing) > 0.9 * sum(k.endswith(".png") for k in a)
     assert not list(tmp_path.glob(".tmp-*"))
     # regenerating over its own output is allowed; over a foreign file it is refused, untouched
-    gaze3.generate(tmp_path / "a", seed=5, **TINY)
+    generate("gaze3", tmp_path / "a", seed=5, **TINY)
     assert all_bytes(tmp_path / "a") == b
     (tmp_path / "a" / "notes.txt").write_text("mine")
     with pytest.raises(DataError, match="notes.txt"):
-        gaze3.generate(tmp_path / "a", seed=5, **TINY)
+        generate("gaze3", tmp_path / "a", seed=5, **TINY)
     assert (tmp_path / "a" / "notes.txt").read_text() == "mine"
 
 
 def test_class_names_balance_files_and_not_registered(tmp_path: Path) -> None:
-    manifest = gaze3.generate(tmp_path / "g", seed=1, **TINY)
+    manifest = generate("gaze3", tmp_path / "g", seed=1, **TINY)
     rows = read_csv(manifest)
     assert list(rows[0].keys()) == ["split", "label", "image", "saliency", "subset"]
     for split, n in (("train", 15), ("val", 7), ("test", 12)):
@@ -83,8 +83,15 @@ def centroid(m: np.ndarray) -> tuple[float, float]:
 
 
 def test_maps_are_centred_on_each_findings_region(tmp_path: Path) -> None:
-    manifest = gaze3.generate(
-        tmp_path / "g", seed=2, image_size=48, n_train=90, n_val=4, n_test=4, map_quality=1.0
+    manifest = generate(
+        "gaze3",
+        tmp_path / "g",
+        seed=2,
+        image_size=48,
+        n_train=90,
+        n_val=4,
+        n_test=4,
+        map_quality=1.0,
     )
     rows = [r for r in read_csv(manifest) if r["split"] == "train"]
     near = {"chf": [], "pneumonia": []}
@@ -105,8 +112,8 @@ def test_maps_are_centred_on_each_findings_region(tmp_path: Path) -> None:
 
 def cue_diffs(tmp_path: Path, **knobs) -> tuple[list[dict], np.ndarray]:
     """Per row the pixels that differ from the cue-free rendering (the same film)."""
-    a = gaze3.generate(tmp_path / "cue", **knobs)
-    b = gaze3.generate(tmp_path / "nocue", **{**knobs, "shortcut_contrast": 0.0})
+    a = generate("gaze3", tmp_path / "cue", **knobs)
+    b = generate("gaze3", tmp_path / "nocue", **{**knobs, "shortcut_contrast": 0.0})
     rows = read_csv(a)
     diffs = []
     for r in rows:
@@ -136,11 +143,13 @@ def test_corner_shortcut_points_at_the_label_in_train_and_not_in_test(tmp_path: 
 
 def test_stripes_cue_angle_follows_the_class_and_reversed_test_disagrees(tmp_path: Path) -> None:
     knobs = {"seed": 4, "image_size": 48, "n_train": 24, "n_val": 6, "n_test": 45}
-    a = gaze3.generate(
+    a = generate("gaze3",
         tmp_path / "cue", shortcut_kind="stripes", shortcut_strength=0.9,
         test_shortcut="reversed", **knobs,
     )  # fmt: skip
-    b = gaze3.generate(tmp_path / "nocue", shortcut_kind="stripes", shortcut_contrast=0.0, **knobs)
+    b = generate(
+        "gaze3", tmp_path / "nocue", shortcut_kind="stripes", shortcut_contrast=0.0, **knobs
+    )
     rows = read_csv(a)
     cues = [r["cue"] for r in read_csv(tmp_path / "cue" / "cues.csv")]
     yy, xx = np.mgrid[0:48, 0:48] + 0.5

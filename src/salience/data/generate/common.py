@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Protocol
@@ -217,6 +218,7 @@ class Sample:
 class Task(Protocol):
     NAME: str
     CODE: int
+    CLASSES: tuple[str, ...] | None  # None: binary, labels written 0/1; else label i is CLASSES[i]
     SUBSETS: tuple[str, ...]
     DEFAULTS: dict[str, Any]
 
@@ -281,15 +283,24 @@ def save_png(arr: np.ndarray, path: Path) -> None:
     Image.fromarray(arr, mode=mode).save(path, format="PNG", compress_level=6)
 
 
-def write_dataset(task: Task, k: Knobs, out: Path) -> list[Row]:
+def write_dataset(
+    task: Task,
+    k: Knobs,
+    out: Path,
+    rows: list[Row] | None = None,
+    render: Callable[[Row], tuple[np.ndarray, np.ndarray]] | None = None,
+) -> list[Row]:
     """Render every row into `out` (an empty folder): images/, maps/, manifest.csv, cues.csv,
-    generator.json. Maps are written for every row (only train maps are ever used in training)."""
-    rows = plan_rows(task, k)
+    generator.json. Maps are written for every row (only train maps are ever used in training).
+    `rows`/`render` default to the binary plan_rows/render_row (a multi-class task passes its
+    own). With `task.CLASSES` set, labels and cues are written as class names and generator.json
+    gains `classes`; else as 0/1."""
+    rows = plan_rows(task, k) if rows is None else rows
     for split in SPLIT_CODES:
         (out / "images" / split).mkdir(parents=True, exist_ok=True)
         (out / "maps" / split).mkdir(parents=True, exist_ok=True)
     for row in rows:
-        img, hmap = render_row(task, row, k)
+        img, hmap = render_row(task, row, k) if render is None else render(row)
         stem = f"{row.split}_{row.index:05d}"
         row.files = {
             "image": f"images/{row.split}/{stem}.png",
@@ -297,16 +308,24 @@ def write_dataset(task: Task, k: Knobs, out: Path) -> list[Row]:
         }
         save_png(img, out / row.files["image"])
         save_png(hmap, out / row.files["saliency"])
+    classes = task.CLASSES
+    name = (lambda i: i) if classes is None else classes.__getitem__
     with open(out / "manifest.csv", "w", newline="") as fh:
         w = csv.writer(fh, lineterminator="\n")
         w.writerow(["split", "label", "image", "saliency", "subset"])
         for r in rows:
-            w.writerow([r.split, r.label, r.files["image"], r.files["saliency"], r.subset])
+            w.writerow([r.split, name(r.label), r.files["image"], r.files["saliency"], r.subset])
     with open(out / "cues.csv", "w", newline="") as fh:
         w = csv.writer(fh, lineterminator="\n")
         w.writerow(["image", "cue"])
         for r in rows:
-            w.writerow([r.files["image"], r.cue])
-    info = {"format_version": FORMAT_VERSION, "task": task.NAME, "knobs": k.to_json()}
+            w.writerow([r.files["image"], name(r.cue)])
+    info: dict[str, Any] = {
+        "format_version": FORMAT_VERSION,
+        "task": task.NAME,
+        "knobs": k.to_json(),
+    }
+    if classes is not None:
+        info["classes"] = list(classes)
     (out / "generator.json").write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
     return rows

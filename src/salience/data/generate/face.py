@@ -17,6 +17,8 @@ from salience.data.generate.common import Knobs, Sample, blob, ellipse, grid, pe
 
 NAME = "face"
 CODE = 12
+#: binary: labels 0/1 written as numbers (a multi-class task names its classes)
+CLASSES: tuple[str, ...] | None = None
 SUBSETS = ("progan", "stargan2", "stylegan", "stylegan2", "stylegan3", "stylegan_ada")
 DEFAULTS: dict[str, Any] = {
     "signal_strength": 0.045,

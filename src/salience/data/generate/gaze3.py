@@ -28,19 +28,16 @@ cues.csv (image, the class the cue points to), generator.json (task, knobs, clas
 
 from __future__ import annotations
 
-import csv
-import json
-import logging
-import os
+import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from scipy import ndimage
 
-from salience.data import check_replaceable
+from salience.data.generate import common
+from salience.data.generate.chest import anatomy
 from salience.data.generate.common import (
-    FORMAT_VERSION,
     SPLIT_CODES,
     STREAM_CONTENT,
     STREAM_CUE,
@@ -55,12 +52,8 @@ from salience.data.generate.common import (
     make_knobs,
     period,
     rng_for,
-    save_png,
     smooth_noise,
 )
-from salience.io import atomic_dir
-
-log = logging.getLogger(__name__)
 
 NAME = "gaze3"
 CODE = 14
@@ -85,40 +78,13 @@ def knobs(**overrides: Any) -> Knobs:
 
 
 def _film(rng: np.random.Generator, size: int) -> dict[str, Any]:
-    """The normal film and its geometry (chest.py's anatomy, with the geometry kept)."""
-    yy, xx = grid(size)
-    cx = size * (0.5 + rng.uniform(-0.03, 0.03))
-    cy = size * (0.55 + rng.uniform(-0.03, 0.03))
-    img = np.full((size, size), rng.uniform(0.03, 0.1))
-    torso = ellipse(yy, xx, cy, cx, size * rng.uniform(0.42, 0.47), size * rng.uniform(0.36, 0.41))
-    img += torso * rng.uniform(0.45, 0.6)
-    lungs = np.zeros_like(img)
-    lung_geo = []
-    for side in (-1, 1):
-        lx = cx + side * size * rng.uniform(0.15, 0.18)
-        ly = cy - size * rng.uniform(0.0, 0.04)
-        lry, lrx = size * rng.uniform(0.26, 0.3), size * rng.uniform(0.1, 0.12)
-        lungs = np.maximum(lungs, ellipse(yy, xx, ly, lx, lry, lrx))
-        lung_geo.append((side, ly, lx, lry, lrx))
-    img -= lungs * rng.uniform(0.25, 0.32)
-    bend = rng.uniform(0.1, 0.2)
-    ribs = np.cos(
-        2 * np.pi * (yy + bend * (xx - cx) ** 2 / size) / period(size, 6.0) + rng.uniform(0, 6.3)
-    )
-    img += 0.06 * ribs * lungs
-    img += 0.2 * ellipse(yy, xx, cy, cx, size * 0.4, size * 0.045)  # spine / mediastinum
-    heart = (cy + size * 0.12, cx + size * 0.06, size * 0.11, size * 0.12)
-    img += 0.05 * smooth_noise(rng, size, size / 12) * torso
-    return {
-        "img": img,
-        "yy": yy,
-        "xx": xx,
-        "torso": torso,
-        "lungs": lungs,
-        "lung_geo": lung_geo,
-        "heart": heart,
-        "cx": cx,
-    }
+    """The normal film and its geometry: chest.anatomy, then texture (the heart's ellipse is
+    kept as geometry `heart` and drawn by `render`)."""
+    f = anatomy(rng, size)
+    cy, cx = f["cy"], f["cx"]
+    f["heart"] = (cy + size * 0.12, cx + size * 0.06, size * 0.11, size * 0.12)
+    f["img"] += 0.05 * smooth_noise(rng, size, size / 12) * f["torso"]
+    return f
 
 
 def render(rng: np.random.Generator, label: int, subset: str, k: Knobs) -> Sample:
@@ -228,63 +194,8 @@ def render_row(row: Row, k: Knobs) -> tuple[np.ndarray, np.ndarray]:
 
 
 def write_dataset(k: Knobs, out: Path) -> list[Row]:
-    """Render every row into `out` (an empty folder), as common.write_dataset with class names."""
-    rows = plan_rows(k)
-    for split in SPLIT_CODES:
-        (out / "images" / split).mkdir(parents=True, exist_ok=True)
-        (out / "maps" / split).mkdir(parents=True, exist_ok=True)
-    for row in rows:
-        img, hmap = render_row(row, k)
-        stem = f"{row.split}_{row.index:05d}"
-        row.files = {
-            "image": f"images/{row.split}/{stem}.png",
-            "saliency": f"maps/{row.split}/{stem}.png",
-        }
-        save_png(img, out / row.files["image"])
-        save_png(hmap, out / row.files["saliency"])
-    with open(out / "manifest.csv", "w", newline="") as fh:
-        w = csv.writer(fh, lineterminator="\n")
-        w.writerow(["split", "label", "image", "saliency", "subset"])
-        for r in rows:
-            w.writerow([r.split, CLASSES[r.label], r.files["image"], r.files["saliency"], ""])
-    with open(out / "cues.csv", "w", newline="") as fh:
-        w = csv.writer(fh, lineterminator="\n")
-        w.writerow(["image", "cue"])
-        for r in rows:
-            w.writerow([r.files["image"], CLASSES[r.cue]])
-    info = {
-        "format_version": FORMAT_VERSION,
-        "task": NAME,
-        "knobs": k.to_json(),
-        "classes": list(CLASSES),
-    }
-    (out / "generator.json").write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
-    return rows
-
-
-def _owned(folder: Path, info: dict) -> list[str] | None:
-    """The files of an earlier gaze3 dataset in `folder` (None: not one)."""
-    if info.get("task") != NAME or not isinstance(info.get("knobs"), dict):
-        return None
-    files = ["manifest.csv", "cues.csv"]
-    try:
-        with open(folder / "manifest.csv", newline="", encoding="utf-8") as fh:
-            for row in csv.DictReader(fh):
-                files += [row.get("image") or "", row.get("saliency") or ""]
-    except (OSError, ValueError, csv.Error):
-        pass  # its images are then foreign files: refused, never deleted
-    return [f for f in files if f]
-
-
-def generate(out: str | os.PathLike, **overrides: Any) -> Path:
-    """Generate the task into `out` (replaced atomically, only if it is an earlier gaze3 output);
-    returns the manifest path. ConfigError for a bad knob, DataError for a foreign folder."""
-    k = knobs(**overrides)
-    out = Path(out)
-    check_replaceable(out, "generator.json", "a generated dataset", _owned)
-    with atomic_dir(out) as tmp:
-        rows = write_dataset(k, tmp)
-    log.info(
-        "generated %s: %d images (seed %d, %d px) in %s", NAME, len(rows), k.seed, k.image_size, out
-    )
-    return out / "manifest.csv"
+    """Render every row into `out` (an empty folder): common.write_dataset with this task's rows,
+    renderer and class names."""
+    return common.write_dataset(
+        sys.modules[__name__], k, out, plan_rows(k), lambda r: render_row(r, k)
+    )  # type: ignore[arg-type]

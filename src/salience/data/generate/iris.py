@@ -17,6 +17,8 @@ from salience.data.generate.common import Knobs, Sample, blob, ellipse, grid, pe
 
 NAME = "iris"
 CODE = 11
+#: binary: labels 0/1 written as numbers (a multi-class task names its classes)
+CLASSES: tuple[str, ...] | None = None
 SUBSETS = (
     "artificial",
     "textured_contacts",
