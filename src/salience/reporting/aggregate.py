@@ -101,6 +101,8 @@ def read_run_meta(run_dir: str | os.PathLike) -> dict:
 
 
 def _run_rows(run_dir: Path) -> list[dict]:
+    """The runs.csv rows of one run (one per subset), each with the MULTICLASS_COLUMNS too
+    (`collect_runs` keeps them only when some run is multi-class); reads each file once."""
     meta = read_run_meta(run_dir)
     path = run_dir / "metrics.json"
     m = _load_json(path)
@@ -111,6 +113,7 @@ def _run_rows(run_dir: Path) -> list[dict]:
         raise SalienceError(f"{path}: auroc has no 'all' entry")
     cam = m.get("cam_agreement")
     cam = math.nan if cam is None else _finite(cam, path, "cam_agreement")
+    params = meta.get("method_params") or {}
     rows = []
     for subset, value in m["auroc"].items():
         if subset not in m["auroc_sigmoid"] or subset not in m["n"]:
@@ -133,12 +136,14 @@ def _run_rows(run_dir: Path) -> list[dict]:
                 "epochs": int(m.get("epochs", -1)),
                 "weights_origin": str(meta.get("weights_origin", "")),
                 # CAM methods: whose class CAM the loss reads (CYBORG differs between SAGE and DD)
-                "cam_class": str((meta.get("method_params") or {}).get("cam_class", "")),
+                "cam_class": str(params.get("cam_class", "")),
                 # the layer the CAM losses read (model.cam_layer); only meaningful with a cam_class
                 "cam_layer": str(meta.get("cam_layer", "")),
                 # every test (or selected-epoch validation) image scored the same: tables mark it
                 "constant_scores": bool(m.get("constant_scores", False)),
                 "test_maps": str(m.get("test_maps", "")),
+                "num_classes": _num_classes(m, path),
+                "false_class": str(params.get("false_class", "")),  # K > 2: the DD switch
             }
         )
     return rows
@@ -159,10 +164,7 @@ def collect_runs(run_dirs: Iterable[str | os.PathLike]) -> pd.DataFrame:
     is binary."""
     rows = []
     for d in run_dirs:
-        k = _num_classes(_load_json(Path(d) / "metrics.json"), Path(d) / "metrics.json")
-        params = read_run_meta(d).get("method_params") or {}
-        extra = {"num_classes": k, "false_class": str(params.get("false_class", ""))}
-        rows += [r | extra for r in _run_rows(Path(d))]
+        rows += _run_rows(Path(d))
     wide = any(r["num_classes"] > 2 for r in rows)
     df = pd.DataFrame(rows, columns=[*RUN_COLUMNS, *MULTICLASS_COLUMNS] if wide else RUN_COLUMNS)
     strings = [*STR_COLUMNS, "false_class"] if wide else STR_COLUMNS
